@@ -1,0 +1,14 @@
+"""metalib — meta-learning you can read: MAML, Reptile and Prototypical Networks on torch.func.
+
+>>> from metalib import MAML, Reptile, ProtoNet, tasks
+"""
+from . import functional, models, tasks
+from .algorithms import MAML, Pretrain, ProtoNet, Reptile
+from .batch import TaskBatch
+from .functional import NonFiniteLossError
+from .version import __version__
+
+__all__ = [
+    "MAML", "Reptile", "ProtoNet", "Pretrain", "TaskBatch", "NonFiniteLossError",
+    "functional", "models", "tasks", "__version__",
+]

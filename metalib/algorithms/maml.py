@@ -1,0 +1,165 @@
+"""MAML and first-order MAML (Finn, Abbeel & Levine, ICML 2017)."""
+from __future__ import annotations
+
+from typing import Literal, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from ..batch import as_batch, check_pair
+from ..functional import (
+    LossFn, Params, batchnorm_context, buffers_of, check_finite, check_positive, check_steps,
+    choose_vmap, forward, inner_loop, params_of,
+)
+
+Batching = Literal["auto", "loop", "vmap"]
+BNMode = Literal["transductive", "module"]
+
+
+class MAML:
+    r"""Model-Agnostic Meta-Learning.
+
+    For each task :math:`\mathcal{T}_i` the inner loop takes ``inner_steps`` SGD steps from the
+    meta-parameters :math:`\theta` on the support set (eq. 1 of the paper):
+    :math:`\phi_i = \theta - \alpha \nabla_\theta \mathcal{L}^{s}_{\mathcal{T}_i}(f_\theta)`; the
+    meta-objective is the mean query loss of the adapted models (eq. 2-3):
+    :math:`\min_\theta \frac{1}{T}\sum_i \mathcal{L}^{q}_{\mathcal{T}_i}(f_{\phi_i(\theta)})`.
+    Its gradient flows *through* the inner steps (second-order) unless ``first_order=True`` (FOMAML).
+
+    The class holds no state of its own besides the model: parameters live in ``model`` and are
+    read with :func:`metalib.functional.params_of` on every call, so an outer optimiser built on
+    ``model.parameters()`` works as usual.
+
+    Args:
+        model: any ``nn.Module``; ``model(x)`` maps a batch of inputs to predictions.
+        inner_lr: :math:`\alpha`.
+        inner_steps: inner SGD steps at meta-training (override per call with ``steps=``).
+        first_order: drop the second-order terms (FOMAML).
+        batching: how a batch of tasks is processed. ``"loop"`` — one task after another;
+            ``"vmap"`` — all tasks at once with :func:`torch.func.vmap`; ``"auto"`` (default) —
+            ``vmap`` for models without convolutions or BatchNorm (on the sinusoid MLP it is
+            several times faster), ``loop`` otherwise (on CPU, vmap over Conv-4 tasks is slower
+            and uses GBs; see ``benchmarks/README.md``).
+        bn_mode: ``"transductive"`` (default, as the original MAML code): every BatchNorm layer uses
+            the statistics of the batch it sees — support at adaptation, query at prediction — at
+            meta-training *and* meta-test time; running statistics are ignored and never updated.
+            ``"module"``: BatchNorm behaves as the module is configured (``train()``/``eval()``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        batching: Batching = "auto",
+        bn_mode: BNMode = "transductive",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.inner_lr = check_positive("inner_lr", inner_lr)
+        self.inner_steps = check_steps("inner_steps", inner_steps)
+        self.first_order = bool(first_order)
+        self.bn_mode, self.batching = bn_mode, batching
+        batchnorm_context(model, bn_mode)  # validates bn_mode
+        choose_vmap(model, batching, False)  # validates batching
+
+    def _bn_context(self):
+        return batchnorm_context(self.model, self.bn_mode)
+
+    def uses_vmap(self) -> bool:
+        """Whether a batch of tasks is processed with ``vmap`` (see ``batching``)."""
+        return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode)
+
+    @staticmethod
+    def _check_loss_fn(loss_fn) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(prediction, target), got {loss_fn!r}")
+
+    # ------------------------------------------------------------------ public API
+    def parameters(self) -> Params:
+        """The current meta-parameters :math:`\\theta` as a dict (tied to the model's tensors)."""
+        return params_of(self.model)
+
+    def adapt(
+        self,
+        x_s: Tensor,
+        y_s: Tensor,
+        loss_fn: LossFn,
+        steps: Optional[int] = None,
+        params: Optional[Params] = None,
+        first_order: Optional[bool] = None,
+    ) -> Params:
+        """Adapt to one task: ``steps`` inner SGD steps on its support set.
+
+        Args:
+            x_s: ``[n_support, *x_shape]`` (no task dimension); y_s: ``[n_support, *y_shape]``.
+            steps: defaults to ``inner_steps`` (e.g. pass 10 at meta-test time).
+            params: start here instead of the model's parameters.
+        Returns:
+            ``{name: adapted tensor}`` — differentiable with respect to the model's parameters
+            (second-order) unless ``first_order``.
+        """
+        self._check_loss_fn(loss_fn)
+        check_pair(x_s, y_s, "support")
+        steps = self.inner_steps if steps is None else check_steps("steps", steps)
+        fo = self.first_order if first_order is None else first_order
+        start = self.parameters() if params is None else params
+        with self._bn_context():
+            adapted, losses = inner_loop(
+                self.model, start, buffers_of(self.model), x_s, y_s, loss_fn, self.inner_lr, steps, fo
+            )
+        check_finite(losses, "the inner-loop (support) loss")
+        return adapted
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        """Predictions of the model with ``params`` (e.g. from :meth:`adapt`) on ``x``."""
+        with self._bn_context():
+            return forward(self.model, params, buffers_of(self.model), x)
+
+    __call__ = forward
+
+    def task_losses(
+        self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """Adapt to every task of ``batch`` and evaluate on its query set.
+
+        Args:
+            batch: ``(x_s, y_s, x_q, y_q)`` with a leading task dimension ``T``.
+        Returns:
+            ``(query_losses [T], query_predictions [T, n_query, ...])``, differentiable with
+            respect to the model's parameters.
+        """
+        self._check_loss_fn(loss_fn)
+        x_s, y_s, x_q, y_q = as_batch(batch)
+        steps = self.inner_steps if steps is None else check_steps("steps", steps)
+        theta, buffers = self.parameters(), buffers_of(self.model)
+        model, lr, fo = self.model, self.inner_lr, self.first_order
+
+        def one_task(xs, ys, xq, yq):
+            phi, inner = inner_loop(model, theta, buffers, xs, ys, loss_fn, lr, steps, fo)
+            pred = forward(model, phi, buffers, xq)
+            return loss_fn(pred, yq), pred, inner
+
+        with self._bn_context():
+            if self.uses_vmap():
+                losses, preds, inner = vmap(one_task, randomness="different")(x_s, y_s, x_q, y_q)
+            else:
+                outs = [one_task(*task) for task in zip(x_s, y_s, x_q, y_q)]
+                losses, preds, inner = (torch.stack(o) for o in zip(*outs))
+        check_finite(inner, "the inner-loop (support) loss")
+        check_finite(losses.detach(), "the query loss")
+        return losses, preds
+
+    def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+        """Mean query loss over the task batch (the MAML objective); ``.backward()`` fills the
+        model's ``.grad`` with the meta-gradient."""
+        return self.task_losses(batch, loss_fn, steps)[0].mean()
+
+    def __repr__(self) -> str:
+        return (
+            f"MAML(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order="
+            f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r})"
+        )

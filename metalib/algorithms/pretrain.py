@@ -1,0 +1,35 @@
+"""The baseline every meta-learner must beat: one network trained on all tasks jointly."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..batch import as_batch
+from ..functional import LossFn, buffers_of, check_finite, forward
+from .maml import MAML
+
+
+class Pretrain(MAML):
+    r"""Joint training ("pretrained" in Finn et al.'s sinusoid figure), fine-tuned at test time.
+
+    Meta-training minimises the plain loss on every point of every task, with no inner loop:
+    :math:`\min_\theta \sum_i \mathcal{L}_{\mathcal{T}_i}(f_\theta)`. At test time it adapts exactly
+    like MAML (``adapt``/``task_losses`` with ``steps`` SGD steps at ``inner_lr``), so the two are
+    compared with the same fine-tuning procedure; only the initialisation differs.
+    """
+
+    def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+        """Loss of the un-adapted model on all support and query points of the batch."""
+        self._check_loss_fn(loss_fn)
+        x_s, y_s, x_q, y_q = as_batch(batch)
+        x = torch.cat([x_s, x_q], 1).flatten(0, 1)
+        y = torch.cat([y_s, y_q], 1).flatten(0, 1)
+        with self._bn_context():
+            loss = loss_fn(forward(self.model, self.parameters(), buffers_of(self.model), x), y)
+        check_finite(loss.detach(), "the joint-training loss")
+        return loss
+
+    def __repr__(self) -> str:
+        return f"Pretrain(fine-tune lr={self.inner_lr}, steps={self.inner_steps})"

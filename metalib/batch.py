@@ -1,0 +1,92 @@
+"""The task batch every algorithm consumes, and the checks that keep bad input from passing silently."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+
+class TaskBatch(NamedTuple):
+    """A batch of tasks, each split into a support and a query set.
+
+    Shapes (``T`` tasks): ``x_s: [T, n_support, *x_shape]``, ``y_s: [T, n_support, *y_shape]``,
+    ``x_q: [T, n_query, *x_shape]``, ``y_q: [T, n_query, *y_shape]``. For N-way K-shot
+    classification ``n_support = N*K`` and the labels are integers in ``[0, N)``.
+    """
+
+    x_s: Tensor
+    y_s: Tensor
+    x_q: Tensor
+    y_q: Tensor
+
+    def task(self, i: int) -> "TaskBatch":
+        """Task ``i`` without the leading task dimension."""
+        return TaskBatch(self.x_s[i], self.y_s[i], self.x_q[i], self.y_q[i])
+
+    def to(self, device) -> "TaskBatch":
+        return TaskBatch(*(t.to(device) for t in self))
+
+    @property
+    def n_tasks(self) -> int:
+        return self.x_s.shape[0]
+
+
+def as_batch(batch: Sequence[Tensor]) -> TaskBatch:
+    """Check that ``batch`` is ``(x_s, y_s, x_q, y_q)`` with a consistent leading task dimension."""
+    if isinstance(batch, Tensor) or not isinstance(batch, (tuple, list)) or len(batch) != 4:
+        raise TypeError("a task batch must be a tuple (x_s, y_s, x_q, y_q) of four tensors")
+    names = ("x_s", "y_s", "x_q", "y_q")
+    for name, t in zip(names, batch):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)}: a batch needs a leading task dimension and a "
+                "sample dimension, e.g. x_s: [tasks, n_support, ...] (use x.unsqueeze(0) for one task)"
+            )
+    x_s, y_s, x_q, y_q = batch
+    check_pair(x_s, y_s, "support", dims=2)
+    check_pair(x_q, y_q, "query", dims=2)
+    if x_s.shape[0] != x_q.shape[0]:
+        raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
+    if x_s.shape[2:] != x_q.shape[2:]:
+        raise ValueError(
+            f"support inputs have shape {tuple(x_s.shape[2:])} per sample but query inputs "
+            f"{tuple(x_q.shape[2:])}"
+        )
+    if y_s.shape[2:] != y_q.shape[2:]:
+        raise ValueError(
+            f"support targets have shape {tuple(y_s.shape[2:])} per sample but query targets "
+            f"{tuple(y_q.shape[2:])}"
+        )
+    if x_s.shape[1] < 1:
+        raise ValueError("the support set is empty (k_shot must be >= 1)")
+    if x_q.shape[1] < 1:
+        raise ValueError("the query set is empty")
+    return TaskBatch(x_s, y_s, x_q, y_q)
+
+
+def check_pair(x: Tensor, y: Tensor, what: str, dims: int = 1) -> None:
+    """Inputs and targets must agree on their leading ``dims`` dimensions (tasks, samples)."""
+    if x.shape[:dims] != y.shape[:dims]:
+        raise ValueError(
+            f"{what} inputs have shape {tuple(x.shape)} but targets {tuple(y.shape)}: the first "
+            f"{dims} dimension(s) must match"
+        )
+
+
+def check_labels(y: Tensor, n_way: Optional[int], what: str) -> int:
+    """Labels must be integers in ``[0, n_way)``; returns ``n_way`` (inferred if None)."""
+    if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
+        raise TypeError(f"{what} labels must be an integer tensor, got {y.dtype}")
+    if y.numel() == 0:
+        raise ValueError(f"{what} labels are empty")
+    lo, hi = int(y.min()), int(y.max())
+    if n_way is None:
+        n_way = hi + 1
+    if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
+        raise ValueError(f"n_way must be a positive int, got {n_way!r}")
+    if lo < 0 or hi >= n_way:
+        raise ValueError(f"{what} labels must lie in [0, {n_way}) for {n_way}-way tasks; found {lo}..{hi}")
+    return n_way

@@ -1,0 +1,164 @@
+"""Device choice, seeding, timing and memory: the measurements the notebooks and benchmarks show."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Union
+
+import torch
+
+DeviceLike = Union[str, torch.device, None]
+
+
+def default_device(prefer: DeviceLike = None) -> torch.device:
+    """The device to run on: ``prefer`` if given, else ``$METALIB_DEVICE``, else CUDA, Apple MPS, CPU."""
+    choice = prefer if prefer is not None else os.environ.get("METALIB_DEVICE")
+    if choice is not None:
+        dev = torch.device(choice)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {choice!r} was asked for, but Apple MPS is not available here")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded likewise.
+
+    ``deterministic=True`` also asks torch for deterministic kernels (slower on GPU; some ops then
+    warn). Sampling in metalib takes explicit generators, so experiments are reproducible without it.
+    """
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # numpy is optional for the core
+        pass
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return torch.Generator().manual_seed(seed)
+
+
+def synchronize(device: DeviceLike = None) -> None:
+    """Wait for queued GPU work, so a timer measures the work and not just its launch."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev.type == "mps":
+        torch.mps.synchronize()
+
+
+class Timer:
+    """``with Timer(device) as t: ...`` then ``t.seconds``; synchronises the device on entry and exit."""
+
+    def __init__(self, device: DeviceLike = "cpu") -> None:
+        self.device = device
+        self.seconds = float("nan")
+
+    def __enter__(self) -> "Timer":
+        synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+@dataclass
+class Timing:
+    """Wall-clock statistics of repeated calls, in milliseconds."""
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    repeats: int
+    warmup: int
+
+    def __str__(self) -> str:
+        return f"{self.median_ms:.2f} ms (median of {self.repeats} after {self.warmup} warm-up; min {self.min_ms:.2f}, max {self.max_ms:.2f})"
+
+
+def time_it(fn: Callable[[], object], repeats: int = 10, warmup: int = 3, device: DeviceLike = "cpu") -> Timing:
+    """Median/min/max wall time of ``fn()`` after ``warmup`` untimed calls."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError("repeats must be >= 1 and warmup >= 0")
+    for _ in range(warmup):
+        fn()
+    times: List[float] = []
+    for _ in range(repeats):
+        with Timer(device) as t:
+            fn()
+        times.append(t.seconds * 1e3)
+    return Timing(statistics.median(times), min(times), max(times), repeats, warmup)
+
+
+def reset_peak_memory(device: DeviceLike = None) -> None:
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def peak_memory_mb(device: DeviceLike = None) -> float:
+    """Peak memory in MiB: allocated tensor memory on CUDA (since the last reset); on CPU the
+    process's peak resident set size (it cannot be reset, so measure in a fresh process)."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def describe_device(device: DeviceLike = None) -> str:
+    """A one-line, human-readable name of the device, for every number we print."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda})"
+    if dev.type == "mps":
+        return "Apple GPU (MPS)"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU: {cpu}, {torch.get_num_threads()} threads"
+
+
+def environment_report() -> Dict[str, str]:
+    """Versions and devices, as the welcome notebook shows them."""
+    import metalib
+
+    report = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "metalib": metalib.__version__,
+        "device": str(default_device()),
+        "device name": describe_device(),
+        "cuda available": str(torch.cuda.is_available()),
+    }
+    for name in ("torchvision", "numpy", "matplotlib", "ipywidgets"):
+        try:
+            report[name] = __import__(name).__version__
+        except ImportError:
+            report[name] = "not installed"
+    return report

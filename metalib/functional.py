@@ -1,0 +1,211 @@
+"""The functional core every algorithm stands on.
+
+A model's state is split into two dicts of tensors — ``params`` (what the inner loop adapts) and
+``buffers`` (everything else, e.g. BatchNorm running statistics) — and the model is evaluated with
+:func:`torch.func.functional_call`. The inner loop is then a pure function of ``params``, so the same
+code runs per task in a Python loop or batched over tasks with :func:`torch.func.vmap`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Dict, Iterator, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value
+
+Params = Dict[str, Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class NonFiniteLossError(ValueError):
+    """A loss became NaN or infinite (a learning rate too large, bad data, ...)."""
+
+
+def params_of(model: nn.Module) -> Params:
+    """The model's trainable parameters as ``{name: tensor}`` (the tensors themselves, not copies)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def buffers_of(model: nn.Module) -> Params:
+    """The model's buffers (and frozen parameters) as ``{name: tensor}``."""
+    out = dict(model.named_buffers())
+    out.update({n: p for n, p in model.named_parameters() if not p.requires_grad})
+    return out
+
+
+def forward(model: nn.Module, params: Params, buffers: Params, x: Tensor) -> Tensor:
+    """``model(x)`` evaluated with the given parameters instead of the module's own."""
+    return functional_call(model, (params, buffers), (x,))
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+@contextlib.contextmanager
+def transductive_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Make every BatchNorm layer normalise with the statistics of the batch it is given.
+
+    This is the mode of the original MAML code (and of Reptile's "transductive" numbers): support
+    and query batches are normalised by their own mean and variance, at meta-training *and* at
+    meta-test time, whatever ``model.train()``/``model.eval()`` says. Running statistics are neither
+    read nor updated, so evaluating never changes the model. (Switching an adapted model to
+    ``eval()`` with never-trained running statistics is the classic way MAML drops to chance.)
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.training, m.track_running_stats))
+            # training=True + track_running_stats=False: F.batch_norm gets running stats = None,
+            # so it uses batch statistics and updates nothing.
+            m.training, m.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for m, training, track in saved:
+            m.training, m.track_running_stats = training, track
+
+
+def batchnorm_context(model: nn.Module, bn_mode: str):
+    """The context in which an algorithm runs ``model``: see :func:`transductive_batchnorm`.
+
+    ``bn_mode="transductive"`` forces batch statistics; ``"module"`` leaves BatchNorm as configured.
+    """
+    if bn_mode == "transductive":
+        return transductive_batchnorm(model)
+    if bn_mode == "module":
+        return contextlib.nullcontext()
+    raise ValueError(f"bn_mode must be 'transductive' or 'module', got {bn_mode!r}")
+
+
+def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: str = "transductive") -> bool:
+    """Whether to process a batch of tasks with :func:`torch.func.vmap` rather than a Python loop.
+
+    ``"auto"`` picks vmap only for models without convolutions or BatchNorm: measured on CPU, vmap
+    was ~5x faster than the loop on the sinusoid MLP but 2-3.5x slower (and GBs heavier) on Conv-4
+    (``benchmarks/bench_maml.py``). ``"vmap"`` is refused where it would be wrong: a second-order
+    gradient through BatchNorm (torch 2.x returns a silently wrong meta-gradient, rel. error ~1e-2)
+    and BatchNorm layers that update running statistics.
+    """
+    if batching not in ("auto", "loop", "vmap"):
+        raise ValueError(f"batching must be 'auto', 'loop' or 'vmap', got {batching!r}")
+    if batching == "loop":
+        return False
+    bn = has_batchnorm(model)
+    if batching == "auto":
+        return not bn and not has_conv(model)
+    if bn and second_order:
+        raise ValueError(
+            "batching='vmap' with a second-order meta-gradient through BatchNorm is refused: on torch "
+            "2.x, vmap returns a silently wrong gradient there (relative error ~1e-2). Use "
+            "batching='loop' (or first_order=True)."
+        )
+    if bn and bn_mode == "module" and model.training and any(
+        getattr(m, "track_running_stats", False) for m in model.modules()
+    ):
+        raise ValueError(
+            "BatchNorm layers that update running statistics cannot run under vmap; use "
+            "bn_mode='transductive' or batching='loop'"
+        )
+    return True
+
+
+def check_finite(loss: Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteLossError` if any element of ``loss`` is NaN or infinite."""
+    if not bool(torch.isfinite(loss).all()):
+        raise NonFiniteLossError(
+            f"{what} is not finite ({loss.detach().flatten()[:5].tolist()}). Usual causes: an inner "
+            "or outer learning rate that is too large, or NaN/inf values in the data."
+        )
+
+
+def inner_loop(
+    model: nn.Module,
+    params: Params,
+    buffers: Params,
+    x_s: Tensor,
+    y_s: Tensor,
+    loss_fn: LossFn,
+    lr: float,
+    steps: int,
+    first_order: bool = False,
+) -> Tuple[Params, Tensor]:
+    r"""MAML's inner loop for one task (Finn et al. 2017, eq. 1), repeated ``steps`` times:
+
+    .. math:: \phi \leftarrow \phi - \alpha \nabla_\phi \mathcal{L}_{\text{support}}(f_\phi),
+              \qquad \phi_0 = \theta
+
+    ``params`` may carry an autograd history (e.g. the model's leaf parameters); the result stays
+    differentiable with respect to them, including the second-order terms, unless ``first_order``,
+    in which case each inner gradient is treated as a constant (FOMAML: d phi / d theta = I).
+
+    Args:
+        x_s: support inputs of one task ``[n_support, ...]``; y_s: its targets.
+    Returns:
+        the adapted params and the support loss *before* each step, ``[steps]``.
+    """
+
+    def support_loss(p: Params) -> Tensor:
+        return loss_fn(forward(model, p, buffers, x_s), y_s)
+
+    losses = []
+    for _ in range(steps):
+        grads, loss = grad_and_value(support_loss)(params)
+        if first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        params = {k: p - lr * grads[k] for k, p in params.items()}
+        losses.append(loss.detach())
+    if not losses:
+        return params, x_s.new_zeros(0)
+    return params, torch.stack(losses)
+
+
+def sgd_step(params: Params, grads: Params, lr: float) -> Params:
+    """One plain SGD step ``p - lr * g`` on every entry of ``params``."""
+    return {k: p - lr * grads[k] for k, p in params.items()}
+
+
+def adam_step(
+    params: Params, grads: Params, state: dict, lr: float,
+    betas: Tuple[float, float] = (0.0, 0.999), eps: float = 1e-8,
+) -> Params:
+    """One Adam step (Kingma & Ba), functional. ``state`` holds ``t``, ``m`` and ``v`` and is updated.
+
+    The default ``beta1 = 0`` is the setting of Reptile's official code (no momentum across the
+    few inner steps of one task).
+    """
+    b1, b2 = betas
+    t = state.get("t", 0) + 1
+    m = state.setdefault("m", {k: torch.zeros_like(p) for k, p in params.items()})
+    v = state.setdefault("v", {k: torch.zeros_like(p) for k, p in params.items()})
+    out = {}
+    for k, p in params.items():
+        m[k] = b1 * m[k] + (1 - b1) * grads[k]
+        v[k] = b2 * v[k] + (1 - b2) * grads[k] ** 2
+        m_hat = m[k] / (1 - b1**t)
+        v_hat = v[k] / (1 - b2**t)
+        out[k] = p - lr * m_hat / (v_hat.sqrt() + eps)
+    state["t"] = t
+    return out
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return float(value)
+
+
+def check_steps(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value

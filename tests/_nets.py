@@ -1,0 +1,42 @@
+"""Tiny networks for gradient checks (float64-friendly, fast under finite differences)."""
+import torch
+from torch import nn
+
+
+def tiny_mlp(seed: int = 0, dtype=torch.float64) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1)).to(dtype)
+
+
+def tiny_convbn(seed: int = 0, n_classes: int = 3, dtype=torch.float64) -> nn.Sequential:
+    """Conv2d -> BatchNorm2d -> ReLU -> Linear: the shape of Conv-4, small enough for finite differences."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False), nn.Tanh(),
+        nn.Flatten(), nn.Linear(2 * 3 * 3, n_classes),
+    ).to(dtype)
+
+
+def finite_difference_grad(f, params: dict, h: float = 1e-6) -> dict:
+    """Central differences of the scalar f() with respect to every element of every tensor in params."""
+    out = {}
+    with torch.no_grad():
+        for name, p in params.items():
+            g = torch.zeros_like(p)
+            flat, gflat = p.view(-1), g.view(-1)
+            for i in range(flat.numel()):
+                old = flat[i].item()
+                flat[i] = old + h
+                up = float(f())
+                flat[i] = old - h
+                down = float(f())
+                flat[i] = old
+                gflat[i] = (up - down) / (2 * h)
+            out[name] = g
+    return out
+
+
+def rel_error(a: dict, b: dict) -> float:
+    num = sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5
+    den = sum((b[k] ** 2).sum() for k in b) ** 0.5
+    return float(num / den)
