@@ -6,9 +6,11 @@ from . import functional, models, tasks
 from .algorithms import MAML, Pretrain, ProtoNet, Reptile
 from .batch import TaskBatch
 from .functional import NonFiniteLossError
+from .pretrained import list_pretrained, pretrained, pretrained_info, pretrained_snapshots
 from .version import __version__
 
 __all__ = [
     "MAML", "Reptile", "ProtoNet", "Pretrain", "TaskBatch", "NonFiniteLossError",
     "functional", "models", "tasks", "__version__",
+    "pretrained", "pretrained_info", "pretrained_snapshots", "list_pretrained",
 ]
