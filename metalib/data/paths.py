@@ -1,0 +1,132 @@
+"""Where the data and the decoded caches live, and the errors for missing or broken data.
+
+Resolution rules (the contract CI relies on):
+
+* data root: the ``root=`` argument, else ``$METALIB_DATA``, else ``<project>/data``
+  (``<project>`` is the folder that holds the ``metalib`` package, i.e. the git checkout).
+* cache dir: the ``cache_dir=`` argument, else ``$METALIB_CACHE``, else ``<root>/cache`` when the
+  data root may be written, else the user cache dir (``$XDG_CACHE_HOME/metalib`` or
+  ``~/.cache/metalib``).
+
+"May be written" honours the permission bits even for root: a folder marked ``r-x`` (like a shared,
+read-only data copy) is never written to, although root could technically do it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+__all__ = [
+    "ENV_DATA",
+    "ENV_CACHE",
+    "DataNotFoundError",
+    "CorruptDataError",
+    "project_dir",
+    "data_root",
+    "data_root_origin",
+    "cache_dir",
+    "is_ci",
+]
+
+ENV_DATA = "METALIB_DATA"
+ENV_CACHE = "METALIB_CACHE"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset files are not where metalib looks; the message says what to put where."""
+
+
+class CorruptDataError(RuntimeError):
+    """A dataset file exists but is damaged or incomplete; the message names it and the fix."""
+
+
+def project_dir() -> Path:
+    """The folder holding the ``metalib`` package (the repository root in a checkout)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def data_root_origin(root: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Return ``(data root, how it was chosen)``; see the module docstring for the order."""
+    if root is not None:
+        return Path(root).expanduser(), "argument root="
+    env = os.environ.get(ENV_DATA)
+    if env:
+        return Path(env).expanduser(), f"${ENV_DATA}"
+    return project_dir() / "data", "default <project>/data"
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: ``root`` > ``$METALIB_DATA`` > ``<project>/data``."""
+    return data_root_origin(root)[0]
+
+
+def _user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "metalib"
+
+
+def _may_write(folder: Path) -> bool:
+    """True when ``folder`` exists and its permissions allow us to create files in it.
+
+    ``os.access`` alone is not enough: for root it ignores the mode bits, and we must not drop a
+    cache into a data copy that was deliberately made read-only (``r-x``).
+    """
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return bool(st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return True
+
+
+def _usable(folder: Path) -> bool:
+    """Create ``folder`` if needed and check that we may write there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return _may_write(folder)
+
+
+def cache_dir(
+    root: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str]:
+    """Return ``(cache folder, why this one)``, creating the folder.
+
+    Order: the ``cache_dir`` argument, ``$METALIB_CACHE``, ``<root>/cache`` if the data root may be
+    written, the user cache dir. Raises ``PermissionError`` if an explicitly requested folder
+    (argument or env var) cannot be written.
+    """
+    if cache_dir is not None:
+        chosen, why = Path(cache_dir).expanduser(), "argument cache_dir="
+    elif os.environ.get(ENV_CACHE):
+        chosen, why = Path(os.environ[ENV_CACHE]).expanduser(), f"${ENV_CACHE}"
+    else:
+        droot = data_root(root)
+        in_root = droot / "cache"
+        if (in_root.is_dir() and _may_write(in_root)) or (
+            not in_root.exists() and _may_write(droot)
+        ):
+            if _usable(in_root):
+                return in_root, "<data root>/cache (data root is writable)"
+        user = _user_cache_dir()
+        if _usable(user):
+            return user, "user cache dir (data root is read-only)"
+        raise PermissionError(
+            f"no writable cache folder: {in_root} and {user} cannot be written; "
+            f"set {ENV_CACHE} to a writable folder"
+        )
+    if not _usable(chosen):
+        raise PermissionError(f"cache folder {chosen} (from {why}) cannot be written")
+    return chosen, why
+
+
+def is_ci() -> bool:
+    """True when the ``CI`` environment variable is set to something other than empty/0/false/no."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

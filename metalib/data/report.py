@@ -1,0 +1,107 @@
+"""What is where: ``info()`` (files, sizes, checksums, cache) and ``verify()`` (content checks)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .cache import sha256_file
+from .miniimagenet import miniimagenet_dir, verify_miniimagenet
+from .omniglot import omniglot_dir, verify_omniglot
+from .paths import cache_dir as resolve_cache_dir, data_root_origin
+
+__all__ = ["info", "verify", "format_info", "format_verify"]
+
+
+def _entry(path: Path, checksums: bool) -> dict[str, Any]:
+    if path.is_dir():
+        n = size = 0
+        for dirpath, _dirs, files in os.walk(path):
+            for f in files:
+                n += 1
+                size += os.path.getsize(os.path.join(dirpath, f))
+        return {"name": path.name + "/", "kind": "folder", "files": n, "bytes": size}
+    out: dict[str, Any] = {"name": path.name, "kind": "file", "bytes": path.stat().st_size}
+    if checksums:
+        out["sha256"] = sha256_file(path)
+    return out
+
+
+def info(
+    root: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    checksums: bool = True,
+) -> dict[str, Any]:
+    """Describe the data root (and how it was chosen), each dataset folder's files with sizes
+    (and sha256 when ``checksums``), and the cache folder (and why) with its entries."""
+    droot, origin = data_root_origin(root)
+    out: dict[str, Any] = {"data_root": str(droot), "data_root_origin": origin}
+    for name, folder in (("omniglot", omniglot_dir(root)), ("mini-imagenet", miniimagenet_dir(root))):
+        entries = []
+        if folder.is_dir():
+            for p in sorted(folder.iterdir()):
+                if not p.name.startswith("."):
+                    entries.append(_entry(p, checksums))
+        out[name] = {"folder": str(folder), "present": folder.is_dir(), "entries": entries}
+    try:
+        cdir, why = resolve_cache_dir(root, cache_dir)
+    except PermissionError as e:
+        out["cache"] = {"folder": None, "origin": str(e), "entries": []}
+        return out
+    caches = []
+    for side in sorted(cdir.glob("*.json")):
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        pt = side.with_suffix(".pt")
+        if pt.is_file():
+            caches.append({
+                "file": pt.name, "bytes": pt.stat().st_size, "dataset": meta.get("dataset"),
+                "part": meta.get("part") or meta.get("split"), "image_size": meta.get("image_size"),
+                "shape": meta.get("shape"), "sources": [s.get("path") for s in meta.get("sources", [])],
+            })
+    out["cache"] = {"folder": str(cdir), "origin": why, "entries": caches}
+    return out
+
+
+def verify(root: str | os.PathLike[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Run :func:`verify_omniglot` and :func:`verify_miniimagenet`."""
+    return {"omniglot": verify_omniglot(root), "mini-imagenet": verify_miniimagenet(root)}
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:8.1f} MiB"
+
+
+def format_info(report: dict[str, Any]) -> str:
+    """Human-readable text of :func:`info`'s dict."""
+    lines = [f"data root : {report['data_root']}   ({report['data_root_origin']})"]
+    for name in ("omniglot", "mini-imagenet"):
+        ds = report[name]
+        lines.append(f"{name:<10}: {ds['folder']}" + ("" if ds["present"] else "   (missing)"))
+        for e in ds["entries"]:
+            extra = f"{e['files']} files" if e["kind"] == "folder" else e.get("sha256", "")
+            lines.append(f"    {e['name']:<40} {_mb(e['bytes'])}  {extra}")
+    c = report["cache"]
+    lines.append(f"cache     : {c['folder']}   ({c['origin']})")
+    for e in c["entries"]:
+        lines.append(f"    {e['file']:<48} {_mb(e['bytes'])}  shape={e['shape']}")
+    if not c["entries"]:
+        lines.append("    (empty: caches are built on first use, or with `python -m metalib.data prepare`)")
+    return "\n".join(lines)
+
+
+def format_verify(report: dict[str, list[dict[str, Any]]]) -> str:
+    """Human-readable text of :func:`verify`'s dict."""
+    lines = ["omniglot:"]
+    for r in report["omniglot"]:
+        lines.append(f"    {r['part']:<11} {r['status']}")
+        if r["md5"]:
+            lines.append(f"    {'':<11} {Path(r['path']).name}: md5 {r['md5']} (published {r['published_md5']})")
+    lines.append("mini-imagenet:")
+    for r in report["mini-imagenet"]:
+        lines.append(f"    {r['split']:<11} {r['status']}")
+    return "\n".join(lines)
