@@ -13,16 +13,15 @@ only while its sources still match; otherwise it is rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
+
+from ..io import atomic_open, md5_file, sha256_file
 
 __all__ = [
     "CACHE_FORMAT",
@@ -38,56 +37,6 @@ __all__ = [
 
 # Bump when the layout of cache files changes: older files are then ignored and rebuilt.
 CACHE_FORMAT = 1
-_CHUNK = 1 << 20
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files 0600; finished files get the usual 0666 & ~umask so a shared cache folder
-# stays readable by others. Read once at import: os.umask can only be read by setting it.
-_FILE_MODE = 0o666 & ~_current_umask()
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temp file next to ``path`` for binary writing; on success fsync and rename it over
-    ``path``. On any error (or Ctrl-C) the temp file is removed and ``path`` is left untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _hash_file(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    return _hash_file(Path(path), "sha256")
-
-
-def md5_file(path: str | os.PathLike[str]) -> str:
-    """Hex md5 of a file (only to compare with published checksums, not for security)."""
-    return _hash_file(Path(path), "md5")
 
 
 def _folder_listing(folder: Path) -> tuple[int, str]:

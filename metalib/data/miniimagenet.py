@@ -336,7 +336,6 @@ def verify_miniimagenet(root: str | os.PathLike[str] | None = None) -> list[dict
     """Check each split without decoding: which source, classes x images per class, whether the
     classes are Ravi's, whether every listed image is in the archive. Pickles are only reported
     (opening them needs ``allow_pickle``). One dict per split with a one-line ``status``."""
-    folder = miniimagenet_dir(root)
     reports = []
     store: _ImageStore | None = None
     try:
