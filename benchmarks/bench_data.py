@@ -26,7 +26,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -41,7 +40,6 @@ import torch.nn.functional as F
 
 from metalib.data import EpisodeSampler, MiniImageNet, Omniglot, data_root
 
-README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- bench_data:start -->", "<!-- bench_data:end -->"
 
 
@@ -171,14 +169,10 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        text = README.read_text() if README.exists() else ""
-        if START in text and END in text:
-            text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: table, text, flags=re.S)
-        else:
-            text = (text.rstrip() + "\n\n" if text.strip() else "") + table + "\n"
-        tmp_readme = README.with_suffix(".md.tmp")
-        tmp_readme.write_text(text)
-        os.replace(tmp_readme, README)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _table import README, write_section
+
+        write_section("bench_data", table.split(START, 1)[1].rsplit(END, 1)[0].strip())
         print(f"\nwritten to {README}", file=sys.stderr)
     return 0
 
