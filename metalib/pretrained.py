@@ -4,8 +4,8 @@ All shipped weights live in one place, ``metalib/weights/``, described by
 ``metalib/weights/MANIFEST.json``: for each name the file, its sha256, how to build the model, and
 how it was trained (command, seed, iterations, device, minutes, the measured test metrics).
 
->>> model = metalib.pretrained("maml-sinusoid")          # nn.Module with the weights loaded
->>> metalib.pretrained_info("maml-sinusoid")["metrics"]  # what the manifest says was measured
+>>> model = metalib.pretrained("sinusoid-maml")          # nn.Module with the weights loaded
+>>> metalib.pretrained_info("sinusoid-maml")["metrics"]  # what the manifest says was measured
 """
 from __future__ import annotations
 

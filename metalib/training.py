@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 from torch import Tensor
@@ -47,6 +47,7 @@ def meta_train(
     meta_lr: float = 1e-3,
     anneal_outer_lr: bool = False,
     snapshot_every: Optional[int] = None,
+    snapshot_at: Optional[Iterable[int]] = None,
     progress: bool = True,
     desc: Optional[str] = None,
 ) -> History:
@@ -58,7 +59,9 @@ def meta_train(
 
     Args:
         snapshot_every: keep a copy of the weights every that many iterations (and at 0 and the
-            end), e.g. for :func:`metalib.widgets.training_timeline`.
+            end), e.g. for the meta-training timeline widget.
+        snapshot_at: keep a copy of the weights after exactly these numbers of updates (0 = the
+            initial weights), e.g. log-spaced; combined with ``snapshot_every``.
     Raises:
         metalib.NonFiniteLossError: as soon as a loss is NaN/inf, with the weights left as they
             were before that iteration's update.
@@ -75,7 +78,8 @@ def meta_train(
     def snapshot(i: int) -> None:
         history.snapshots[i] = copy.deepcopy({k: v.detach().clone() for k, v in module.state_dict().items()})
 
-    if snapshot_every:
+    wanted = set(snapshot_at or ())
+    if snapshot_every or 0 in wanted:
         snapshot(0)
     bar = _progress(iterations, progress, desc or type(learner).__name__)
     start = time.perf_counter()
@@ -91,7 +95,7 @@ def meta_train(
             loss.backward()
             opt.step()
         history.loss.append(float(loss.detach()))
-        if snapshot_every and ((it + 1) % snapshot_every == 0 or it + 1 == iterations):
+        if (it + 1) in wanted or (snapshot_every and ((it + 1) % snapshot_every == 0 or it + 1 == iterations)):
             snapshot(it + 1)
         if bar is not None:
             bar.update(1)
