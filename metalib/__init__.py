@@ -2,7 +2,7 @@
 
 >>> from metalib import MAML, Reptile, ProtoNet, tasks
 """
-from . import functional, models, tasks
+from . import fewshot, functional, models, tasks
 from .algorithms import MAML, Pretrain, ProtoNet, Reptile
 from .batch import TaskBatch
 from .functional import NonFiniteLossError
@@ -11,6 +11,6 @@ from .version import __version__
 
 __all__ = [
     "MAML", "Reptile", "ProtoNet", "Pretrain", "TaskBatch", "NonFiniteLossError",
-    "functional", "models", "tasks", "__version__",
+    "fewshot", "functional", "models", "tasks", "__version__",
     "pretrained", "pretrained_info", "pretrained_snapshots", "list_pretrained",
 ]

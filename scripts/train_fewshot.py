@@ -1,0 +1,139 @@
+#!/usr/bin/env python
+"""Train a few-shot classifier (ProtoNet, MAML, first-order MAML, Reptile) on a Conv-4, evaluate it
+on 600 seeded test episodes, and optionally ship it to metalib/weights/.
+
+Examples (run from the repository root; METALIB_DATA must point at the data, see docs/data.md):
+
+    python scripts/train_fewshot.py --algorithm protonet --way 5 --shot 1 --iterations 2000
+    python scripts/train_fewshot.py --algorithm maml --way 5 --shot 1 --iterations 1000 --meta-batch 8
+    python scripts/train_fewshot.py --algorithm protonet --way 5 --shot 1 --iterations 2000 \\
+        --ship protonet-omniglot-5w1s --note "CPU-budget run"
+
+Every setting not given on the command line is the paper's (metalib.fewshot.default_config; printed
+at the start). Checkpoints go to --run-dir (default runs/<algorithm>-<dataset>-<N>w<K>s); running the
+same command again after an interruption (Ctrl-C) resumes the run exactly where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from metalib import fewshot  # noqa: E402
+from metalib.device import describe_device  # noqa: E402
+from metalib.io import atomic_write_json  # noqa: E402
+
+# command-line flag -> FewShotConfig field (None on the command line = keep the paper's default)
+OVERRIDES = {
+    "iterations": int, "meta_batch": int, "train_way": int, "train_shot": int, "train_query": int,
+    "meta_lr": float, "lr_decay_every": int, "inner_lr": float, "inner_steps": int, "test_inner_steps": int,
+    "outer_lr": float, "outer_lr_final": float, "inner_optimizer": str, "hidden": int, "splits": str,
+    "val_every": int, "val_episodes": int, "test_episodes": int, "test_query": int, "checkpoint_every": int,
+    "seed": int,
+}
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algorithm", required=True, choices=["protonet", "maml", "fomaml", "reptile"],
+                   help="fomaml = MAML with first_order=True")
+    p.add_argument("--dataset", default="omniglot", choices=["omniglot", "miniimagenet"])
+    p.add_argument("--way", type=int, default=5, help="N (test and validation episodes)")
+    p.add_argument("--shot", type=int, default=1, help="K (test and validation episodes)")
+    for name, typ in OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    p.add_argument("--first-order", action="store_true", help="MAML without second-order terms")
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints + config.json (default runs/<name>)")
+    p.add_argument("--fresh", action="store_true", help="start over even if --run-dir holds a checkpoint")
+    p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
+    p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
+    p.add_argument("--test-way", type=int, default=None,
+                   help="ProtoNet only: test (and ship) with this N instead of --way (e.g. 20 for a model "
+                        "validated on 5-way episodes, as Snell et al. test one model at 5 and 20 way)")
+    p.add_argument("--ship", metavar="NAME", default=None,
+                   help="save the evaluated weights to metalib/weights/NAME.pt and the manifest")
+    p.add_argument("--note", default="", help="a note for the manifest (e.g. 'CPU-budget run')")
+    p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    if args.first_order:
+        overrides["first_order"] = True
+    config = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset, **overrides)
+    name = f"{args.algorithm}-{args.dataset}-{args.way}w{args.shot}s"
+    run_dir = args.run_dir or ROOT / "runs" / name
+    command = "python scripts/train_fewshot.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    print(f"{config.describe()} — run folder {run_dir}")
+    print("config (paper defaults from metalib.fewshot.PAPER_SETTINGS, overridden: "
+          f"{', '.join(sorted(overrides)) or 'none'}):")
+    print("  " + json.dumps(config.to_dict(), sort_keys=True))
+
+    trainer = fewshot.FewShotTrainer(config, run_dir=run_dir, resume=not args.fresh, device=args.device,
+                                     progress=not args.no_progress)
+    print(f"device: {describe_device(trainer.device)}; starting at iteration {trainer.iteration}/{config.iterations}")
+    if not args.eval_only:
+        t0 = time.perf_counter()
+        try:
+            trainer.fit()
+        except KeyboardInterrupt:
+            print(f"\ninterrupted at iteration {trainer.iteration}; run the same command again to resume.")
+            return 130
+        except fewshot.TrainingDiverged as err:
+            print(f"\nerror: {err}", file=sys.stderr)
+            return 2
+        h = trainer.history
+        print(f"trained {trainer.iteration} iterations; {h.seconds / 60:.1f} min of training in all "
+              f"({(time.perf_counter() - t0) / 60:.1f} min in this session) on {describe_device(trainer.device)}")
+        if h.loss:
+            tail = h.loss[-100:]
+            print(f"final training loss (mean of last {len(tail)} iterations): {sum(tail) / len(tail):.4f}")
+    elif trainer.iteration == 0:
+        print("error: --eval-only, but the run folder holds no checkpoint", file=sys.stderr)
+        return 2
+    if trainer.best:
+        b = trainer.best
+        print(f"best validation: {b['accuracy']:.2f}% ± {b['ci95']:.2f}% at iteration {b['iteration']} "
+              f"({config.val_episodes} seeded val episodes); testing those weights")
+    ship_config = None
+    if args.test_way and args.test_way != config.n_way:
+        if config.algorithm != "protonet":
+            print("error: --test-way is for ProtoNet only (MAML/Reptile have an N-way head)", file=sys.stderr)
+            return 2
+        ship_config = fewshot.FewShotConfig.from_dict({**config.to_dict(), "n_way": args.test_way})
+        trainer.load_best()
+        result = fewshot.evaluate(trainer.learner, fewshot.load_split(config, "test"), args.test_way, config.k_shot,
+                                  config.test_query, config.test_episodes, config.test_seed, device=trainer.device,
+                                  progress=not args.no_progress)
+    else:
+        result = trainer.test()
+    print(f"test accuracy: {result}")
+    atomic_write_json({"test": result.as_dict(), "best_validation": trainer.best, "iterations": trainer.iteration,
+                       "minutes": round(trainer.history.seconds / 60, 2), "command": command,
+                       "device": describe_device(trainer.device)},
+                      Path(run_dir) / f"result-{result.n_way}w{result.k_shot}s.json")
+    if args.ship:
+        entry = fewshot.ship(args.ship, trainer, result, command=command, note=args.note, config=ship_config,
+                             directory=args.weights_dir)
+        where = args.weights_dir or "metalib/weights"
+        print(f"shipped as {args.ship!r}: {where}/{entry['file']} (sha256 {entry['sha256'][:16]}…)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
