@@ -543,8 +543,8 @@ class FewShotTrainer:
             "device": str(self.device),
         }
 
-    def load_state(self, state: Dict[str, Any]) -> None:
-        """Restore a state from :meth:`state` (or a checkpoint)."""
+    def _load_core(self, state: Dict[str, Any]) -> None:
+        """Model, optimiser, scheduler, episode generator, global RNG and iteration from ``state``."""
         self.model.load_state_dict(state["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -553,6 +553,10 @@ class FewShotTrainer:
         self.generator.set_state(state["generator"])
         ckpt.set_rng_state(state["rng"])
         self.iteration = int(state["iteration"])
+
+    def load_state(self, state: Dict[str, Any]) -> None:
+        """Restore a state from :meth:`state` (or a checkpoint)."""
+        self._load_core(state)
         self.history = History.from_dict(state["history"])
         self.best = dict(state["best"]) if state.get("best") else None
 
@@ -660,14 +664,7 @@ class FewShotTrainer:
         }
 
     def _restore(self, good: Dict[str, Any]) -> None:
-        self.model.load_state_dict(good["model"])
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(good["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(good["scheduler"])
-        self.generator.set_state(good["generator"])
-        ckpt.set_rng_state(good["rng"])
-        self.iteration = good["iteration"]
+        self._load_core(good)
         n_loss, n_acc, n_val = good["lengths"]
         del self.history.loss[n_loss:], self.history.accuracy[n_acc:], self.history.val[n_val:]
         self.best, self.best_state = good["best"]
