@@ -57,6 +57,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
+    p.add_argument("--until", type=int, default=None, metavar="N",
+                   help="stop the run early at iteration N (a time budget; 0 = where the run's checkpoint "
+                        "stands): resume, train up to N, validate there, test and ship (the manifest records the "
+                        "iterations actually trained beside the config's planned ones)")
     p.add_argument("--test-way", type=int, default=None,
                    help="ProtoNet only: test (and ship) with this N instead of --way (e.g. 20 for a model "
                         "validated on 5-way episodes, as Snell et al. test one model at 5 and 20 way)")
@@ -90,7 +94,11 @@ def main(argv=None) -> int:
     if not args.eval_only:
         t0 = time.perf_counter()
         try:
-            trainer.fit()
+            if args.until is None:
+                trainer.fit()
+            else:
+                trainer.fit(until=max(trainer.iteration, min(args.until, config.iterations)))
+                stop_early(trainer)
         except KeyboardInterrupt:
             print(f"\ninterrupted at iteration {trainer.iteration}; run the same command again to resume.")
             return 130
@@ -133,6 +141,16 @@ def main(argv=None) -> int:
         where = args.weights_dir or "metalib/weights"
         print(f"shipped as {args.ship!r}: {where}/{entry['file']} (sha256 {entry['sha256'][:16]}…)")
     return 0
+
+
+def stop_early(trainer: fewshot.FewShotTrainer) -> None:
+    """A run stopped before ``config.iterations``: validate the weights where it stopped (unless that
+    iteration was just validated), so the best-validation choice covers the whole run."""
+    done = {it for it, _, _ in trainer.history.val}
+    if trainer.val_data is not None and trainer.iteration not in done:
+        trainer._validate_and_keep_best()
+        trainer.save()
+    print(f"stopped early at iteration {trainer.iteration}/{trainer.config.iterations} (--until)")
 
 
 if __name__ == "__main__":

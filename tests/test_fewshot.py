@@ -293,6 +293,17 @@ def test_command_line_trains_resumes_evaluates_and_ships(tmp_path, monkeypatch, 
     # a different setting for the same run folder is refused with a clear message
     with pytest.raises(metalib.checkpoint.ConfigMismatchError, match="meta_lr"):
         cli.main(args + ["--meta-lr", "0.01"])
+    # a run planned for 6 iterations, stopped early at 3 by a time budget (--until): validated where it
+    # stopped (3 is not a multiple of val_every=2), tested, shipped with the iterations really trained
+    early = [a if a != "4" or args[i - 1] != "--iterations" else "6" for i, a in enumerate(args)]
+    early[early.index("--run-dir") + 1] = str(tmp_path / "early")
+    assert cli.main(early + ["--until", "3", "--ship", "p-early", "--weights-dir", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early at iteration 3/6" in out
+    info = metalib.pretrained_info("p-early", directory=tmp_path / "w")
+    assert info["iterations"] == 3 and info["config"]["iterations"] == 6
+    state = torch.load(tmp_path / "early" / "last.pt", weights_only=False)
+    assert [v[0] for v in state["history"]["val"]] == [2, 3]
 
 
 def test_backbones_for_omniglot_and_miniimagenet():

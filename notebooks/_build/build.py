@@ -16,6 +16,11 @@ NOTEBOOKS = {
     "01": "01_sinusoid_tasks",
     "02": "02_maml_from_scratch",
     "03": "03_reptile_and_comparison",
+    "04": "04_few_shot_data",
+    "05": "05_prototypical_networks",
+    "06": "06_maml_on_omniglot",
+    "07": "07_miniimagenet",
+    "08": "08_compare_and_next",
 }
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ CELLS = [
     ## 7 · Environment check
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — versions, the device and the CPU differ from machine to machine, so the
+    # NBVAL_IGNORE_OUTPUT
+    # versions, the device and the CPU differ from machine to machine, so the
     # test run does not compare this cell's output with the stored one (the next cells check what must not vary).
     from metalib.device import environment_report
 

@@ -122,7 +122,8 @@ CELLS = [
     a meta-batch of 25 tasks, Adam 10⁻³). 2,000 iterations take a few seconds:
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — a progress bar (its timing and widget id change on every run).
+    # NBVAL_IGNORE_OUTPUT
+    # a progress bar (its timing and widget id change on every run).
     demo = lab.train("pretrain", 2000, seed=1)
     """),
     md(r"""The paper-length run (70,000 iterations, as for MAML) is shipped; `FULL = True` retrains it here.

@@ -147,7 +147,8 @@ CELLS = [
     `metalib.training.meta_train` runs that loop for any learner. **Live demo**: 1,000 iterations.
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — a progress bar (its timing and widget id change on every run).
+    # NBVAL_IGNORE_OUTPUT
+    # a progress bar (its timing and widget id change on every run).
     live = lab.train("maml", 1000, seed=1)
     """),
     code("""
@@ -206,7 +207,8 @@ CELLS = [
     print(curves.table(steps=(1, 10)))
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — wall-clock times depend on the machine and its load.
+    # NBVAL_IGNORE_OUTPUT
+    # wall-clock times depend on the machine and its load.
     from metalib.device import time_it
     for first_order in (False, True):
         learner = metalib.MAML(lab.random_model(0), inner_lr=0.01, first_order=first_order)
@@ -227,7 +229,8 @@ CELLS = [
     the 10 points; on the right, the test MSE of every snapshot before and after adaptation.
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — an interactive widget (its model id and rendered image change on every run).
+    # NBVAL_IGNORE_OUTPUT
+    # an interactive widget (its model id and rendered image change on every run).
     timeline = widgets.TrainingTimeline(lab.snapshots("maml"), name="MAML")
     timeline.ui
     """),

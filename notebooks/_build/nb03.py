@@ -129,7 +129,8 @@ CELLS = [
     time), $\epsilon = 1$ annealed linearly to 0 (`lab.REPTILE`). **Live demo**, 500 iterations:
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — a progress bar (its timing and widget id change on every run).
+    # NBVAL_IGNORE_OUTPUT
+    # a progress bar (its timing and widget id change on every run).
     live = lab.train("reptile", 500, seed=1)
     """),
     code("""
@@ -224,7 +225,8 @@ CELLS = [
     live. The MSE panel is measured against the true function over the whole interval.
     """),
     code("""
-    # NBVAL_IGNORE_OUTPUT — an interactive widget (its model id and rendered image change on every run).
+    # NBVAL_IGNORE_OUTPUT
+    # an interactive widget (its model id and rendered image change on every run).
     explorer = widgets.AdaptationExplorer({kind: models[kind] for kind in ("maml", "reptile", "pretrain", "random")})
     explorer.ui
     """),
