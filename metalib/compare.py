@@ -1,0 +1,372 @@
+"""One table of every few-shot learner the project trained: accuracy from the manifest, cost measured live.
+
+>>> from metalib import compare
+>>> results = compare.shipped_results()              # every few-shot entry of metalib/weights/MANIFEST.json
+>>> cost = compare.meta_iteration_cost_isolated(results[0].config)   # time + memory of one meta-iteration
+>>> print(compare.markdown_table(results, {results[0].name: cost}))
+
+- **Accuracy** (:func:`shipped_results`): what the manifest recorded when the weights were shipped
+  (:func:`metalib.fewshot.ship`): mean over the seeded test episodes (600, seed 1000) ± the 95% CI
+  1.96·σ/√n. Nothing is re-measured here; ``metalib.fewshot.evaluate_pretrained(name)`` does that.
+- **Cost of one meta-iteration** (:func:`meta_iteration_cost`): the wall time of
+  :class:`metalib.fewshot.FewShotTrainer`'s own training step (sample the meta-batch, inner loops,
+  meta-gradient, optimiser / Reptile update) with the shipped run's config — median over
+  ``repeats`` steps after ``warmup`` untimed ones (:func:`metalib.device.time_it`) — and its peak
+  memory (:func:`metalib.device.peak_memory_mb`): on CUDA the peak of allocated tensor memory
+  (reset just before); on CPU the process's peak resident set size, which cannot be reset, so
+  :func:`meta_iteration_cost_isolated` runs the measurement in a fresh Python process and the
+  increase over the process's peak before the first step is the meta-iteration's own memory.
+  The images are random uint8 of the dataset's shape (:func:`synthetic_images`): a Conv-4's cost
+  does not depend on pixel values, and no dataset needs to be loaded to time it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from . import fewshot
+from .device import DeviceLike, default_device, describe_device, peak_memory_mb, reset_peak_memory, time_it
+from .io import PathLike
+from .pretrained import WEIGHTS_DIR, _manifest
+
+if TYPE_CHECKING:  # only for the annotations of the exercise checks
+    from .exercises import Feedback
+
+__all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images",
+           "meta_iteration_cost", "meta_iteration_cost_isolated", "markdown_table", "mean_ci95",
+           "episodes_for_ci", "check_mean_ci95", "check_episodes_for_ci", "check_anil_adapt"]
+
+DATASET_LABELS = {"omniglot": "Omniglot", "miniimagenet": "miniImageNet", "custom": "custom"}
+
+
+def method_label(config: fewshot.FewShotConfig) -> str:
+    """``"ProtoNet"``, ``"MAML"`` (second order), ``"FOMAML"`` or ``"Reptile"``."""
+    if config.algorithm == "maml":
+        return "FOMAML" if config.first_order else "MAML"
+    return {"protonet": "ProtoNet", "reptile": "Reptile"}[config.algorithm]
+
+
+@dataclass
+class ShippedResult:
+    """A shipped few-shot learner and the test accuracy its manifest entry records (in %)."""
+
+    name: str
+    method: str
+    dataset: str
+    n_way: int
+    k_shot: int
+    accuracy: float
+    ci95: float
+    episodes: int
+    iterations: int
+    paper_iterations: Optional[int]
+    minutes: Optional[float]
+    device: str
+    config: fewshot.FewShotConfig
+
+    @property
+    def label(self) -> str:
+        """e.g. ``"MAML, Omniglot 5-way 1-shot"``."""
+        return f"{self.method}, {DATASET_LABELS.get(self.dataset, self.dataset)} {self.n_way}-way {self.k_shot}-shot"
+
+    def accuracy_text(self) -> str:
+        """``"95.22 ± 0.40 % (600 ep.)"``."""
+        return f"{self.accuracy:.2f} ± {self.ci95:.2f} % ({self.episodes} ep.)"
+
+
+def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike = WEIGHTS_DIR) -> List[ShippedResult]:
+    """The few-shot entries of the manifest (``names``: these, in this order; default all, sorted by
+    dataset, method, way and shot), with the test accuracy recorded when each was shipped.
+
+    Raises ``KeyError`` for a name the manifest lacks, ``ValueError`` for an entry that is not a
+    few-shot classifier or records no test accuracy (a number we do not have is never made up).
+    """
+    manifest = _manifest(directory)
+    sort = names is None
+    if names is None:
+        names = [n for n, e in manifest.items() if "config" in e]
+    out = []
+    for name in names:
+        if name not in manifest:
+            raise KeyError(f"no shipped weights named {name!r}; available: {', '.join(sorted(manifest)) or 'none'}")
+        e = manifest[name]
+        if "config" not in e:
+            raise ValueError(f"{name!r} is not a few-shot classifier (its manifest entry has no 'config')")
+        m = e.get("metrics") or {}
+        missing = [k for k in ("test_accuracy", "ci95", "episodes") if k not in m]
+        if missing:
+            raise ValueError(f"the manifest entry of {name!r} records no {', '.join(missing)}: ship it with "
+                             "metalib.fewshot.ship (or re-measure it with fewshot.evaluate_pretrained)")
+        config = fewshot.FewShotConfig.from_dict(e["config"])
+        out.append(ShippedResult(
+            name=name, method=method_label(config), dataset=config.dataset, n_way=config.n_way,
+            k_shot=config.k_shot, accuracy=float(m["test_accuracy"]), ci95=float(m["ci95"]),
+            episodes=int(m["episodes"]), iterations=int(e.get("iterations", 0)),
+            paper_iterations=e.get("paper_iterations"), minutes=e.get("minutes"),
+            device=str(e.get("device", "?")), config=config))
+    order = {"ProtoNet": 0, "MAML": 1, "FOMAML": 2, "Reptile": 3}
+    if sort:
+        out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, order.get(r.method, 9), r.n_way, r.k_shot, r.name))
+    return out
+
+
+# ============================================================================ cost of one meta-iteration
+def synthetic_images(config: fewshot.FewShotConfig, n_classes: Optional[int] = None,
+                     per_class: Optional[int] = None, seed: int = 0) -> torch.Tensor:
+    """Random uint8 images ``[C, P, ch, H, W]`` shaped like ``config``'s dataset, enough for its
+    training episodes (default: C = max(train way, 20) classes of P = shots + queries + 4 images)."""
+    need_c, need_p = config.train_way_, config.train_shot_ + config.train_query
+    c = max(need_c, 20) if n_classes is None else n_classes
+    p = need_p + 4 if per_class is None else per_class
+    if c < need_c or p < need_p:
+        raise ValueError(f"{config.describe()} training episodes need >= {need_c} classes of >= {need_p} images "
+                         f"({config.train_shot_} shots + {config.train_query} queries); asked for {c} x {p}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (c, p, config.in_channels, config.image_size, config.image_size),
+                         dtype=torch.uint8, generator=g)
+
+
+@dataclass
+class Cost:
+    """Wall time (ms) and peak memory (MiB) of one meta-iteration, with how they were measured."""
+
+    median_ms: float
+    min_ms: float
+    max_ms: float
+    repeats: int
+    warmup: int
+    peak_mb: float      # the peak after the steps (CUDA: allocated tensors; CPU: process peak RSS)
+    before_mb: float    # the same quantity just before the first step
+    device: str
+    memory_kind: str    # "CUDA allocated" or "CPU peak RSS"
+
+    @property
+    def memory_mb(self) -> float:
+        """The meta-iteration's own memory: ``peak_mb - before_mb``."""
+        return self.peak_mb - self.before_mb
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _config_for_timing(config: fewshot.FewShotConfig) -> fewshot.FewShotConfig:
+    d = config.to_dict()
+    d.update(val_every=0, iterations=max(config.iterations, 10_000))  # no validation inside a timed step
+    return fewshot.FewShotConfig.from_dict(d)
+
+
+def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup: int = 1,
+                        device: DeviceLike = None, seed: int = 0) -> Cost:
+    """Time and memory of one training step of ``config`` (a :class:`metalib.fewshot.FewShotConfig`,
+    e.g. a shipped learner's ``ShippedResult.config``) in this process.
+
+    The step is :class:`metalib.fewshot.FewShotTrainer`'s own (episode sampling, inner loops,
+    meta-gradient, update), on :func:`synthetic_images`. On CPU the memory numbers are the process's
+    peak RSS, which earlier work in the same process may already have raised: use
+    :func:`meta_iteration_cost_isolated` for a clean CPU measurement.
+    """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    if not isinstance(config, fewshot.FewShotConfig):
+        raise TypeError(f"config must be a metalib.fewshot.FewShotConfig, got {type(config).__name__}")
+    dev = default_device(device)
+    cfg = _config_for_timing(config)
+    trainer = fewshot.FewShotTrainer(cfg, train_data=synthetic_images(cfg, seed=seed), val_data=False,
+                                     device=dev, progress=False)
+    counter = iter(range(cfg.iterations))
+    reset_peak_memory(dev)
+    before = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else peak_memory_mb(dev)
+    timing = time_it(lambda: trainer._step(next(counter)), repeats=repeats, warmup=warmup, device=dev)
+    return Cost(median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=repeats,
+                warmup=warmup, peak_mb=peak_memory_mb(dev), before_mb=before, device=describe_device(dev),
+                memory_kind="CUDA allocated" if dev.type == "cuda" else "CPU peak RSS")
+
+
+def meta_iteration_cost_isolated(config: fewshot.FewShotConfig, repeats: int = 3, warmup: int = 1,
+                                 device: Optional[str] = None, threads: int = 1, timeout: float = 600) -> Cost:
+    """:func:`meta_iteration_cost` in a fresh Python process (``python -m metalib.compare``) with
+    ``threads`` torch threads, so that the CPU peak RSS belongs to this measurement alone."""
+    cmd = [sys.executable, "-m", "metalib.compare", "--config", json.dumps(config.to_dict()),
+           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+    if device is not None:
+        cmd += ["--device", str(device)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring {config.describe()} in a fresh process failed:\n{proc.stderr[-2000:]}")
+    return Cost(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ============================================================================ the table
+def markdown_table(results: Sequence[ShippedResult], costs: Optional[Mapping[str, Cost]] = None) -> str:
+    """One Markdown table: method, dataset, episodes, test accuracy ± 95% CI (from the manifest),
+    training iterations (and the reference budget the manifest records: the paper's iteration count;
+    for ProtoNet, which trains until validation stops improving, metalib's bound), and — for names in ``costs`` — ms and MiB per meta-iteration."""
+    costs = costs or {}
+    head = ("| shipped name | method | dataset | test accuracy (%) ± 95% CI | iterations (reference) "
+            "| ms / meta-iteration | MiB / meta-iteration |")
+    rows = [head, "|" + "---|" * 7]
+    for r in results:
+        c = costs.get(r.name)
+        paper = f"{r.paper_iterations:,}" if r.paper_iterations else "?"
+        ms = f"{c.median_ms:,.0f}" if c is not None else "not measured"
+        mb = f"{c.memory_mb:,.0f}" if c is not None and math.isfinite(c.memory_mb) else "not measured"
+        rows.append(f"| `{r.name}` | {r.method} | {DATASET_LABELS.get(r.dataset, r.dataset)} {r.n_way}-way "
+                    f"{r.k_shot}-shot | {r.accuracy:.2f} ± {r.ci95:.2f} ({r.episodes} ep.) | {r.iterations:,} "
+                    f"({paper}) | {ms} | {mb} |")
+    return "\n".join(rows)
+
+
+# ============================================================================ evaluation statistics
+def mean_ci95(accuracies) -> Tuple[float, float]:
+    r"""``(mean, half-width of the 95% CI)`` of per-episode accuracies ``[n]``: the half-width is
+    :math:`1.96\,\sigma/\sqrt{n}` with :math:`\sigma` the standard deviation over episodes (``ddof=0``),
+    as :func:`metalib.fewshot.evaluate` and Finn et al.'s code compute it."""
+    acc = torch.as_tensor(accuracies, dtype=torch.float64).flatten()
+    if acc.numel() < 2:
+        raise ValueError(f"need at least 2 episode accuracies for a confidence interval, got {acc.numel()}")
+    if not bool(torch.isfinite(acc).all()):
+        raise ValueError("episode accuracies contain NaN/inf")
+    return float(acc.mean()), 1.96 * float(acc.std(unbiased=False)) / math.sqrt(acc.numel())
+
+
+def episodes_for_ci(std: float, half_width: float) -> int:
+    r"""The fewest episodes whose 95% CI half-width :math:`1.96\,\sigma/\sqrt{n}` is at most
+    ``half_width`` (same units as ``std``): :math:`n = \lceil (1.96\,\sigma / h)^2 \rceil`."""
+    if not (std >= 0 and half_width > 0 and math.isfinite(std) and math.isfinite(half_width)):
+        raise ValueError(f"need std >= 0 and half_width > 0 (finite), got {std}, {half_width}")
+    n = max(1, math.ceil((1.96 * std / half_width) ** 2 - 1e-9))
+    return n
+
+
+# ============================================================================ exercise checks (04, 07, 08)
+def _in_notebook(feedback: "Feedback") -> "Feedback":
+    # these exercises' solutions sit in the notebook's Solution block (metalib.exercises.solution
+    # does not know them), so point there instead
+    import re
+
+    feedback.message = re.sub(r"\(Stuck\? `solution\([^)]*\)`\.\)", "(Stuck? Open the Solution block below.)",
+                              feedback.message)
+    return feedback
+
+
+def check_mean_ci95(fn) -> "Feedback":
+    """Exercise of ``04_few_shot_data``: ``mean_ci95(acc) -> (mean, ci95)`` for a tensor of per-episode
+    accuracies (in %), ``ci95 = 1.96 * std / sqrt(n)`` with the population std (``ddof=0``)."""
+    from .exercises import _Fail, _call, _run
+
+    def body() -> str:
+        g = torch.Generator().manual_seed(0)
+        for n in (600, 50, 7):
+            acc = (torch.rand(n, generator=g, dtype=torch.float64) * 40 + 60).round()
+            out = _call("mean_ci95", fn, acc.clone())
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise _Fail(f"return two numbers (mean, ci95); got {type(out).__name__}.")
+            mean, ci = (float(v) for v in out)
+            m, c = mean_ci95(acc)
+            if abs(mean - m) > 1e-6:
+                raise _Fail(f"the mean of {n} accuracies should be {m:.4f}, yours is {mean:.4f}.")
+            sd1 = float(acc.std(unbiased=True))
+            if abs(ci - 1.96 * sd1 / math.sqrt(n)) < 1e-9 and abs(ci - c) > 1e-9:
+                raise _Fail("you used the sample std (n - 1 in the denominator); the protocol uses the "
+                            "population std (torch: unbiased=False / numpy: ddof=0), as Finn et al.'s code does.")
+            if abs(ci - c * math.sqrt(n)) < 1e-6:
+                raise _Fail("you forgot to divide by sqrt(n): the CI is about the *mean*, whose spread shrinks "
+                            "as 1/sqrt(n) — not about single episodes.")
+            if abs(ci - c / 1.96) < 1e-6:
+                raise _Fail("the 95% interval is 1.96 standard errors wide on each side; yours is one.")
+            if abs(ci - c) > 1e-6:
+                raise _Fail(f"for {n} episodes the half-width should be {c:.4f}, yours is {ci:.4f}.")
+        return "mean and 95% CI agree with metalib.compare.mean_ci95 on 600, 50 and 7 episodes."
+
+    return _in_notebook(_run("mean_ci95", body))
+
+
+def check_episodes_for_ci(fn) -> "Feedback":
+    """Exercise of ``07_miniimagenet``: ``episodes_for_ci(std, half_width) -> int``, the fewest
+    episodes with ``1.96 * std / sqrt(n) <= half_width``."""
+    from .exercises import _Fail, _call, _run
+
+    def body() -> str:
+        for std, h in ((17.0, 1.0), (17.0, 0.5), (5.0, 0.4), (9.9, 2.0), (0.0, 1.0)):
+            n = _call("episodes_for_ci", fn, std, h)
+            want = episodes_for_ci(std, h)
+            if isinstance(n, float) and n.is_integer():
+                n = int(n)
+            if not isinstance(n, int):
+                raise _Fail(f"return a whole number of episodes (int); got {n!r}.")
+            if n == want - 1 or (n < want and 1.96 * std / math.sqrt(max(n, 1)) > h):
+                raise _Fail(f"with sigma = {std} and half-width {h}, {n} episodes give a CI of "
+                            f"±{1.96 * std / math.sqrt(max(n, 1)):.3f} > {h}: round *up*.")
+            if n != want:
+                raise _Fail(f"with sigma = {std} and half-width {h} the answer is {want} episodes, yours is {n} "
+                            "(solve 1.96·sigma/sqrt(n) <= h for n).")
+        return "the episode counts agree with metalib.compare.episodes_for_ci."
+
+    return _in_notebook(_run("episodes_for_ci", body))
+
+
+def check_anil_adapt(fn) -> "Feedback":
+    """Exercise of ``08_compare_and_next``: ``anil_adapt(model, params, x_s, y_s, lr, steps)`` takes
+    ``steps`` SGD steps on the cross-entropy of the support set **for the head's parameters only**
+    (names starting with ``"head."``) and returns the full params dict, body unchanged."""
+    from .exercises import _Fail, _call, _close, _run
+    from .functional import buffers_of, inner_loop
+    from .models import Conv4
+
+    def body() -> str:
+        torch.manual_seed(0)
+        model = Conv4(1, n_classes=3, hidden=4, image_size=16)
+        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.rand(6, 1, 16, 16, generator=g), torch.arange(3).repeat(2)
+        out = _call("anil_adapt", fn, model, dict(params), x, y, 0.5, 2)
+        if not isinstance(out, dict) or set(out) != set(params):
+            raise _Fail("return a dict with the same names as params (all of them, body included).")
+        for k, v in params.items():
+            if not k.startswith("head.") and not _close(out[k], v):
+                raise _Fail(f"{k} changed: ANIL adapts only the head; the body stays at theta.")
+        head = {k: v for k, v in params.items() if k.startswith("head.")}
+        frozen = {**buffers_of(model), **{k: v for k, v in params.items() if not k.startswith("head.")}}
+        import torch.nn.functional as F
+
+        want, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 2)
+        one, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 1)
+        for k in head:
+            if _close(out[k], head[k]):
+                raise _Fail(f"{k} did not change: take the SGD steps on the head.")
+            if _close(out[k], one[k]):
+                raise _Fail("you took one step; take `steps` of them (recompute the gradient each time).")
+            if not _close(out[k], want[k], 1e-4):
+                raise _Fail(f"{k} differs from two SGD steps of lr 0.5 on the support cross-entropy "
+                            "(sign? learning rate? gradient of the head's parameters only?).")
+        return "the head moved exactly as two SGD steps on the support loss; the body stayed put."
+
+    return _in_notebook(_run("anil_adapt", body))
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m metalib.compare",
+                                description="Time one meta-iteration of a few-shot config; print a JSON Cost.")
+    p.add_argument("--config", required=True, help="a FewShotConfig as JSON")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default=None)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    config = fewshot.FewShotConfig.from_dict(json.loads(a.config))
+    print(json.dumps(meta_iteration_cost(config, a.repeats, a.warmup, a.device).as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
