@@ -350,11 +350,13 @@ EXERCISES: Dict[str, Callable] = {
 }
 
 
-def solution(name: str, show: bool = True) -> Optional[str]:
-    """Print (``show=True``) or return the source of the reference solution of exercise ``name``."""
-    if name not in EXERCISES:
-        raise KeyError(f"no exercise named {name!r}; there are: {', '.join(EXERCISES)}")
-    src = inspect.getsource(EXERCISES[name])
+def solution(name: str, show: bool = True, exercises: Optional[Dict[str, Callable]] = None) -> Optional[str]:
+    """Print (``show=True``) or return the source of the reference solution of exercise ``name``
+    (from ``exercises``, default this module's :data:`EXERCISES`)."""
+    exercises = EXERCISES if exercises is None else exercises
+    if name not in exercises:
+        raise KeyError(f"no exercise named {name!r}; there are: {', '.join(exercises)}")
+    src = inspect.getsource(exercises[name])
     if show:
         print(src)
         return None

@@ -40,3 +40,19 @@ def rel_error(a: dict, b: dict) -> float:
     num = sum(((a[k] - b[k]) ** 2).sum() for k in a) ** 0.5
     den = sum((b[k] ** 2).sum() for k in b) ** 0.5
     return float(num / den)
+
+
+def synthetic_images(n_classes: int = 10, per_class: int = 8, size: int = 16, seed: int = 0) -> torch.Tensor:
+    """uint8 ``[C, P, 1, size, size]``: a per-class pattern plus noise (learnable, not trivial)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n_classes, 1, 1, size, size, generator=g)
+    noise = torch.rand(n_classes, per_class, 1, size, size, generator=g)
+    return ((0.7 * base + 0.3 * noise) * 255).to(torch.uint8)
+
+
+def tiny_conv4(n_classes=None, seed: int = 0, size: int = 16):
+    """A Conv-4 with 8 filters for 1 x size x size images (``n_classes=None``: no head, for ProtoNet)."""
+    from metalib.models import Conv4
+
+    torch.manual_seed(seed)
+    return Conv4(in_channels=1, n_classes=n_classes, hidden=8, image_size=size)

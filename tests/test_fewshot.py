@@ -12,20 +12,13 @@ from metalib.fewshot import (
     EvalResult, FewShotConfig, FewShotTrainer, default_config, evaluate, seeded_episodes,
 )
 
+from _nets import synthetic_images
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(n_classes=10, per_class=6, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(n_classes, 1, 1, size, size, generator=g)
-    noise = torch.rand(n_classes, per_class, 1, size, size, generator=g)
-    return ((0.7 * base + 0.3 * noise) * 255).to(torch.uint8)
+    return synthetic_images(n_classes, per_class, size, seed)
 
 
 # ----------------------------------------------------------------------------- defaults

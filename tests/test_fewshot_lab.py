@@ -10,28 +10,10 @@ import torch.nn.functional as F
 
 from metalib import MAML, ProtoNet, Reptile, fewshot, fewshot_lab as fl
 from metalib.data import EpisodeSampler, require_omniglot
-from metalib.models import Conv4
 
+from _nets import synthetic_images as synthetic, tiny_conv4
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def synthetic(n_classes=10, per_class=8, size=16, seed=0):
-    """uint8 [C, P, 1, size, size]: a class pattern plus noise (learnable, not trivial)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(n_classes, 1, 1, size, size, generator=g)
-    noise = torch.rand(n_classes, per_class, 1, size, size, generator=g)
-    return ((0.7 * base + 0.3 * noise) * 255).to(torch.uint8)
-
-
-def tiny_conv4(n_classes=None, seed=0):
-    torch.manual_seed(seed)
-    return Conv4(in_channels=1, n_classes=n_classes, hidden=8, image_size=16)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,28 +6,15 @@ import torch
 
 from metalib import MAML, ProtoNet, fewshot_lab as fl, widgets
 from metalib.data import require_omniglot
-from metalib.models import Conv4
 from metalib.widgets import _RIGHT, _WRONG
 
+from _nets import synthetic_images, tiny_conv4 as conv4
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(n_classes=20, per_class=9, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(n_classes, 1, 1, size, size, generator=g)
-    noise = torch.rand(n_classes, per_class, 1, size, size, generator=g)
-    return ((0.7 * base + 0.3 * noise) * 255).to(torch.uint8)
-
-
-def conv4(n_classes=None, seed=0):
-    torch.manual_seed(seed)
-    return Conv4(in_channels=1, n_classes=n_classes, hidden=8, image_size=16)
+    return synthetic_images(n_classes, per_class, size, seed)
 
 
 @pytest.fixture(scope="module")
