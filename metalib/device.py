@@ -48,11 +48,85 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
         pass
     torch.manual_seed(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+        globals()["deterministic"](True)  # the class below; the argument shadows its name here
     return torch.Generator().manual_seed(seed)
+
+
+class deterministic:
+    """Switch torch's deterministic-algorithm mode on (default) or off.
+
+    ``deterministic()`` switches it for the rest of the session; ``with deterministic(): ...``
+    switches it for the block and restores the previous settings afterwards. On: torch uses
+    deterministic kernels where it has them (and warns where it has not), cuDNN stops choosing
+    kernels by timing (``cudnn.benchmark = False``) and uses deterministic ones, and cuBLAS gets a
+    fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, read when CUDA starts). GPU runs are then
+    repeatable, usually a little slower; on CPU torch's kernels are deterministic anyway.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be True or False, got {enabled!r}")
+        self._saved = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+        )
+        if enabled:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
+        torch.backends.cudnn.deterministic = enabled
+
+    def __enter__(self) -> "deterministic":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        algorithms, warn_only, benchmark, cudnn_det = self._saved
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_det
+
+
+def is_deterministic() -> bool:
+    """Whether torch's deterministic-algorithm mode is on (see :class:`deterministic`)."""
+    return torch.are_deterministic_algorithms_enabled()
+
+
+def to_device(data, device: DeviceLike = None, non_blocking: bool = False):
+    """Put a dataset (or an episode, a batch, a tensor) on ``device`` in one line.
+
+    * a tensor: ``data.to(device)``;
+    * a dataset with an ``images`` tensor (:class:`~metalib.data.Omniglot`,
+      :class:`~metalib.data.MiniImageNet`: uint8 ``[classes, per_class, ch, H, W]``): a shallow copy
+      whose ``images`` live on ``device`` (the original is left as it is). The images stay uint8 —
+      1 byte a pixel, e.g. ~13 MB for Omniglot's background set, ~0.9 GB for miniImageNet's full
+      train split — and an :class:`~metalib.data.EpisodeSampler` built on the copy samples episodes
+      on that device with no host-to-device copy per episode;
+    * a tuple/NamedTuple (e.g. :class:`~metalib.TaskBatch`, an ``Episode``), list or dict: the same
+      container with every tensor moved.
+
+    ``device`` defaults to :func:`default_device`. Raises ``TypeError`` for anything else.
+    """
+    import copy
+
+    dev = default_device(device)
+    if isinstance(data, torch.Tensor):
+        return data.to(dev, non_blocking=non_blocking)
+    if isinstance(getattr(data, "images", None), torch.Tensor):
+        out = copy.copy(data)
+        out.images = data.images.to(dev, non_blocking=non_blocking)
+        return out
+    if isinstance(data, tuple):
+        moved = [to_device(x, dev, non_blocking) if isinstance(x, torch.Tensor) else x for x in data]
+        return type(data)(*moved) if hasattr(data, "_fields") else tuple(moved)
+    if isinstance(data, list):
+        return [to_device(x, dev, non_blocking) if isinstance(x, torch.Tensor) else x for x in data]
+    if isinstance(data, dict):
+        return {k: to_device(v, dev, non_blocking) if isinstance(v, torch.Tensor) else v for k, v in data.items()}
+    raise TypeError(
+        f"to_device needs a tensor, a dataset with an .images tensor, or a tuple/list/dict of tensors; "
+        f"got {type(data).__name__}"
+    )
 
 
 def synchronize(device: DeviceLike = None) -> None:
@@ -107,6 +181,21 @@ def time_it(fn: Callable[[], object], repeats: int = 10, warmup: int = 3, device
             fn()
         times.append(t.seconds * 1e3)
     return Timing(statistics.median(times), min(times), max(times), repeats, warmup)
+
+
+def current_memory_mb(device: DeviceLike = None) -> float:
+    """Memory in use now, in MiB: allocated tensor memory on CUDA / MPS; on CPU the process's
+    resident set size (everything the process holds, not only tensors)."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda":
+        return torch.cuda.memory_allocated(dev) / 2**20
+    if dev.type == "mps":
+        return torch.mps.current_allocated_memory() / 2**20
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):  # not Linux: fall back to the peak
+        return peak_memory_mb(dev)
 
 
 def reset_peak_memory(device: DeviceLike = None) -> None:

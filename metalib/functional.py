@@ -166,6 +166,58 @@ def inner_loop(
     return params, torch.stack(losses)
 
 
+def inner_loop_checkpointed(
+    model: nn.Module,
+    params: Params,
+    buffers: Params,
+    x_s: Tensor,
+    y_s: Tensor,
+    loss_fn: LossFn,
+    lr: float,
+    steps: int,
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> Tuple[Params, Tensor]:
+    r"""The second-order :func:`inner_loop` with gradient checkpointing over the inner steps.
+
+    Same result and same meta-gradient as ``inner_loop(..., first_order=False)``, but the autograd
+    graph of each step (the forward activations *and* the graph of the inner gradient) is not kept:
+    only :math:`\phi_0, \dots, \phi_{steps}` are, and each step is recomputed once during the outer
+    ``backward()`` (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant). Memory then grows with
+    ``steps`` by one parameter copy per step instead of one set of activations per step, for about
+    one extra forward+backward per step of compute.
+
+    ``context`` is entered around every (re)computation of a step, e.g. the BatchNorm mode
+    (:func:`batchnorm_context`): the recomputation runs inside ``backward()``, outside the caller's
+    ``with`` blocks. The inner gradient is taken with :func:`torch.autograd.grad` because
+    ``torch.func.grad`` does not run under checkpointing's saved-tensor hooks. Not for ``vmap``.
+
+    Args/Returns: as :func:`inner_loop`.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    names = list(params)
+
+    if not torch.is_grad_enabled():  # nothing to differentiate, nothing to save: the plain loop
+        return inner_loop(model, params, buffers, x_s, y_s, loss_fn, lr, steps)
+
+    def step(xs: Tensor, ys: Tensor, *flat: Tensor) -> Tuple[Tensor, ...]:
+        # A start that carries no history (e.g. detached weights) still needs an inner gradient.
+        flat = tuple(w if w.requires_grad else w.detach().requires_grad_() for w in flat)
+        with context():
+            loss = loss_fn(forward(model, dict(zip(names, flat)), buffers, xs), ys)
+            grads = torch.autograd.grad(loss, flat, create_graph=True)
+        return tuple(w - lr * g for w, g in zip(flat, grads)) + (loss.detach(),)
+
+    flat = tuple(params[k] for k in names)
+    losses = []
+    for _ in range(steps):
+        *flat, loss = checkpoint(step, x_s, y_s, *flat, use_reentrant=False)
+        losses.append(loss)
+    if not losses:
+        return dict(params), x_s.new_zeros(0)
+    return dict(zip(names, flat)), torch.stack(losses)
+
+
 def sgd_step(params: Params, grads: Params, lr: float) -> Params:
     """One plain SGD step ``p - lr * g`` on every entry of ``params``."""
     return {k: p - lr * grads[k] for k, p in params.items()}

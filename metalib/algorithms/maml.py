@@ -10,7 +10,7 @@ from torch.func import vmap
 from ..batch import as_batch, check_pair
 from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_positive, check_steps,
-    choose_vmap, forward, inner_loop, params_of,
+    choose_vmap, forward, inner_loop, inner_loop_checkpointed, params_of,
 )
 
 Batching = Literal["auto", "loop", "vmap"]
@@ -45,6 +45,11 @@ class MAML:
             the statistics of the batch it sees — support at adaptation, query at prediction — at
             meta-training *and* meta-test time; running statistics are ignored and never updated.
             ``"module"``: BatchNorm behaves as the module is configured (``train()``/``eval()``).
+        checkpoint_steps: opt-in gradient checkpointing over the inner steps of the second-order
+            meta-gradient (:func:`metalib.functional.inner_loop_checkpointed`): the same
+            meta-gradient, with memory that stays nearly flat as ``inner_steps`` grows, for about
+            one extra forward+backward per step. Implies the task loop (not vmap); has no effect
+            with ``first_order`` (FOMAML keeps no inner-step graph anyway). Default ``False``.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class MAML:
         first_order: bool = False,
         batching: Batching = "auto",
         bn_mode: BNMode = "transductive",
+        checkpoint_steps: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -65,12 +71,17 @@ class MAML:
         self.bn_mode, self.batching = bn_mode, batching
         batchnorm_context(model, bn_mode)  # validates bn_mode
         choose_vmap(model, batching, False)  # validates batching
+        self.checkpoint_steps = bool(checkpoint_steps)
+        if self.checkpoint_steps and batching == "vmap":
+            raise ValueError("checkpoint_steps=True runs the tasks in a loop; it cannot be combined with batching='vmap'")
 
     def _bn_context(self):
         return batchnorm_context(self.model, self.bn_mode)
 
     def uses_vmap(self) -> bool:
         """Whether a batch of tasks is processed with ``vmap`` (see ``batching``)."""
+        if getattr(self, "checkpoint_steps", False) and not self.first_order:
+            return False
         return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode)
 
     @staticmethod
@@ -108,9 +119,7 @@ class MAML:
         fo = self.first_order if first_order is None else first_order
         start = self.parameters() if params is None else params
         with self._bn_context():
-            adapted, losses = inner_loop(
-                self.model, start, buffers_of(self.model), x_s, y_s, loss_fn, self.inner_lr, steps, fo
-            )
+            adapted, losses = self._inner(start, buffers_of(self.model), x_s, y_s, loss_fn, steps, fo)
         check_finite(losses, "the inner-loop (support) loss")
         return adapted
 
@@ -136,10 +145,10 @@ class MAML:
         x_s, y_s, x_q, y_q = as_batch(batch)
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         theta, buffers = self.parameters(), buffers_of(self.model)
-        model, lr, fo = self.model, self.inner_lr, self.first_order
+        model, fo = self.model, self.first_order
 
         def one_task(xs, ys, xq, yq):
-            phi, inner = inner_loop(model, theta, buffers, xs, ys, loss_fn, lr, steps, fo)
+            phi, inner = self._inner(theta, buffers, xs, ys, loss_fn, steps, fo)
             pred = forward(model, phi, buffers, xq)
             return loss_fn(pred, yq), pred, inner
 
@@ -153,13 +162,47 @@ class MAML:
         check_finite(losses.detach(), "the query loss")
         return losses, preds
 
+    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int, fo: bool):
+        """The inner loop of one task: checkpointed when asked for (second order only)."""
+        if self.checkpoint_steps and not fo:
+            return inner_loop_checkpointed(
+                self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, context=self._bn_context
+            )
+        return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, fo)
+
     def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
         """Mean query loss over the task batch (the MAML objective); ``.backward()`` fills the
         model's ``.grad`` with the meta-gradient."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+        """``meta_loss(batch, loss_fn).backward()`` with the memory of one task instead of ``T``.
+
+        On the task loop, each task's query loss (divided by ``T``) is back-propagated as soon as it
+        is computed, so only one task's graph is alive at a time (the structure of learn2learn's and
+        higher's MAML examples); the ``.grad`` sum is the same meta-gradient up to float rounding.
+        On the vmap path it is exactly ``meta_loss(...).backward()``.
+
+        Returns:
+            the mean query loss, detached (0-dim).
+        """
+        if self.uses_vmap():
+            loss = self.meta_loss(batch, loss_fn, steps)
+            loss.backward()
+            return loss.detach()
+        batch = as_batch(batch)
+        T = batch.n_tasks
+        total = batch.x_s.new_zeros(())
+        for t in range(T):
+            task = tuple(x[t : t + 1] for x in batch)
+            loss = self.task_losses(task, loss_fn, steps)[0].sum() / T
+            loss.backward()
+            total = total + loss.detach()
+        return total
+
     def __repr__(self) -> str:
+        ck = ", checkpoint_steps=True" if self.checkpoint_steps else ""
         return (
             f"MAML(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order="
-            f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r})"
+            f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r}{ck})"
         )

@@ -1,0 +1,477 @@
+"""metalib against the textbook MAML loop and `higher`, side by side in one run (issue #8).
+
+Workloads (the papers' training settings, as in ``metalib.fewshot``):
+  W1  sinusoid: MLP 1-40-40-1, meta-batch 25, K = 10 support + 10 query, 1 inner step (lr 0.01)
+  W2  Omniglot 5-way 1-shot: Conv-4 (64 filters), 28x28, 1 query/class, meta-batch 32, 1 step (lr 0.4)
+  W2b Omniglot 20-way 1-shot: Conv-4, 1 query/class, meta-batch 16, 5 steps (lr 0.1)
+  W3  miniImageNet 5-way 1-shot: Conv-4 (32 filters), 84x84x3, 15 query/class, meta-batch 4, 5 steps (lr 0.01)
+  W4  ProtoNet Omniglot 60-way 5-shot, 5 query/class, one episode per iteration (no order)
+MAML workloads run second order (MAML) and first order (FOMAML). Inputs are random tensors of the
+workload's shapes (time does not depend on pixel values); fixed seeds, so every implementation sees
+the same model and batch.
+
+Implementations:
+  metalib           ``MAML(...).meta_loss(batch).backward()``, the default path (``batching="auto"``)
+  metalib per-task  ``MAML.meta_backward``: per-task backward (one task's graph alive at a time)
+  textbook          ``metalib.peers.textbook_meta_step``: autograd.grad(create_graph=True) over a
+                    parameter list per task, functional forward, per-task backward (learn2learn style)
+  higher            ``metalib.peers.higher_meta_step`` (``pip install --no-deps higher``), if installed
+  (W4: ``ProtoNet.meta_loss`` vs ``metalib.peers.textbook_protonet_step``, Snell et al.'s code)
+
+Correctness gate: before an implementation is timed, its meta-gradient (float32) is compared with
+metalib's default path on the same model and batch; a relative error >= 1e-4 refuses the row.
+
+Every row runs in a fresh subprocess; peak memory = peak RSS minus the RSS after building the model
+and the batch (CPU), or peak minus current allocated memory (CUDA) — the memory one meta-iteration
+needs. ``--part`` picks what to run (default: all): ``peers`` (the main table), ``memory`` (second-
+order memory vs inner steps, with and without ``checkpoint_steps``), ``levers`` (channels-last,
+bf16 autocast, torch.compile, vmap, per-task backward).
+
+    python benchmarks/bench_peers.py                 # everything; writes benchmarks/README.md
+    python benchmarks/bench_peers.py --part peers --no-write
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from metalib import MAML, ProtoNet, models, tasks
+from metalib.device import current_memory_mb, default_device, describe_device, peak_memory_mb, reset_peak_memory
+from metalib.peers import higher_available, higher_meta_step, textbook_meta_step, textbook_protonet_step
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOL = 1e-4
+
+WORKLOADS = {
+    "W1": dict(name="W1 sinusoid, mb 25, K=10, 1 step", kind="sinusoid", T=25, steps=1, lr=0.01),
+    "W2": dict(name="W2 Omniglot 5w1s, mb 32, 1 step", kind="omniglot", T=32, n=5, k=1, q=1, steps=1, lr=0.4),
+    "W2b": dict(name="W2b Omniglot 20w1s, mb 16, 5 steps", kind="omniglot", T=16, n=20, k=1, q=1, steps=5, lr=0.1),
+    "W3": dict(name="W3 miniImageNet 5w1s, 32 filters, mb 4, 5 steps", kind="mini", T=4, n=5, k=1, q=15, steps=5,
+               lr=0.01),
+    "W4": dict(name="W4 ProtoNet Omniglot 60w5s, 5 query", kind="protonet", n=60, k=5, q=5),
+}
+# The memory-vs-steps table: W3's shapes with one task per meta-batch (the memory of one task's graph).
+WORKLOADS["W3-1"] = dict(WORKLOADS["W3"], name="W3 shapes, meta-batch 1", T=1)
+MAIN = ["W1", "W2", "W2b", "W3", "W4"]
+# (warm-up, timed) iterations after the priming call and the gate's call (which warm up too). On CPU
+# the Conv-4 workloads take seconds per iteration, so they get few repetitions.
+REPS = {"W1": (5, 20), "W2": (2, 5), "W2b": (1, 3), "W3": (0, 2), "W4": (1, 3)}
+
+
+# ----------------------------------------------------------------------------- building blocks
+def make(w: str, device, steps=None):
+    """Model, batch and loss of workload ``w`` (same seeds every time)."""
+    cfg = WORKLOADS[w]
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    if cfg["kind"] == "sinusoid":
+        batch = tasks.Sinusoid().sample(cfg["T"], 10, 10, generator=g, device=device)
+        return models.sinusoid_mlp().to(device), tuple(batch), F.mse_loss
+    n, k, q = cfg["n"], cfg["k"], cfg["q"]
+    ch, size, hidden = (3, 84, 32) if cfg["kind"] == "mini" else (1, 28, 64)
+    if cfg["kind"] == "protonet":
+        x_s = torch.rand(1, n * k, ch, size, size, generator=g)
+        x_q = torch.rand(1, n * q, ch, size, size, generator=g)
+        y_s, y_q = torch.arange(n).repeat_interleave(k)[None], torch.arange(n).repeat_interleave(q)[None]
+        model = models.Conv4(ch, None, hidden=hidden, image_size=size)
+        return model.to(device), tuple(t.to(device) for t in (x_s, y_s, x_q, y_q)), None
+    T = cfg["T"]
+    x_s = torch.rand(T, n * k, ch, size, size, generator=g)
+    x_q = torch.rand(T, n * q, ch, size, size, generator=g)
+    y_s = torch.arange(n).repeat_interleave(k).repeat(T, 1)
+    y_q = torch.arange(n).repeat_interleave(q).repeat(T, 1)
+    model = models.Conv4(ch, n, hidden=hidden, image_size=size)
+    return model.to(device), tuple(t.to(device) for t in (x_s, y_s, x_q, y_q)), F.cross_entropy
+
+
+def compiled_meta_step(model, loss_fn, lr, steps, first_order, vmapped):
+    """torch.compile of the per-task MAML function (inner loop + query loss); the outer backward
+    goes through the compiled graph (the inner gradient is traced into its forward)."""
+    from torch.func import vmap
+
+    from metalib.functional import buffers_of, forward, inner_loop, params_of, transductive_batchnorm
+
+    buffers = buffers_of(model)
+
+    def one(theta, xs, ys, xq, yq):
+        phi, _ = inner_loop(model, theta, buffers, xs, ys, loss_fn, lr, steps, first_order)
+        return loss_fn(forward(model, phi, buffers, xq), yq)
+
+    if vmapped:
+        fn = torch.compile(lambda th, *b: vmap(one, in_dims=(None, 0, 0, 0, 0))(th, *b).mean())
+
+        def step(batch):
+            with transductive_batchnorm(model):
+                fn(params_of(model), *batch).backward()
+    else:
+        fn = torch.compile(one)
+
+        def step(batch):
+            with transductive_batchnorm(model):
+                th = params_of(model)
+                (sum(fn(th, *t) for t in zip(*batch)) / batch[0].shape[0]).backward()
+    return step
+
+
+def build(w: str, impl: str, order: str, device, steps=None):
+    """``(model, batch, step)``: ``step(batch)`` fills ``model``'s ``.grad`` with one meta-gradient."""
+    cfg = WORKLOADS[w]
+    model, batch, loss_fn = make(w, device)
+    fo = order == "first"
+    steps = cfg.get("steps") if steps is None else steps
+    lr = cfg.get("lr")
+    if cfg["kind"] == "protonet":
+        net = ProtoNet(model)
+        if impl == "metalib":
+            return model, batch, lambda b: net.meta_loss(b).backward()
+        if impl == "textbook":
+            return model, batch, lambda b: textbook_protonet_step(model, b[0][0], b[2][0], cfg["n"])
+        raise KeyError(impl)
+    if impl == "channels-last":
+        model = model.to(memory_format=torch.channels_last)
+        batch = tuple(torch.stack([x.contiguous(memory_format=torch.channels_last) for x in t]) if t.dim() == 5 else t
+                      for t in batch)
+    maml = MAML(model, inner_lr=lr, inner_steps=steps, first_order=fo,
+                checkpoint_steps=impl in ("metalib checkpoint", "metalib per-task checkpoint"))
+    if impl in ("metalib", "channels-last", "metalib checkpoint"):
+        return model, batch, lambda b: maml.meta_loss(b, loss_fn).backward()
+    if impl in ("metalib per-task", "metalib per-task checkpoint"):
+        return model, batch, lambda b: maml.meta_backward(b, loss_fn)
+    if impl == "vmap":
+        maml.uses_vmap = lambda: True  # forced, also where metalib refuses it (to show why)
+        return model, batch, lambda b: maml.meta_loss(b, loss_fn).backward()
+    if impl == "bf16 autocast":
+        def step(b):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                loss = maml.meta_loss(b, loss_fn)
+            loss.backward()
+        return model, batch, step
+    if impl == "textbook":
+        return model, batch, lambda b: textbook_meta_step(model, b, loss_fn, lr, steps, fo)
+    if impl == "higher":
+        return model, batch, lambda b: higher_meta_step(model, b, loss_fn, lr, steps, fo)
+    if impl == "torch.compile":
+        return model, batch, compiled_meta_step(model, loss_fn, lr, steps, fo, vmapped=cfg["kind"] == "sinusoid")
+    raise KeyError(impl)
+
+
+def float64_rel_err(w, impl, order, device, steps) -> float:
+    """Relative error of ``impl``'s meta-gradient against metalib's, both in float64."""
+    grads = []
+    for name in ("metalib", impl):
+        model, batch, step_on = build(w, name, order, device, steps)
+        model.double()
+        step_on(tuple(t.double() if t.is_floating_point() else t for t in batch))
+        grads.append(torch.cat([p.grad.detach().flatten().cpu() for p in model.parameters()]))
+    return float((grads[1] - grads[0]).norm() / grads[0].norm())
+
+
+def release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``), so that the resident set after
+    the priming call does not already hold the priming call's freed activations (which the gate's
+    call would reuse without growing the RSS, hiding them from "peak - baseline")."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the baseline may then be a little high
+        pass
+
+
+def flat_grad(model) -> torch.Tensor:
+    return torch.cat([p.grad.detach().flatten().float().cpu() for p in model.parameters()])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_one(w, impl, order, ref_path, warmup, repeats, steps=None) -> dict:
+    """One row, in this (fresh) process: gate, warm-up, timing, memory."""
+    device = default_device()
+    model, batch, step_on = build(w, impl, order, device, steps)
+
+    def step():
+        step_on(batch)
+
+    out = dict(workload=w, impl=impl, order=order, steps=steps or WORKLOADS[w].get("steps"), warmup=warmup,
+               repeats=repeats)
+    t0 = time.perf_counter()
+    # Prime on the first task only: loads the code paths (and compiles) before the memory baseline,
+    # so that "peak" is the memory of a meta-iteration, not of importing torch's internals.
+    step_on(tuple(t[:1] for t in batch))
+    sync(device)
+    release_freed_memory()
+    base = current_memory_mb(device)
+    reset_peak_memory(device)
+    model.zero_grad(set_to_none=True)
+    step()  # the gate's meta-gradient
+    sync(device)
+    out["first_call_s"] = time.perf_counter() - t0
+    g = flat_grad(model)
+    if not bool(torch.isfinite(g).all()):
+        out.update(refused="non-finite meta-gradient")
+        return out
+    if ref_path and os.path.exists(ref_path):
+        ref = torch.load(ref_path)
+        out["rel_err"] = float((g - ref).norm() / ref.norm())
+    else:  # this is the reference
+        torch.save(g, ref_path)
+        out["rel_err"] = 0.0
+    if out["rel_err"] >= TOL and impl != "bf16 autocast":
+        # Tiny BatchNorm batches (1 query per class) make the meta-gradient ill-conditioned: a
+        # different but exact kernel (e.g. channels-last) can differ by more than 1e-4 in float32.
+        # Decide in float64 whether the implementation is wrong or only rounds differently.
+        out["rel_err64"] = float64_rel_err(w, impl, order, device, steps)
+        if out["rel_err64"] < 1e-9:
+            out["note"] = f"float32 rounding: float64 rel. error {out['rel_err64']:.0e}"
+    if out["rel_err"] >= TOL and "note" not in out:
+        out["refused"] = f"meta-gradient rel. error {out['rel_err']:.1e} >= {TOL:.0e}"
+        if impl not in ("vmap", "bf16 autocast"):  # shown with their time, to say why they are rejected
+            return out
+    for _ in range(warmup):
+        model.zero_grad(set_to_none=True)
+        step()
+    times = []
+    for _ in range(repeats):
+        model.zero_grad(set_to_none=True)
+        sync(device)
+        t = time.perf_counter()
+        step()
+        sync(device)
+        times.append((time.perf_counter() - t) * 1e3)
+    out.update(median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times),
+               peak_mb=peak_memory_mb(device) - base)
+    return out
+
+
+# ----------------------------------------------------------------------------- driver
+def spawn(args, w, impl, order, ref, warmup, repeats, steps=None, env=None) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--one", w, impl, order, "--ref", ref, "--warmup", str(warmup),
+           "--repeats", str(repeats), "--threads", str(args.threads)]
+    if steps is not None:
+        cmd += ["--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return dict(workload=w, impl=impl, order=order, steps=steps, refused=f"failed: {tail[:160]}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    msg = row.get("refused") or ""
+    if "median_ms" in row:
+        msg = f"{row['median_ms']:9.1f} ms (min {row['min_ms']:.1f}, max {row['max_ms']:.1f})  peak +{row['peak_mb']:.0f} MiB  " \
+              f"rel.err {row['rel_err']:.1e}  first call {row['first_call_s']:.1f} s " + msg
+    print(f"  {w:4s} {order:6s} {impl:28s} {'steps=' + str(steps) if steps else ''} {msg}", flush=True)
+    return row
+
+
+def reps(w):
+    """(warm-up, timed) iterations: few on CPU for the seconds-long Conv-4 workloads; more on a GPU."""
+    return (5, 20) if default_device().type != "cpu" else REPS[w]
+
+
+def part_peers(args, tmp):
+    rows = []
+    impls = ["metalib", "textbook"] + (["higher"] if higher_available() else [])
+    for w in args.workloads:
+        warmup, repeats = reps(w)
+        orders = ["-"] if WORKLOADS[w]["kind"] == "protonet" else ["second", "first"]
+        for order in orders:
+            ref = os.path.join(tmp, f"ref-{w}-{order}.pt")
+            for impl in (["metalib", "textbook"] if order == "-" else impls):
+                rows.append(spawn(args, w, impl, order, ref, warmup, repeats))
+    return rows
+
+
+def part_memory(args, tmp):
+    rows = []
+    for steps in (1, 2, 5, 10):
+        ref = os.path.join(tmp, f"ref-mem-{steps}.pt")
+        for impl in ("metalib", "metalib checkpoint", "textbook"):
+            rows.append(spawn(args, "W3-1", impl, "second", ref, 0, 2, steps=steps))
+    return rows
+
+
+def part_levers(args, tmp):
+    rows = []
+    for order in ("second", "first"):
+        ref = os.path.join(tmp, f"ref-lever-W2-{order}.pt")
+        # torch.compile is tried on W1 only: on W2 its cold compile of the 32-task loop took more
+        # than 5 minutes on this CPU (see the notes below), beyond this run's time budget.
+        w2 = ("metalib", "metalib per-task", "vmap", "channels-last", "bf16 autocast") + (("torch.compile",) if args.compile_w2 else ())
+        for impl in w2:
+            if order == "first" and impl in ("channels-last", "bf16 autocast", "torch.compile"):
+                continue  # measured once, second order (time budget)
+            env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(dir=tmp)) if impl == "torch.compile" else None
+            rows.append(spawn(args, "W2", impl, order, ref, 1, 3, env=env))
+    ref = os.path.join(tmp, "ref-lever-W1-second.pt")
+    for impl in ("metalib", "metalib per-task", "torch.compile"):
+        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(dir=tmp)) if impl == "torch.compile" else None
+        rows.append(spawn(args, "W1", impl, "second", ref, 5, 20, env=env))
+    return rows
+
+
+def part_pertask(args, tmp):
+    """Where the default path trailed the textbook loop: the same rows again, interleaved with
+    ``MAML.meta_backward`` (per-task backward, as the textbook loop does)."""
+    rows = []
+    for w, order in (("W2b", "first"), ("W3", "second"), ("W2", "second")):
+        ref = os.path.join(tmp, f"ref-pertask-{w}-{order}.pt")
+        warmup, repeats = reps(w)
+        for impl in ("metalib", "metalib per-task", "textbook"):
+            rows.append(spawn(args, w, impl, order, ref, warmup, repeats))
+    return rows
+
+
+def render_pertask(rows, meta) -> str:
+    lines = [
+        "## Default path vs per-task backward (`benchmarks/bench_peers.py --part pertask`)",
+        "",
+        meta,
+        "",
+        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs metalib | speed-up vs textbook |",
+        "|---|---|---|---|---:|---|---:|",
+    ]
+    return "\n".join(lines + render_peers(rows, "").splitlines()[6:])
+
+
+def fmt_time(r):
+    if "median_ms" not in r:
+        return "—"
+    return f"{r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f})"
+
+
+def fmt_err(r):
+    if "rel_err" not in r:
+        return r.get("refused", "—")
+    s = f"{r['rel_err']:.1e}"
+    if "rel_err64" in r:
+        s += f" (float64: {r['rel_err64']:.0e})"
+    return s + (" **refused**" if r.get("refused") else "")
+
+
+def render_peers(rows, meta) -> str:
+    lines = [
+        "## metalib vs the textbook loop vs `higher` (`benchmarks/bench_peers.py --part peers`)",
+        "",
+        meta,
+        "",
+        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs metalib | speed-up vs textbook |",
+        "|---|---|---|---|---:|---|---:|",
+    ]
+    for r in rows:
+        tb = next((x for x in rows if x["workload"] == r["workload"] and x["order"] == r["order"]
+                   and x["impl"] == "textbook" and "median_ms" in x), None)
+        sp = f"{tb['median_ms'] / r['median_ms']:.2f}×" if tb and "median_ms" in r and not r.get("refused") else "—"
+        peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "—"
+        lines.append(f"| {WORKLOADS[r['workload']]['name']} | {r['order']} | {r['impl']} | {fmt_time(r)} | {peak} | "
+                     f"{fmt_err(r)} | {sp} |")
+    if not higher_available():
+        lines += ["", "`higher`: not installed (`pip install --no-deps higher`), so no row."]
+    return "\n".join(lines)
+
+
+def render_memory(rows, meta) -> str:
+    lines = [
+        "## Second-order memory vs inner steps: gradient checkpointing (`benchmarks/bench_peers.py --part memory`)",
+        "",
+        meta,
+        "",
+        "W3 shapes (miniImageNet 5-way 1-shot, 15 query/class, Conv-4 with 32 filters, 84×84) with meta-batch 1 "
+        "(memory grows linearly with the meta-batch on the default path), second order; 2 timed iterations per cell "
+        "after the priming and the gate's calls (median of 2 = their mean). Peak = extra memory of a meta-iteration "
+        "over the process after setup (peak RSS on CPU).",
+        "",
+        "| inner steps | implementation | peak MiB (+) | ms / meta-iteration | meta-grad rel. error vs metalib |",
+        "|---:|---|---:|---:|---|",
+    ]
+    for r in rows:
+        peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "—"
+        ms = f"{r['median_ms']:.0f}" if "median_ms" in r else "—"
+        lines.append(f"| {r['steps']} | {r['impl']} | {peak} | {ms} | {fmt_err(r)} |")
+    return "\n".join(lines)
+
+
+def render_levers(rows, meta) -> str:
+    lines = [
+        "## Levers tried (`benchmarks/bench_peers.py --part levers`)",
+        "",
+        meta,
+        "",
+        "W2 (Omniglot 5-way 1-shot, meta-batch 32, 1 step) with 1 warm-up + 3 timed iterations; W1 (second order) "
+        "with 5 + 20. "
+        "`first call` includes torch.compile's compilation (a fresh inductor cache each time, i.e. a cold compile).",
+        "",
+        "| workload | order | lever | ms / meta-iteration, median (min–max) | vs metalib default | first call s | peak MiB (+) | meta-grad rel. error |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        base = next((x for x in rows if x["workload"] == r["workload"] and x["order"] == r["order"]
+                     and x["impl"] == "metalib" and "median_ms" in x), None)
+        sp = f"{base['median_ms'] / r['median_ms']:.2f}×" if base and "median_ms" in r else "—"
+        peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "—"
+        fc = f"{r['first_call_s']:.1f}" if "first_call_s" in r else "—"
+        lines.append(f"| {r['workload']} | {r['order']} | {r['impl']} | {fmt_time(r)} | {sp} | {fc} | {peak} | {fmt_err(r)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["all", "peers", "memory", "levers", "pertask"], default="all")
+    ap.add_argument("--workloads", nargs="+", default=MAIN, choices=MAIN)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--compile-w2", action="store_true", help="also try torch.compile on W2 (minutes of compilation on CPU)")
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--ref", help=argparse.SUPPRESS)
+    ap.add_argument("--warmup", type=int, default=2, help=argparse.SUPPRESS)
+    ap.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(run_one(*args.one, args.ref, args.warmup, args.repeats, args.steps)))
+        return
+    dev = default_device()
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    sections = []
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = ["peers", "memory", "levers"] if args.part == "all" else [args.part]
+        results = {}
+        for part in parts:
+            print(f"== {part}", flush=True)
+            results[part] = {"peers": part_peers, "memory": part_memory, "levers": part_levers,
+                             "pertask": part_pertask}[part](args, tmp)
+    minutes = (time.perf_counter() - t0) / 60
+    meta = (f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)} (torch threads: {args.threads}), "
+            f"torch {torch.__version__}, Python {sys.version.split()[0]}; 1-min load average {load0:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end (2 cores: above ~1 other work shared them); this run took "
+            f"{minutes:.1f} min. Medians after warm-up; meta-gradients gated against metalib's (float32, "
+            f"rel. error < {TOL:.0e}) before timing. Random inputs of the workload's shapes.")
+    render = {"peers": render_peers, "memory": render_memory, "levers": render_levers, "pertask": render_pertask}
+    for part, rows in results.items():
+        text = render[part](rows, meta)
+        sections.append((f"bench_peers_{part}", text))
+        print(text, flush=True)
+    if not args.no_write:
+        sys.path.insert(0, HERE)
+        from _table import write_section
+
+        for key, text in sections:
+            write_section(key, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""metalib.device: device choice, determinism switch, timer, memory and to_device."""
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from metalib import TaskBatch
+from metalib.data.base import ClassImageSet
+from metalib.data.episodes import EpisodeSampler
+from metalib.device import (
+    Timer, current_memory_mb, default_device, describe_device, deterministic, is_deterministic,
+    peak_memory_mb, seed_everything, time_it, to_device,
+)
+
+
+def test_default_device_choice(monkeypatch):
+    monkeypatch.delenv("METALIB_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert default_device().type == expected
+    assert default_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("METALIB_DEVICE", "cpu")
+    assert default_device().type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error when CUDA is missing")
+def test_asking_for_missing_cuda_is_an_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        default_device("cuda")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="checks the error when MPS is missing")
+def test_asking_for_missing_mps_is_an_error():
+    with pytest.raises(ValueError, match="MPS is not available"):
+        default_device("mps")
+
+
+def test_deterministic_switch_and_context():
+    before = (is_deterministic(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        with deterministic():
+            assert is_deterministic() and torch.backends.cudnn.deterministic
+            assert not torch.backends.cudnn.benchmark
+            with deterministic(False):
+                assert not is_deterministic()
+            assert is_deterministic()
+        assert (is_deterministic(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == before
+        deterministic(True)  # plain call: stays on
+        assert is_deterministic()
+    finally:
+        deterministic(False)
+        torch.backends.cudnn.benchmark = before[2]
+    with pytest.raises(TypeError):
+        deterministic("yes")
+
+
+def test_seed_everything_repeats_and_switches():
+    g1 = seed_everything(3)
+    a = torch.rand(4), torch.rand(4, generator=g1)
+    g2 = seed_everything(3)
+    b = torch.rand(4), torch.rand(4, generator=g2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    try:
+        seed_everything(3, deterministic=True)
+        assert is_deterministic()
+    finally:
+        deterministic(False)
+
+
+def test_timer_and_time_it_measure_wall_time():
+    with Timer("cpu") as t:
+        time.sleep(0.02)
+    assert 0.015 < t.seconds < 1.0
+    calls = []
+    timing = time_it(lambda: calls.append(time.sleep(0.005)), repeats=3, warmup=2, device="cpu")
+    assert len(calls) == 5 and timing.repeats == 3 and timing.min_ms <= timing.median_ms <= timing.max_ms
+    assert timing.min_ms >= 4.0
+    with pytest.raises(ValueError):
+        time_it(lambda: None, repeats=0)
+
+
+def _vmrss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_current_memory_is_the_resident_set_size():
+    """Against the kernel's own VmRSS line (an independent reading of the same number)."""
+    a, rss, b = current_memory_mb("cpu"), _vmrss_mb(), current_memory_mb("cpu")
+    assert min(a, b) - 8 <= rss <= max(a, b) + 8
+    assert peak_memory_mb("cpu") >= rss - 8  # the peak is at least what is held now
+    assert "CPU" in describe_device("cpu")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_memory_reports_see_a_large_allocation():
+    # In a fresh process: in this one, earlier tests may have left freed-but-resident memory that
+    # a new tensor reuses without growing the resident set.
+    code = (
+        "import torch; from metalib.device import current_memory_mb, peak_memory_mb\n"
+        "b = current_memory_mb('cpu'); x = torch.ones(64 * 2**20 // 4); a = current_memory_mb('cpu')\n"
+        "print(a - b, peak_memory_mb('cpu') - b)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    grew, peak_grew = map(float, out.stdout.split())
+    assert 56 < grew < 128 and peak_grew > 56
+
+
+def test_to_device_moves_datasets_batches_and_tensors():
+    images = torch.randint(0, 256, (6, 4, 1, 8, 8), dtype=torch.uint8)
+    ds = ClassImageSet(images, [f"c{i}" for i in range(6)], name="toy")
+    moved = to_device(ds, "cpu")
+    assert moved is not ds and moved.images.device.type == "cpu" and moved.name == "toy"
+    assert ds.images is images  # the original is untouched
+    ep = EpisodeSampler(moved, 3, 1, 2).sample(2, torch.Generator().manual_seed(0))
+    assert ep.x_s.shape == (2, 3, 1, 8, 8)
+    batch = to_device(TaskBatch(*ep), "cpu")
+    assert isinstance(batch, TaskBatch) and torch.equal(batch.x_q, ep.x_q)
+    assert isinstance(to_device(tuple(ep), "cpu"), tuple)
+    assert to_device([images], "cpu")[0] is images  # already there: no copy
+    assert set(to_device({"a": images, "n": 3}, "cpu")) == {"a", "n"}
+    with pytest.raises(TypeError, match="to_device"):
+        to_device(3, "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_to_device_cuda_and_sampler_on_gpu():
+    images = torch.randint(0, 256, (6, 4, 1, 8, 8), dtype=torch.uint8)
+    ds = to_device(ClassImageSet(images, [str(i) for i in range(6)]), "cuda")
+    sampler = EpisodeSampler(ds, 3, 1, 2)
+    assert sampler.device.type == "cuda"
+    ep = sampler.sample(2, torch.Generator().manual_seed(0))
+    cpu = EpisodeSampler(images, 3, 1, 2).sample(2, torch.Generator().manual_seed(0))
+    assert torch.equal(ep.x_s.cpu(), cpu.x_s)  # same seed, same episodes on every device
