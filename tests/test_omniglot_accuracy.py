@@ -20,6 +20,9 @@ from metalib.data import Omniglot, require_omniglot
 pytestmark = pytest.mark.data
 
 FEWSHOT_WEIGHTS = [n for n in metalib.list_pretrained() if metalib.pretrained_info(n).get("kind") == "fewshot"]
+# The miniImageNet weights are not re-measured here: 600 episodes of 84x84 take ~20 CPU minutes each.
+# Notebook 07 re-evaluates their first 50 seeded test episodes under strict nbval instead.
+OMNIGLOT_WEIGHTS = [n for n in FEWSHOT_WEIGHTS if metalib.pretrained_info(n)["dataset"] == "omniglot"]
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +52,10 @@ def test_protonet_5w1s_from_scratch_reaches_96_percent(omniglot):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", FEWSHOT_WEIGHTS)
+@pytest.mark.parametrize("name", OMNIGLOT_WEIGHTS)
 def test_shipped_checkpoint_reproduces_its_manifest_accuracy(name, omniglot):
     info = metalib.pretrained_info(name)
     metrics = info["metrics"]
-    if info["dataset"] != "omniglot":
-        pytest.skip(f"{name} is not an Omniglot model")
     result = fewshot.evaluate_pretrained(name, data=omniglot["test"], device="cpu")
     print(f"{name}: now {result}; manifest {metrics['test_accuracy']:.2f}% ± {metrics['ci95']:.2f}%")
     assert result.episodes == metrics["episodes"] == 600
