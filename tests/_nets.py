@@ -56,3 +56,13 @@ def tiny_conv4(n_classes=None, seed: int = 0, size: int = 16):
 
     torch.manual_seed(seed)
     return Conv4(in_channels=1, n_classes=n_classes, hidden=8, image_size=size)
+
+
+def conv_batch(n_tasks: int = 3, seed: int = 0):
+    """A float64 3-way batch for :func:`tiny_convbn`: ``(x_s [T, 6, 1, 5, 5], y_s, x_q [T, 9, 1, 5, 5], y_q)``."""
+    g = torch.Generator().manual_seed(seed)
+    x_s = torch.randn(n_tasks, 6, 1, 5, 5, generator=g, dtype=torch.float64)
+    x_q = torch.randn(n_tasks, 9, 1, 5, 5, generator=g, dtype=torch.float64)
+    y_s = torch.arange(3).repeat_interleave(2).repeat(n_tasks, 1)
+    y_q = torch.arange(3).repeat_interleave(3).repeat(n_tasks, 1)
+    return x_s, y_s, x_q, y_q

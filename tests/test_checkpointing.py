@@ -9,16 +9,7 @@ from torch import nn
 
 from metalib import MAML
 from metalib.functional import buffers_of, inner_loop, inner_loop_checkpointed, params_of
-from _nets import finite_difference_grad, rel_error, tiny_convbn, tiny_mlp
-
-
-def conv_batch(n_tasks=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x_s = torch.randn(n_tasks, 6, 1, 5, 5, generator=g, dtype=torch.float64)
-    x_q = torch.randn(n_tasks, 9, 1, 5, 5, generator=g, dtype=torch.float64)
-    y_s = torch.arange(3).repeat_interleave(2).repeat(n_tasks, 1)
-    y_q = torch.arange(3).repeat_interleave(3).repeat(n_tasks, 1)
-    return x_s, y_s, x_q, y_q
+from _nets import conv_batch, finite_difference_grad, rel_error, tiny_convbn, tiny_mlp
 
 
 def meta_grad(maml, batch, loss_fn=F.cross_entropy):

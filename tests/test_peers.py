@@ -5,17 +5,8 @@ import torch.nn.functional as F
 
 from metalib import MAML, tasks
 from metalib.peers import higher_available, higher_meta_step, textbook_meta_step
-from _nets import rel_error, tiny_convbn, tiny_mlp
+from _nets import conv_batch, rel_error, tiny_convbn, tiny_mlp
 from test_maml import hand_unrolled_meta_grad
-
-
-def conv_batch(n_tasks=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x_s = torch.randn(n_tasks, 6, 1, 5, 5, generator=g, dtype=torch.float64)
-    x_q = torch.randn(n_tasks, 9, 1, 5, 5, generator=g, dtype=torch.float64)
-    y_s = torch.arange(3).repeat_interleave(2).repeat(n_tasks, 1)
-    y_q = torch.arange(3).repeat_interleave(3).repeat(n_tasks, 1)
-    return x_s, y_s, x_q, y_q
 
 
 def grads_after(model, fn):
