@@ -11,12 +11,24 @@ workload's shapes (time does not depend on pixel values); fixed seeds, so every 
 the same model and batch.
 
 Implementations:
-  metalib           ``MAML(...).meta_loss(batch).backward()``, the default path (``batching="auto"``)
-  metalib per-task  ``MAML.meta_backward``: per-task backward (one task's graph alive at a time)
+  metalib           ``MAML(...).meta_backward(batch, loss_fn)``: the default training step (what
+                    ``FewShotTrainer`` and ``metalib.train`` run; ``batching="auto"``): vmap over tasks
+                    for MLPs; for conv nets a task loop with ``torch.autograd.grad`` inner steps and
+                    per-task backward (one task's graph alive at a time)
+  metalib meta_loss ``MAML(...).meta_loss(batch).backward()``: the same objective, all T task graphs
+                    alive until one backward (the API for custom objectives)
   textbook          ``metalib.peers.textbook_meta_step``: autograd.grad(create_graph=True) over a
                     parameter list per task, functional forward, per-task backward (learn2learn style)
+  textbook + tuned allocator   the textbook loop after ``metalib.device.tune_cpu_allocator()`` (CPU):
+                    what the allocator setting alone is worth to any implementation
   higher            ``metalib.peers.higher_meta_step`` (``pip install --no-deps higher``), if installed
   (W4: ``ProtoNet.meta_loss`` vs ``metalib.peers.textbook_protonet_step``, Snell et al.'s code)
+
+CPU allocator: on the CPU, every ``metalib`` row runs after ``metalib.device.tune_cpu_allocator()``,
+as metalib's trainers and ``evaluate`` do (glibc keeps freed memory for reuse instead of returning it
+to the OS and page-faulting it back in the next task); peers run with glibc's defaults, as in a plain
+Python process, and once more with the setting (``+ tuned allocator``). The levers table shows
+metalib with ``METALIB_CPU_ALLOCATOR=system``.
 
 Correctness gate: before an implementation is timed, its meta-gradient (float32) is compared with
 metalib's default path on the same model and batch; a relative error >= 1e-4 refuses the row.
@@ -25,7 +37,13 @@ Every row runs in a fresh subprocess; peak memory = peak RSS minus the RSS after
 and the batch (CPU), or peak minus current allocated memory (CUDA) — the memory one meta-iteration
 needs. ``--part`` picks what to run (default: all): ``peers`` (the main table), ``memory`` (second-
 order memory vs inner steps, with and without ``checkpoint_steps``), ``levers`` (channels-last,
-bf16 autocast, torch.compile, vmap, per-task backward).
+bf16 autocast, torch.compile, vmap, one backward over all tasks).
+
+Speed-up: rows run one after another in fresh processes, so a change of machine load between two
+rows moves their ratio (±8 % seen here). The "paired" column therefore times metalib and the
+textbook loop alternately in one process, round after round, and reports the median of the per-round
+ratios with its range: load drift then hits both sides of each ratio alike (both sides share the
+process, so the allocator setting too: the paired ratio is metalib's code against the textbook's).
 
     python benchmarks/bench_peers.py                 # everything; writes benchmarks/README.md
     python benchmarks/bench_peers.py --part peers --no-write
@@ -46,11 +64,15 @@ import torch
 import torch.nn.functional as F
 
 from metalib import MAML, ProtoNet, models, tasks
-from metalib.device import current_memory_mb, default_device, describe_device, peak_memory_mb, reset_peak_memory
+from metalib.device import (
+    current_memory_mb, default_device, describe_device, peak_memory_mb, reset_peak_memory,
+    tune_cpu_allocator,
+)
 from metalib.peers import higher_available, higher_meta_step, textbook_meta_step, textbook_protonet_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = 1e-4
+TUNED = " + tuned allocator"  # a peer row run after metalib.device.tune_cpu_allocator()
 
 WORKLOADS = {
     "W1": dict(name="W1 sinusoid, mb 25, K=10, 1 step", kind="sinusoid", T=25, steps=1, lr=0.01),
@@ -66,6 +88,8 @@ MAIN = ["W1", "W2", "W2b", "W3", "W4"]
 # (warm-up, timed) iterations after the priming call and the gate's call (which warm up too). On CPU
 # the Conv-4 workloads take seconds per iteration, so they get few repetitions.
 REPS = {"W1": (5, 20), "W2": (2, 5), "W2b": (1, 3), "W3": (0, 2), "W4": (1, 3)}
+# Rounds of the paired (interleaved) metalib-vs-textbook timing, on CPU (20 on a GPU).
+PAIRED_ROUNDS = {"W1": 30, "W2": 12, "W2b": 5, "W3": 5, "W4": 8}
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -104,7 +128,7 @@ def compiled_meta_step(model, loss_fn, lr, steps, first_order, vmapped):
     buffers = buffers_of(model)
 
     def one(theta, xs, ys, xq, yq):
-        phi, _ = inner_loop(model, theta, buffers, xs, ys, loss_fn, lr, steps, first_order)
+        phi, _ = inner_loop(model, theta, buffers, xs, ys, loss_fn, lr, steps, first_order, engine="func")
         return loss_fn(forward(model, phi, buffers, xq), yq)
 
     if vmapped:
@@ -125,6 +149,10 @@ def compiled_meta_step(model, loss_fn, lr, steps, first_order, vmapped):
 
 def build(w: str, impl: str, order: str, device, steps=None):
     """``(model, batch, step)``: ``step(batch)`` fills ``model``'s ``.grad`` with one meta-gradient."""
+    if device.type == "cpu" and (impl.startswith("metalib") or impl.endswith(TUNED)):
+        # what FewShotTrainer / metalib.train / evaluate do on the CPU (METALIB_CPU_ALLOCATOR=system: not)
+        tune_cpu_allocator()
+    impl = impl.removesuffix(TUNED)
     cfg = WORKLOADS[w]
     model, batch, loss_fn = make(w, device)
     fo = order == "first"
@@ -142,11 +170,11 @@ def build(w: str, impl: str, order: str, device, steps=None):
         batch = tuple(torch.stack([x.contiguous(memory_format=torch.channels_last) for x in t]) if t.dim() == 5 else t
                       for t in batch)
     maml = MAML(model, inner_lr=lr, inner_steps=steps, first_order=fo,
-                checkpoint_steps=impl in ("metalib checkpoint", "metalib per-task checkpoint"))
-    if impl in ("metalib", "channels-last", "metalib checkpoint"):
-        return model, batch, lambda b: maml.meta_loss(b, loss_fn).backward()
-    if impl in ("metalib per-task", "metalib per-task checkpoint"):
+                checkpoint_steps=impl == "metalib checkpoint")
+    if impl in ("metalib", "metalib, system allocator", "channels-last", "metalib checkpoint"):
         return model, batch, lambda b: maml.meta_backward(b, loss_fn)
+    if impl == "metalib meta_loss":
+        return model, batch, lambda b: maml.meta_loss(b, loss_fn).backward()
     if impl == "vmap":
         maml.uses_vmap = lambda: True  # forced, also where metalib refuses it (to show why)
         return model, batch, lambda b: maml.meta_loss(b, loss_fn).backward()
@@ -258,6 +286,33 @@ def run_one(w, impl, order, ref_path, warmup, repeats, steps=None) -> dict:
     return out
 
 
+def run_paired(w, order, rounds) -> dict:
+    """metalib's default step and the textbook loop timed alternately in this one process.
+
+    Each round times both once (which goes first alternates), after one warm-up call each; the
+    per-round ratio textbook / metalib is then free of the load drift that moves rows measured in
+    separate processes. Returns the ratios and both sides' times."""
+    device = default_device()
+    # one process, so one allocator setting for both sides: metalib's (tuned on the CPU)
+    sides = {impl: build(w, impl, order, device) for impl in ("metalib", "textbook")}
+    times = {impl: [] for impl in sides}
+    for r in range(rounds + 1):
+        order_ = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        for impl in order_:
+            model, batch, step_on = sides[impl]
+            model.zero_grad(set_to_none=True)
+            sync(device)
+            t = time.perf_counter()
+            step_on(batch)
+            sync(device)
+            if r:  # round 0 is the warm-up
+                times[impl].append((time.perf_counter() - t) * 1e3)
+    ratios = [tb / ml for tb, ml in zip(times["textbook"], times["metalib"])]
+    return dict(workload=w, impl="paired", order=order, rounds=rounds, ratios=ratios,
+                median_ratio=statistics.median(ratios), min_ratio=min(ratios), max_ratio=max(ratios),
+                metalib_ms=statistics.median(times["metalib"]), textbook_ms=statistics.median(times["textbook"]))
+
+
 # ----------------------------------------------------------------------------- driver
 def spawn(args, w, impl, order, ref, warmup, repeats, steps=None, env=None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", w, impl, order, "--ref", ref, "--warmup", str(warmup),
@@ -277,6 +332,19 @@ def spawn(args, w, impl, order, ref, warmup, repeats, steps=None, env=None) -> d
     return row
 
 
+def spawn_paired(args, w, order) -> dict:
+    rounds = PAIRED_ROUNDS[w] if default_device().type == "cpu" else 20
+    cmd = [sys.executable, os.path.abspath(__file__), "--paired", w, order, str(rounds), "--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return dict(workload=w, impl="paired", order=order, refused=f"failed: {tail[:160]}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {w:4s} {order:6s} {'paired (interleaved)':28s} textbook/metalib median {row['median_ratio']:.3f} "
+          f"(min {row['min_ratio']:.3f}, max {row['max_ratio']:.3f}) over {rounds} rounds", flush=True)
+    return row
+
+
 def reps(w):
     """(warm-up, timed) iterations: few on CPU for the seconds-long Conv-4 workloads; more on a GPU."""
     return (5, 20) if default_device().type != "cpu" else REPS[w]
@@ -284,14 +352,17 @@ def reps(w):
 
 def part_peers(args, tmp):
     rows = []
-    impls = ["metalib", "textbook"] + (["higher"] if higher_available() else [])
+    cpu = default_device().type == "cpu"
+    impls = (["metalib", "metalib meta_loss", "textbook"] + (["textbook" + TUNED] if cpu else [])
+             + (["higher"] if higher_available() else []))
     for w in args.workloads:
         warmup, repeats = reps(w)
         orders = ["-"] if WORKLOADS[w]["kind"] == "protonet" else ["second", "first"]
         for order in orders:
             ref = os.path.join(tmp, f"ref-{w}-{order}.pt")
-            for impl in (["metalib", "textbook"] if order == "-" else impls):
+            for impl in (["metalib", "textbook"] + (["textbook" + TUNED] if cpu else []) if order == "-" else impls):
                 rows.append(spawn(args, w, impl, order, ref, warmup, repeats))
+            rows.append(spawn_paired(args, w, order))
     return rows
 
 
@@ -299,7 +370,8 @@ def part_memory(args, tmp):
     rows = []
     for steps in (1, 2, 5, 10):
         ref = os.path.join(tmp, f"ref-mem-{steps}.pt")
-        for impl in ("metalib", "metalib checkpoint", "textbook"):
+        # the same allocator setting on every row: this table is about the autograd graph's memory
+        for impl in ("metalib", "metalib checkpoint", "textbook" + (TUNED if default_device().type == "cpu" else "")):
             rows.append(spawn(args, "W3-1", impl, "second", ref, 0, 2, steps=steps))
     return rows
 
@@ -310,41 +382,19 @@ def part_levers(args, tmp):
         ref = os.path.join(tmp, f"ref-lever-W2-{order}.pt")
         # torch.compile is tried on W1 only: on W2 its cold compile of the 32-task loop took more
         # than 5 minutes on this CPU (see the notes below), beyond this run's time budget.
-        w2 = ("metalib", "metalib per-task", "vmap", "channels-last", "bf16 autocast") + (("torch.compile",) if args.compile_w2 else ())
+        w2 = ("metalib", "metalib, system allocator", "metalib meta_loss", "vmap", "channels-last", "bf16 autocast") + (("torch.compile",) if args.compile_w2 else ())
         for impl in w2:
             if order == "first" and impl in ("channels-last", "bf16 autocast", "torch.compile"):
                 continue  # measured once, second order (time budget)
             env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(dir=tmp)) if impl == "torch.compile" else None
+            if impl == "metalib, system allocator":
+                env = dict(os.environ, METALIB_CPU_ALLOCATOR="system")
             rows.append(spawn(args, "W2", impl, order, ref, 1, 3, env=env))
     ref = os.path.join(tmp, "ref-lever-W1-second.pt")
-    for impl in ("metalib", "metalib per-task", "torch.compile"):
+    for impl in ("metalib", "metalib meta_loss", "torch.compile"):
         env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(dir=tmp)) if impl == "torch.compile" else None
         rows.append(spawn(args, "W1", impl, "second", ref, 5, 20, env=env))
     return rows
-
-
-def part_pertask(args, tmp):
-    """Where the default path trailed the textbook loop: the same rows again, interleaved with
-    ``MAML.meta_backward`` (per-task backward, as the textbook loop does)."""
-    rows = []
-    for w, order in (("W2b", "first"), ("W3", "second"), ("W2", "second")):
-        ref = os.path.join(tmp, f"ref-pertask-{w}-{order}.pt")
-        warmup, repeats = reps(w)
-        for impl in ("metalib", "metalib per-task", "textbook"):
-            rows.append(spawn(args, w, impl, order, ref, warmup, repeats))
-    return rows
-
-
-def render_pertask(rows, meta) -> str:
-    lines = [
-        "## Default path vs per-task backward (`benchmarks/bench_peers.py --part pertask`)",
-        "",
-        meta,
-        "",
-        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs metalib | speed-up vs textbook |",
-        "|---|---|---|---|---:|---|---:|",
-    ]
-    return "\n".join(lines + render_peers(rows, "").splitlines()[6:])
 
 
 def fmt_time(r):
@@ -368,16 +418,31 @@ def render_peers(rows, meta) -> str:
         "",
         meta,
         "",
-        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs metalib | speed-up vs textbook |",
-        "|---|---|---|---|---:|---|---:|",
+        "`metalib` = `MAML.meta_backward` (the trainers' step: vmap for the MLP, else task loop + per-task "
+        "backward); `metalib meta_loss` = `meta_loss(batch).backward()` (all task graphs alive at once). "
+        "Speed-up = textbook median / this row's median (rows measured one after another in fresh processes). "
+        "**Paired** = textbook / metalib timed alternately in one process (so with the same allocator setting, "
+        "metalib's): median of the per-round ratios (min–max, rounds), immune to load drift between rows; "
+        "it isolates what metalib's code does differently from the textbook loop's, the allocator aside.",
+        "",
+        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs metalib | speed-up vs textbook | paired speed-up (min–max, rounds) |",
+        "|---|---|---|---|---:|---|---:|---:|",
     ]
     for r in rows:
+        if r["impl"] == "paired":
+            continue
         tb = next((x for x in rows if x["workload"] == r["workload"] and x["order"] == r["order"]
                    and x["impl"] == "textbook" and "median_ms" in x), None)
         sp = f"{tb['median_ms'] / r['median_ms']:.2f}×" if tb and "median_ms" in r and not r.get("refused") else "—"
         peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "—"
+        pr = next((x for x in rows if x["workload"] == r["workload"] and x["order"] == r["order"]
+                   and x["impl"] == "paired"), None)
+        paired = "—"
+        if pr and r["impl"] == "metalib":
+            paired = (f"**{pr['median_ratio']:.3f}×** ({pr['min_ratio']:.2f}–{pr['max_ratio']:.2f}, {pr['rounds']})"
+                      if "median_ratio" in pr else pr.get("refused", "—"))
         lines.append(f"| {WORKLOADS[r['workload']]['name']} | {r['order']} | {r['impl']} | {fmt_time(r)} | {peak} | "
-                     f"{fmt_err(r)} | {sp} |")
+                     f"{fmt_err(r)} | {sp} | {paired} |")
     if not higher_available():
         lines += ["", "`higher`: not installed (`pip install --no-deps higher`), so no row."]
     return "\n".join(lines)
@@ -429,12 +494,13 @@ def render_levers(rows, meta) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["all", "peers", "memory", "levers", "pertask"], default="all")
+    ap.add_argument("--part", choices=["all", "peers", "memory", "levers"], default="all")
     ap.add_argument("--workloads", nargs="+", default=MAIN, choices=MAIN)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--compile-w2", action="store_true", help="also try torch.compile on W2 (minutes of compilation on CPU)")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--paired", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--ref", help=argparse.SUPPRESS)
     ap.add_argument("--warmup", type=int, default=2, help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=5, help=argparse.SUPPRESS)
@@ -443,6 +509,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(run_one(*args.one, args.ref, args.warmup, args.repeats, args.steps)))
+        return
+    if args.paired:
+        w, order, rounds = args.paired
+        print(json.dumps(run_paired(w, order, int(rounds))))
         return
     dev = default_device()
     load0, t0 = os.getloadavg()[0], time.perf_counter()
@@ -453,14 +523,17 @@ def main() -> None:
         for part in parts:
             print(f"== {part}", flush=True)
             results[part] = {"peers": part_peers, "memory": part_memory, "levers": part_levers,
-                             "pertask": part_pertask}[part](args, tmp)
+                             }[part](args, tmp)
     minutes = (time.perf_counter() - t0) / 60
     meta = (f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)} (torch threads: {args.threads}), "
             f"torch {torch.__version__}, Python {sys.version.split()[0]}; 1-min load average {load0:.1f} at the start, "
             f"{os.getloadavg()[0]:.1f} at the end (2 cores: above ~1 other work shared them); this run took "
             f"{minutes:.1f} min. Medians after warm-up; meta-gradients gated against metalib's (float32, "
-            f"rel. error < {TOL:.0e}) before timing. Random inputs of the workload's shapes.")
-    render = {"peers": render_peers, "memory": render_memory, "levers": render_levers, "pertask": render_pertask}
+            f"rel. error < {TOL:.0e}) before timing. Random inputs of the workload's shapes."
+            + (" CPU allocator: `metalib` rows run after `metalib.device.tune_cpu_allocator()` (as metalib's trainers "
+               "and `evaluate` do on the CPU); peer rows with glibc's defaults unless marked "
+               f"`{TUNED.strip()}`." if dev.type == "cpu" else ""))
+    render = {"peers": render_peers, "memory": render_memory, "levers": render_levers}
     for part, rows in results.items():
         text = render[part](rows, meta)
         sections.append((f"bench_peers_{part}", text))

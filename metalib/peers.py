@@ -1,12 +1,14 @@
 """Reference MAML implementations written the way other code bases write them, for comparison.
 
-metalib's :class:`~metalib.MAML` runs the inner loop with :func:`torch.func.grad_and_value` over a
-dict of parameters. Most course code, and learn2learn's ``clone()``/``adapt()``, do it differently:
-per task, :func:`torch.autograd.grad` with ``create_graph=True`` over a *list* of parameters, a
-functional forward with the adapted list, and one ``backward()`` per task that accumulates the
-meta-gradient in ``.grad`` (the tasks' graphs are freed one by one). :func:`textbook_meta_step` is
-that loop; :func:`higher_meta_step` is the same objective with the ``higher`` library (Grefenstette
-et al. 2019), if it is installed (``pip install --no-deps higher``; it is pure Python).
+Most course code, and learn2learn's ``clone()``/``adapt()``, write MAML like this: per task,
+:func:`torch.autograd.grad` with ``create_graph=True`` over a *list* of parameters, a functional
+forward with the adapted list, and one ``backward()`` per task that accumulates the meta-gradient in
+``.grad`` (the tasks' graphs are freed one by one). :func:`textbook_meta_step` is that loop;
+:func:`higher_meta_step` is the same objective with the ``higher`` library (Grefenstette et al.
+2019), if it is installed (``pip install --no-deps higher``; it is pure Python). metalib's
+:class:`~metalib.MAML` differs in the places ``benchmarks/README.md`` measures: parameters as dicts,
+``vmap`` over the tasks of MLPs, and on the CPU the trainers' allocator setting
+(:func:`metalib.device.tune_cpu_allocator`).
 
 Both fill ``model``'s ``.grad`` with the meta-gradient of the MAML objective (Finn et al. 2017,
 eq. 2-3 with eq. 1 as the inner step)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .algorithms import ProtoNet, Reptile
 from .batch import TaskBatch
+from .device import tune_cpu_allocator
 from .functional import LossFn, check_finite
 
 Learner = object  # MAML | Pretrain | Reptile | ProtoNet
@@ -55,7 +56,9 @@ def meta_train(
 
     MAML, Pretrain and ProtoNet take one Adam step (``meta_lr``) on their meta-loss per
     iteration, as in the papers; Reptile takes its own interpolation step with ``outer_lr``,
-    annealed linearly to 0 if ``anneal_outer_lr`` (as Nichol et al. do).
+    annealed linearly to 0 if ``anneal_outer_lr`` (as Nichol et al. do). MAML and Pretrain
+    back-propagate task by task (:meth:`metalib.MAML.meta_backward`: the memory of one task's graph),
+    and on the CPU the allocator keeps freed memory for reuse (:func:`metalib.device.tune_cpu_allocator`).
 
     Args:
         snapshot_every: keep a copy of the weights every that many iterations (and at 0 and the
@@ -69,6 +72,8 @@ def meta_train(
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     module = _module_of(learner)
+    if all(p.device.type == "cpu" for p in module.parameters()):
+        tune_cpu_allocator()  # reuse freed activation memory (metalib.device.tune_cpu_allocator)
     is_reptile = isinstance(learner, Reptile)
     if not is_reptile and not isinstance(learner, ProtoNet) and loss_fn is None:
         raise TypeError(f"{type(learner).__name__} needs a loss_fn")
@@ -90,9 +95,17 @@ def meta_train(
             loss = learner.meta_step(batch, loss_fn, outer_lr=eps)
         else:
             opt.zero_grad(set_to_none=True)
-            loss = learner.meta_loss(batch) if isinstance(learner, ProtoNet) else learner.meta_loss(batch, loss_fn)
-            check_finite(loss.detach(), f"the meta-loss at iteration {it}")
-            loss.backward()
+            if isinstance(learner, ProtoNet):
+                loss = learner.meta_loss(batch)
+                check_finite(loss.detach(), f"the meta-loss at iteration {it}")
+                loss.backward()
+            elif hasattr(learner, "meta_backward"):  # MAML, Pretrain: one task's graph alive at a time
+                loss = learner.meta_backward(batch, loss_fn)
+                check_finite(loss, f"the meta-loss at iteration {it}")
+            else:
+                loss = learner.meta_loss(batch, loss_fn)
+                check_finite(loss.detach(), f"the meta-loss at iteration {it}")
+                loss.backward()
             opt.step()
         history.loss.append(float(loss.detach()))
         if (it + 1) in wanted or (snapshot_every and ((it + 1) % snapshot_every == 0 or it + 1 == iterations)):

@@ -119,3 +119,37 @@ def test_meta_backward_on_the_vmap_path():
     model.zero_grad()
     maml.meta_backward(batch, F.mse_loss)
     assert rel_error({n: p.grad for n, p in model.named_parameters()}, ref) < 1e-12
+
+
+@pytest.mark.parametrize("mlp", [False, True])
+def test_meta_backward_predictions_equal_task_losses(mlp):
+    if mlp:
+        model, (x_s, _, x_q, _) = tiny_mlp(seed=4), conv_batch(seed=4)
+        x_s, x_q = x_s.flatten(2)[..., :1], x_q.flatten(2)[..., :1]
+        batch, loss_fn = (x_s, x_s.sin(), x_q, x_q.sin()), F.mse_loss
+    else:
+        model, batch, loss_fn = tiny_convbn(seed=4), conv_batch(seed=4), F.cross_entropy
+    maml = MAML(model, inner_lr=0.3, inner_steps=2)
+    assert maml.uses_vmap() == mlp
+    _, want = maml.task_losses(batch, loss_fn)
+    loss, got = maml.meta_backward(batch, loss_fn, with_predictions=True)
+    assert got.shape == want.shape and not got.requires_grad and not loss.requires_grad
+    assert torch.allclose(got, want.detach(), rtol=0, atol=1e-12)
+
+
+def test_pretrain_meta_backward_is_its_own_objective():
+    """Pretrain's objective has no inner loop: meta_backward must not inherit MAML's adaptation."""
+    from metalib import Pretrain
+
+    model = tiny_convbn(seed=6)
+    batch = conv_batch(seed=6)
+    learner = Pretrain(model, inner_lr=0.3, inner_steps=2)
+    model.zero_grad()
+    learner.meta_loss(batch, F.cross_entropy).backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss, preds = learner.meta_backward(batch, F.cross_entropy, with_predictions=True)
+    assert rel_error({n: p.grad for n, p in model.named_parameters()}, ref) < 1e-12
+    assert preds.shape == (*batch[2].shape[:2], 3)
+    maml_grad = meta_grad(MAML(model, inner_lr=0.3, inner_steps=2), batch)
+    assert rel_error(maml_grad, ref) > 1e-3  # the two objectives differ, so the test can fail

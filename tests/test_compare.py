@@ -91,13 +91,15 @@ def test_meta_iteration_cost_runs_the_trainer_steps(monkeypatch):
 
 
 @pytest.mark.slow
-def test_isolated_memory_grows_with_the_meta_batch():
-    """In a fresh process the peak-RSS increase is the step's own: 32 second-order tasks of 64-filter
-    Conv-4 hold far more activations than 1 (about 32x the per-task graph)."""
+def test_isolated_memory_is_one_tasks_graph_not_the_meta_batchs():
+    """In a fresh process the peak-RSS increase is the step's own. The trainer back-propagates task
+    by task (MAML.meta_backward), so 32 second-order tasks of a 64-filter Conv-4 need about the memory
+    of one (measured: +140 vs +190 MiB), where holding all 32 graphs until one backward needs many
+    times more (W2, 1 query per class: +376 vs +30 MiB, benchmarks/README.md); time still grows."""
     small = compare.meta_iteration_cost_isolated(_small(meta_batch=1, hidden=64, train_query=15), repeats=1, warmup=0)
     big = compare.meta_iteration_cost_isolated(_small(meta_batch=32, hidden=64, train_query=15), repeats=1, warmup=0)
-    assert big.memory_mb > small.memory_mb + 50, (small, big)
-    assert big.median_ms > small.median_ms
+    assert big.memory_mb < 2 * small.memory_mb, (small, big)
+    assert big.median_ms > 5 * small.median_ms
     json.dumps(big.as_dict())
 
 

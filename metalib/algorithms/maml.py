@@ -40,7 +40,9 @@ class MAML:
             ``"vmap"`` — all tasks at once with :func:`torch.func.vmap`; ``"auto"`` (default) —
             ``vmap`` for models without convolutions or BatchNorm (on the sinusoid MLP it is
             several times faster), ``loop`` otherwise (on CPU, vmap over Conv-4 tasks is slower
-            and uses GBs; see ``benchmarks/README.md``).
+            and uses GBs; see ``benchmarks/README.md``). The loop takes its inner gradients with
+            :func:`torch.autograd.grad` (the same meta-gradient as :func:`torch.func.grad`, which
+            vmap needs, for less per-step overhead: ``metalib.functional.inner_loop``'s ``engine``).
         bn_mode: ``"transductive"`` (default, as the original MAML code): every BatchNorm layer uses
             the statistics of the batch it sees — support at adaptation, query at prediction — at
             meta-training *and* meta-test time; running statistics are ignored and never updated.
@@ -141,64 +143,80 @@ class MAML:
             ``(query_losses [T], query_predictions [T, n_query, ...])``, differentiable with
             respect to the model's parameters.
         """
+        return self._run(batch, loss_fn, steps, backward=False)
+
+    def _run(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int], backward: bool):
+        """:meth:`task_losses`; with ``backward``, each task's ``loss / T`` is back-propagated as soon
+        as it is computed on the task loop (outputs detached), or the mean once on the vmap path."""
         self._check_loss_fn(loss_fn)
         x_s, y_s, x_q, y_q = as_batch(batch)
+        T = x_s.shape[0]
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         theta, buffers = self.parameters(), buffers_of(self.model)
         model, fo = self.model, self.first_order
 
+        vmapped = self.uses_vmap()
+        # torch.autograd.grad cannot run under vmap; on the task loop it is the faster engine
+        engine = "func" if vmapped else "autograd"
+
         def one_task(xs, ys, xq, yq):
-            phi, inner = self._inner(theta, buffers, xs, ys, loss_fn, steps, fo)
+            phi, inner = self._inner(theta, buffers, xs, ys, loss_fn, steps, fo, engine)
             pred = forward(model, phi, buffers, xq)
             return loss_fn(pred, yq), pred, inner
 
         with self._bn_context():
-            if self.uses_vmap():
+            if vmapped:
                 losses, preds, inner = vmap(one_task, randomness="different")(x_s, y_s, x_q, y_q)
+                if backward:
+                    losses.mean().backward()
+                    losses, preds = losses.detach(), preds.detach()
             else:
-                outs = [one_task(*task) for task in zip(x_s, y_s, x_q, y_q)]
+                outs = []
+                for task in zip(x_s, y_s, x_q, y_q):
+                    loss, pred, inner = one_task(*task)
+                    if backward:  # frees this task's graph before the next task is built
+                        (loss / T).backward()
+                        loss, pred = loss.detach(), pred.detach()
+                    outs.append((loss, pred, inner))
                 losses, preds, inner = (torch.stack(o) for o in zip(*outs))
+        # one check (one device sync) per batch, after the fact: a NaN has then reached .grad, which
+        # the caller discards when this raises (no optimiser step)
         check_finite(inner, "the inner-loop (support) loss")
         check_finite(losses.detach(), "the query loss")
         return losses, preds
 
-    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int, fo: bool):
+    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int, fo: bool,
+               engine: str = "auto"):
         """The inner loop of one task: checkpointed when asked for (second order only)."""
         if self.checkpoint_steps and not fo:
             return inner_loop_checkpointed(
                 self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, context=self._bn_context
             )
-        return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, fo)
+        return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, fo, engine=engine)
 
     def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
         """Mean query loss over the task batch (the MAML objective); ``.backward()`` fills the
         model's ``.grad`` with the meta-gradient."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+    def meta_backward(
+        self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None, with_predictions: bool = False
+    ):
         """``meta_loss(batch, loss_fn).backward()`` with the memory of one task instead of ``T``.
 
         On the task loop, each task's query loss (divided by ``T``) is back-propagated as soon as it
         is computed, so only one task's graph is alive at a time (the structure of learn2learn's and
-        higher's MAML examples); the ``.grad`` sum is the same meta-gradient up to float rounding.
-        On the vmap path it is exactly ``meta_loss(...).backward()``.
+        higher's MAML examples); the ``.grad`` sum is the same meta-gradient up to float rounding
+        (~1e-7 relative in float32: the tasks' contributions are added in another order). On the vmap
+        path it is exactly ``meta_loss(...).backward()``. This is the training step of
+        :class:`metalib.fewshot.FewShotTrainer` and :func:`metalib.train`.
 
         Returns:
-            the mean query loss, detached (0-dim).
+            the mean query loss, detached (0-dim); with ``with_predictions``, also the query
+            predictions ``[T, n_query, ...]`` (detached).
         """
-        if self.uses_vmap():
-            loss = self.meta_loss(batch, loss_fn, steps)
-            loss.backward()
-            return loss.detach()
-        batch = as_batch(batch)
-        T = batch.n_tasks
-        total = batch.x_s.new_zeros(())
-        for t in range(T):
-            task = tuple(x[t : t + 1] for x in batch)
-            loss = self.task_losses(task, loss_fn, steps)[0].sum() / T
-            loss.backward()
-            total = total + loss.detach()
-        return total
+        losses, preds = self._run(batch, loss_fn, steps, backward=True)
+        return (losses.mean(), preds) if with_predictions else losses.mean()
 
     def __repr__(self) -> str:
         ck = ", checkpoint_steps=True" if self.checkpoint_steps else ""

@@ -31,5 +31,18 @@ class Pretrain(MAML):
         check_finite(loss.detach(), "the joint-training loss")
         return loss
 
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None,
+                      with_predictions: bool = False):
+        """``meta_loss(batch, loss_fn).backward()`` (one graph: there is no per-task inner loop).
+        With ``with_predictions``, also the un-adapted model's query predictions ``[T, n_query, ...]``."""
+        loss = self.meta_loss(batch, loss_fn, steps)
+        loss.backward()
+        if not with_predictions:
+            return loss.detach()
+        x_q = as_batch(batch).x_q
+        with torch.no_grad(), self._bn_context():
+            pred = forward(self.model, self.parameters(), buffers_of(self.model), x_q.flatten(0, 1))
+        return loss.detach(), pred.view(*x_q.shape[:2], *pred.shape[1:])
+
     def __repr__(self) -> str:
         return f"Pretrain(fine-tune lr={self.inner_lr}, steps={self.inner_steps})"

@@ -5,12 +5,12 @@ from typing import Literal, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad_and_value, vmap
+from torch.func import vmap
 
 from ..batch import as_batch, check_pair
 from ..functional import (
     LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
-    check_steps, choose_vmap, forward, params_of, sgd_step,
+    check_steps, choose_vmap, forward, params_of, sgd_step, support_grad,
 )
 
 
@@ -70,14 +70,11 @@ class Reptile:
     def _inner(self, phi: Params, buffers: Params, x_s: Tensor, y_s: Tensor, steps: int):
         """k steps of SGD/Adam on one task; a pure function (vmap-able). Returns (phi, losses [steps])."""
 
-        def support_loss(p: Params) -> Tensor:
-            return loss_fn(forward(self.model, p, buffers, x_s), y_s)
-
-        loss_fn = self._loss_fn
         state: dict = {}
         losses = []
         for _ in range(steps):
-            grads, loss = grad_and_value(support_loss)(phi)
+            # torch.func.grad under vmap, torch.autograd.grad on the task loop (less overhead)
+            grads, loss = support_grad(self.model, phi, buffers, x_s, y_s, self._loss_fn, create_graph=False)
             if self.inner_optimizer == "adam":
                 phi = adam_step(phi, grads, state, self.inner_lr)
             else:
