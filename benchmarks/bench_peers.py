@@ -65,8 +65,8 @@ import torch.nn.functional as F
 
 from metalib import MAML, ProtoNet, models, tasks
 from metalib.device import (
-    current_memory_mb, default_device, describe_device, peak_memory_mb, reset_peak_memory,
-    tune_cpu_allocator,
+    current_memory_mb, default_device, describe_device, peak_memory_mb, release_freed_cpu_memory,
+    reset_peak_memory, tune_cpu_allocator,
 )
 from metalib.peers import higher_available, higher_meta_step, textbook_meta_step, textbook_protonet_step
 
@@ -204,20 +204,6 @@ def float64_rel_err(w, impl, order, device, steps) -> float:
     return float((grads[1] - grads[0]).norm() / grads[0].norm())
 
 
-def release_freed_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc ``malloc_trim``), so that the resident set after
-    the priming call does not already hold the priming call's freed activations (which the gate's
-    call would reuse without growing the RSS, hiding them from "peak - baseline")."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the baseline may then be a little high
-        pass
-
-
 def flat_grad(model) -> torch.Tensor:
     return torch.cat([p.grad.detach().flatten().float().cpu() for p in model.parameters()])
 
@@ -242,7 +228,9 @@ def run_one(w, impl, order, ref_path, warmup, repeats, steps=None) -> dict:
     # so that "peak" is the memory of a meta-iteration, not of importing torch's internals.
     step_on(tuple(t[:1] for t in batch))
     sync(device)
-    release_freed_memory()
+    # the priming call's freed-but-resident memory would otherwise be reused by the gate's call
+    # without growing the resident set, hiding it from "peak - baseline"
+    release_freed_cpu_memory()
     base = current_memory_mb(device)
     reset_peak_memory(device)
     model.zero_grad(set_to_none=True)

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 import torch
 
 from . import fewshot
-from .device import DeviceLike, default_device, describe_device, peak_memory_mb, reset_peak_memory, time_it
+from .device import (
+    DeviceLike, default_device, describe_device, peak_memory_mb, release_freed_cpu_memory, reset_peak_memory, time_it,
+)
 from .io import PathLike
 from .pretrained import WEIGHTS_DIR, _manifest
 
@@ -183,6 +185,8 @@ def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup:
     trainer = fewshot.FewShotTrainer(cfg, train_data=synthetic_images(cfg, seed=seed), val_data=False,
                                      device=dev, progress=False)
     counter = iter(range(cfg.iterations))
+    if dev.type == "cpu":
+        release_freed_cpu_memory()  # the setup's freed blocks must not hide the step's own memory
     reset_peak_memory(dev)
     before = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else peak_memory_mb(dev)
     timing = time_it(lambda: trainer._step(next(counter)), repeats=repeats, warmup=warmup, device=dev)

@@ -198,18 +198,43 @@ def current_memory_mb(device: DeviceLike = None) -> float:
         return peak_memory_mb(dev)
 
 
+def _status_mb(field: str) -> float:
+    """A ``kB`` line of ``/proc/self/status`` (Linux), in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**10
+    raise OSError(f"no {field} in /proc/self/status")
+
+
 def reset_peak_memory(device: DeviceLike = None) -> None:
+    """Start a new peak: CUDA's peak allocated memory; on Linux, the process's peak resident set
+    size (``VmHWM``, reset to the current RSS through ``/proc/self/clear_refs``). Elsewhere on CPU
+    the peak cannot be reset (measure in a fresh process)."""
     dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    elif dev.type == "cpu" and sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
 
 
 def peak_memory_mb(device: DeviceLike = None) -> float:
     """Peak memory in MiB: allocated tensor memory on CUDA (since the last reset); on CPU the
-    process's peak resident set size (it cannot be reset, so measure in a fresh process)."""
+    process's peak resident set size — on Linux ``VmHWM`` (since the last :func:`reset_peak_memory`
+    or the start of the program), elsewhere ``ru_maxrss`` (since the process started; on Linux that
+    one would also carry the peak of a parent that started this process, hence ``VmHWM``)."""
     dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
+    if sys.platform.startswith("linux"):
+        try:
+            return _status_mb("VmHWM")
+        except (OSError, ValueError, IndexError):
+            pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -259,6 +284,22 @@ def tune_cpu_allocator(threshold_mb: int = 1024) -> bool:
         return False
     _ALLOCATOR["threshold_mb"] = threshold_mb
     return True
+
+
+def release_freed_cpu_memory() -> None:
+    """Hand the memory that the process has freed but still holds back to the OS (glibc's
+    ``malloc_trim``), e.g. before taking a memory baseline: otherwise a step measured after the
+    setup reuses the setup's freed blocks without growing the resident set, and looks free."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def cpu_allocator_tuned() -> bool:

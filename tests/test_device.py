@@ -199,3 +199,25 @@ print(json.dumps({"before": before, "after": cpu_allocator_tuned()}))
 """
     r = run_probe(code, METALIB_CPU_ALLOCATOR="")
     assert r == {"before": False, "after": sys.platform.startswith("linux")}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM and clear_refs: Linux only")
+def test_cpu_peak_can_be_reset_and_is_not_inherited_from_the_parent():
+    """The CI failure this guards against: a measuring subprocess started by a pytest process that
+    held ~1.1 GB reported that as its own peak (``ru_maxrss`` survives fork + exec on Linux)."""
+    code = r"""
+import json, subprocess, sys, torch
+from metalib.device import peak_memory_mb, reset_peak_memory
+x = torch.ones(400 * 2**20 // 4)                      # 400 MiB, touched
+held = peak_memory_mb("cpu")
+child = subprocess.run([sys.executable, "-c",
+                        "from metalib.device import peak_memory_mb; print(peak_memory_mb('cpu'))"],
+                       capture_output=True, text=True, check=True)
+del x                                                 # glibc returns a block this large to the OS
+reset_peak_memory("cpu")
+print(json.dumps({"held": held, "child": float(child.stdout), "after_reset": peak_memory_mb("cpu")}))
+"""
+    r = run_probe(code, METALIB_CPU_ALLOCATOR="system")
+    assert r["held"] > 400, r
+    assert r["child"] < r["held"] - 250, r        # the child's own peak, not its parent's
+    assert r["after_reset"] < r["held"] - 300, r  # the peak starts again from the current RSS
