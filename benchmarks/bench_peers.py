@@ -358,9 +358,11 @@ def part_memory(args, tmp):
     rows = []
     for steps in (1, 2, 5, 10):
         ref = os.path.join(tmp, f"ref-mem-{steps}.pt")
-        # the same allocator setting on every row: this table is about the autograd graph's memory
-        for impl in ("metalib", "metalib checkpoint", "textbook" + (TUNED if default_device().type == "cpu" else "")):
-            rows.append(spawn(args, "W3-1", impl, "second", ref, 0, 2, steps=steps))
+        # glibc's default allocator on every row: this table is about the autograd graph's memory, and
+        # the tuned allocator keeps freed blocks resident, which blurs peak RSS
+        env = dict(os.environ, METALIB_CPU_ALLOCATOR="system")
+        for impl in ("metalib", "metalib checkpoint", "textbook"):
+            rows.append(spawn(args, "W3-1", impl, "second", ref, 0, 2, steps=steps, env=env))
     return rows
 
 
@@ -437,6 +439,7 @@ def render_peers(rows, meta) -> str:
 
 
 def render_memory(rows, meta) -> str:
+    meta = meta.split(" CPU allocator:")[0]  # every row of this table runs with glibc's defaults
     lines = [
         "## Second-order memory vs inner steps: gradient checkpointing (`benchmarks/bench_peers.py --part memory`)",
         "",
@@ -445,7 +448,8 @@ def render_memory(rows, meta) -> str:
         "W3 shapes (miniImageNet 5-way 1-shot, 15 query/class, Conv-4 with 32 filters, 84×84) with meta-batch 1 "
         "(memory grows linearly with the meta-batch on the default path), second order; 2 timed iterations per cell "
         "after the priming and the gate's calls (median of 2 = their mean). Peak = extra memory of a meta-iteration "
-        "over the process after setup (peak RSS on CPU).",
+        "over the process after setup (peak RSS on CPU). Every row with glibc's default allocator "
+        "(`METALIB_CPU_ALLOCATOR=system`): the tuned one keeps freed blocks resident, which blurs peak RSS.",
         "",
         "| inner steps | implementation | peak MiB (+) | ms / meta-iteration | meta-grad rel. error vs metalib |",
         "|---:|---|---:|---:|---|",

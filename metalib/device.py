@@ -254,7 +254,7 @@ def tune_cpu_allocator(threshold_mb: int = 1024) -> bool:
     variables ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``): blocks up to that size come
     from the heap and freed memory stays there for reuse. Results are bit-identical; only time and
     memory change. Measured on the 2-core CPU (``benchmarks/README.md``): a Conv-4 meta-iteration
-    1.1x (Omniglot FOMAML) to 1.7x (miniImageNet FOMAML, ProtoNet 60-way) faster. The cost: the
+    1.04x (Omniglot 20-way FOMAML) to 1.7x (miniImageNet FOMAML, ProtoNet 60-way) faster. The cost: the
     process's resident memory stays near its peak until it exits.
 
     :class:`metalib.fewshot.FewShotTrainer`, :func:`metalib.fewshot.evaluate` and

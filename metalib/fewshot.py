@@ -464,7 +464,7 @@ class FewShotTrainer:
             and overwrites the run's checkpoints.
         device: where to train (default :func:`metalib.device.default_device`). On the CPU the
             trainer calls :func:`metalib.device.tune_cpu_allocator` (freed memory is reused, not
-            returned to the OS: 1.1-1.7x faster Conv-4 steps; ``METALIB_CPU_ALLOCATOR=system`` opts out).
+            returned to the OS: 1.04-1.7x faster Conv-4 steps; ``METALIB_CPU_ALLOCATOR=system`` opts out).
         progress: show a ``tqdm`` progress bar.
 
     One MAML iteration back-propagates task by task (:meth:`metalib.MAML.meta_backward`), so it
@@ -494,7 +494,7 @@ class FewShotTrainer:
         self.config = config
         self.device = default_device(device)
         if self.device.type == "cpu":
-            tune_cpu_allocator()  # reuse freed activation memory: 1.1-1.7x faster Conv-4 steps on CPU
+            tune_cpu_allocator()  # reuse freed activation memory: 1.04-1.7x faster Conv-4 steps on CPU
         self.progress = progress
         self.run_dir = Path(run_dir) if run_dir is not None else None
         train = _images(train_data if train_data is not None else load_split(config, "train", progress))
