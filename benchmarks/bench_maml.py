@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from metalib import MAML, models, tasks
-from metalib.device import default_device, describe_device, peak_memory_mb, reset_peak_memory, time_it
+from metalib.device import (
+    default_device, describe_device, peak_memory_mb, reset_peak_memory, time_it, tune_cpu_allocator,
+)
 
 WORKLOADS = {
     "sinusoid": dict(T=25, inner_lr=0.01),
@@ -66,6 +68,8 @@ def meta_grad(maml, batch, loss_fn):
 
 def run_one(workload: str, path: str, first_order: bool, repeats: int, warmup: int) -> dict:
     device = default_device()
+    if device.type == "cpu":
+        tune_cpu_allocator()  # as metalib's trainers do on the CPU, for both paths
     model, batch, loss_fn = make(workload, device)
     maml = learner(model, workload, path, first_order)
     ref = meta_grad(learner(model, workload, "loop", first_order), batch, loss_fn)
@@ -116,7 +120,9 @@ def render(rows, args) -> str:
         "",
         f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)}, torch {torch.__version__}. "
         f"One meta-iteration = `meta_loss` + `backward`; median (min–max) of {args.repeats} after {args.warmup} "
-        "warm-up; peak = peak RSS of the process on CPU (peak allocated on CUDA). Random inputs of the workload's shapes.",
+        "warm-up; peak = peak RSS of the process while timing on CPU (peak allocated on CUDA). Random inputs of the "
+        "workload's shapes. CPU: both paths after `metalib.device.tune_cpu_allocator()`, as metalib's trainers run; "
+        "the loop takes its inner gradients with `torch.autograd.grad`, vmap with `torch.func.grad`.",
         "",
         "| workload | order | path | ms / meta-iteration | peak MiB | meta-grad rel. error vs loop | default path |",
         "|---|---|---|---|---|---|---|",

@@ -88,8 +88,8 @@ def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: st
     """Whether to process a batch of tasks with :func:`torch.func.vmap` rather than a Python loop.
 
     ``"auto"`` picks vmap only for models without convolutions or BatchNorm: measured on CPU, vmap
-    was ~5x faster than the loop on the sinusoid MLP but 2-3.5x slower (and GBs heavier) on Conv-4
-    (``benchmarks/bench_maml.py``). ``"vmap"`` is refused where it would be wrong: a second-order
+    was 6-7x faster than the loop on the sinusoid MLP but 1.2-3.5x slower (and GBs heavier) on
+    Conv-4 (``benchmarks/bench_maml.py``, several runs). ``"vmap"`` is refused where it would be wrong: a second-order
     gradient through BatchNorm (torch 2.x returns a silently wrong meta-gradient, rel. error ~1e-2)
     and BatchNorm layers that update running statistics.
     """
