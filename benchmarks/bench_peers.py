@@ -12,7 +12,7 @@ the same model and batch.
 
 Implementations:
   metalib           ``MAML(...).meta_backward(batch, loss_fn)``: the default training step (what
-                    ``FewShotTrainer`` and ``metalib.train`` run; ``batching="auto"``): vmap over tasks
+                    ``FewShotTrainer`` and ``metalib.training.meta_train`` run; ``batching="auto"``): vmap over tasks
                     for MLPs; for conv nets a task loop with ``torch.autograd.grad`` inner steps and
                     per-task backward (one task's graph alive at a time)
   metalib meta_loss ``MAML(...).meta_loss(batch).backward()``: the same objective, all T task graphs
@@ -150,7 +150,7 @@ def compiled_meta_step(model, loss_fn, lr, steps, first_order, vmapped):
 def build(w: str, impl: str, order: str, device, steps=None):
     """``(model, batch, step)``: ``step(batch)`` fills ``model``'s ``.grad`` with one meta-gradient."""
     if device.type == "cpu" and (impl.startswith("metalib") or impl.endswith(TUNED)):
-        # what FewShotTrainer / metalib.train / evaluate do on the CPU (METALIB_CPU_ALLOCATOR=system: not)
+        # what FewShotTrainer / training.meta_train / evaluate do on the CPU (METALIB_CPU_ALLOCATOR=system: not)
         tune_cpu_allocator()
     impl = impl.removesuffix(TUNED)
     cfg = WORKLOADS[w]

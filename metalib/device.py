@@ -247,7 +247,7 @@ def tune_cpu_allocator(threshold_mb: int = 1024) -> bool:
     """Let the process keep and reuse freed CPU tensor memory instead of handing it back to the OS.
 
     On CPU, PyTorch gets tensor memory straight from the C library's ``malloc``. With glibc's
-    defaults, blocks above a few MiB are ``mmap``-ed and returned to the OS when freed, and the top
+    defaults, large blocks are ``mmap``-ed and returned to the OS when freed, and the top
     of the heap is trimmed; a training step that frees its activations then pays for page faults to
     get the same memory back in the next task or iteration. This sets glibc's ``M_MMAP_THRESHOLD``
     and ``M_TRIM_THRESHOLD`` to ``threshold_mb`` (the process-wide equivalent of the environment
@@ -258,7 +258,7 @@ def tune_cpu_allocator(threshold_mb: int = 1024) -> bool:
     process's resident memory stays near its peak until it exits.
 
     :class:`metalib.fewshot.FewShotTrainer`, :func:`metalib.fewshot.evaluate` and
-    :func:`metalib.train` call this when they run on the CPU. Set the environment variable
+    :func:`metalib.training.meta_train` call this when they run on the CPU. Set the environment variable
     ``METALIB_CPU_ALLOCATOR=system`` to keep the C library's defaults. Elsewhere than Linux with
     glibc (macOS, Windows, musl) it does nothing.
 

@@ -209,7 +209,7 @@ class MAML:
         higher's MAML examples); the ``.grad`` sum is the same meta-gradient up to float rounding
         (~1e-7 relative in float32: the tasks' contributions are added in another order). On the vmap
         path it is exactly ``meta_loss(...).backward()``. This is the training step of
-        :class:`metalib.fewshot.FewShotTrainer` and :func:`metalib.train`.
+        :class:`metalib.fewshot.FewShotTrainer` and :func:`metalib.training.meta_train`.
 
         Returns:
             the mean query loss, detached (0-dim); with ``with_predictions``, also the query
