@@ -17,12 +17,12 @@ Implementations:
                     per-task backward (one task's graph alive at a time)
   metalib meta_loss ``MAML(...).meta_loss(batch).backward()``: the same objective, all T task graphs
                     alive until one backward (the API for custom objectives)
-  textbook          ``metalib.peers.textbook_meta_step``: autograd.grad(create_graph=True) over a
+  textbook          ``peers.textbook_meta_step``: autograd.grad(create_graph=True) over a
                     parameter list per task, functional forward, per-task backward (learn2learn style)
   textbook + tuned allocator   the textbook loop after ``metalib.device.tune_cpu_allocator()`` (CPU):
                     what the allocator setting alone is worth to any implementation
-  higher            ``metalib.peers.higher_meta_step`` (``pip install --no-deps higher``), if installed
-  (W4: ``ProtoNet.meta_loss`` vs ``metalib.peers.textbook_protonet_step``, Snell et al.'s code)
+  higher            ``peers.higher_meta_step`` (``pip install --no-deps higher``), if installed
+  (W4: ``ProtoNet.meta_loss`` vs ``peers.textbook_protonet_step``, Snell et al.'s code)
 
 CPU allocator: on the CPU, every ``metalib`` row runs after ``metalib.device.tune_cpu_allocator()``,
 as metalib's trainers and ``evaluate`` do (glibc keeps freed memory for reuse instead of returning it
@@ -36,7 +36,7 @@ metalib's default path on the same model and batch; a relative error >= 1e-4 ref
 Every row runs in a fresh subprocess; peak memory = peak RSS minus the RSS after building the model
 and the batch (CPU), or peak minus current allocated memory (CUDA) — the memory one meta-iteration
 needs. ``--part`` picks what to run (default: all): ``peers`` (the main table), ``memory`` (second-
-order memory vs inner steps, with and without ``checkpoint_steps``), ``levers`` (channels-last,
+order memory vs inner steps, with and without ``recompute_steps``), ``levers`` (channels-last,
 bf16 autocast, torch.compile, vmap, one backward over all tasks).
 
 Speed-up: rows run one after another in fresh processes, so a change of machine load between two
@@ -68,7 +68,7 @@ from metalib.device import (
     current_memory_mb, default_device, describe_device, peak_memory_mb, release_freed_cpu_memory,
     reset_peak_memory, tune_cpu_allocator,
 )
-from metalib.peers import higher_available, higher_meta_step, textbook_meta_step, textbook_protonet_step
+from peers import higher_available, higher_meta_step, textbook_meta_step, textbook_protonet_step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = 1e-4
@@ -170,7 +170,7 @@ def build(w: str, impl: str, order: str, device, steps=None):
         batch = tuple(torch.stack([x.contiguous(memory_format=torch.channels_last) for x in t]) if t.dim() == 5 else t
                       for t in batch)
     maml = MAML(model, inner_lr=lr, inner_steps=steps, first_order=fo,
-                checkpoint_steps=impl == "metalib checkpoint")
+                recompute_steps=impl == "metalib checkpoint")
     if impl in ("metalib", "metalib, system allocator", "channels-last", "metalib checkpoint"):
         return model, batch, lambda b: maml.meta_backward(b, loss_fn)
     if impl == "metalib meta_loss":

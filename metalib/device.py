@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import platform
 import random
-import resource
 import statistics
 import sys
 import time
@@ -226,7 +225,8 @@ def peak_memory_mb(device: DeviceLike = None) -> float:
     """Peak memory in MiB: allocated tensor memory on CUDA (since the last reset); on CPU the
     process's peak resident set size — on Linux ``VmHWM`` (since the last :func:`reset_peak_memory`
     or the start of the program), elsewhere ``ru_maxrss`` (since the process started; on Linux that
-    one would also carry the peak of a parent that started this process, hence ``VmHWM``)."""
+    one would also carry the peak of a parent that started this process, hence ``VmHWM``); NaN
+    where neither exists (Windows)."""
     dev = torch.device(device) if device is not None else default_device()
     if dev.type == "cuda":
         return torch.cuda.max_memory_allocated(dev) / 2**20
@@ -235,6 +235,10 @@ def peak_memory_mb(device: DeviceLike = None) -> float:
             return _status_mb("VmHWM")
         except (OSError, ValueError, IndexError):
             pass
+    try:
+        import resource  # POSIX only: absent on Windows, where this returns NaN
+    except ImportError:
+        return float("nan")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -253,9 +257,8 @@ def tune_cpu_allocator(threshold_mb: int = 1024) -> bool:
     and ``M_TRIM_THRESHOLD`` to ``threshold_mb`` (the process-wide equivalent of the environment
     variables ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``): blocks up to that size come
     from the heap and freed memory stays there for reuse. Results are bit-identical; only time and
-    memory change. Measured on the 2-core CPU (``benchmarks/README.md``): a Conv-4 meta-iteration
-    1.04x (Omniglot 20-way FOMAML) to 1.7x (miniImageNet FOMAML, ProtoNet 60-way) faster. The cost: the
-    process's resident memory stays near its peak until it exits.
+    memory change: Conv-4 meta-iterations get faster on CPU (measured in ``benchmarks/README.md``).
+    The cost: the process's resident memory stays near its peak until it exits.
 
     :class:`metalib.fewshot.FewShotTrainer`, :func:`metalib.fewshot.evaluate` and
     :func:`metalib.training.meta_train` call this when they run on the CPU. Set the environment variable

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Dict, Iterator, Literal, Tuple
+from typing import Callable, Dict, Iterator, Literal, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 Params = Dict[str, Tensor]
+LearningRate = Union[float, Dict[str, Tensor]]  # one rate, or one per parameter entry (Meta-SGD)
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -87,9 +88,9 @@ def batchnorm_context(model: nn.Module, bn_mode: str):
 def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: str = "transductive") -> bool:
     """Whether to process a batch of tasks with :func:`torch.func.vmap` rather than a Python loop.
 
-    ``"auto"`` picks vmap only for models without convolutions or BatchNorm: measured on CPU, vmap
-    was 6-7x faster than the loop on the sinusoid MLP but 1.2-3.5x slower (and GBs heavier) on
-    Conv-4 (``benchmarks/bench_maml.py``, several runs). ``"vmap"`` is refused where it would be wrong: a second-order
+    ``"auto"`` picks vmap only for models without convolutions or BatchNorm: on CPU, vmap is much
+    faster than the loop on the sinusoid MLP but slower (and GBs heavier) on Conv-4 (measured by
+    ``benchmarks/bench_maml.py``; the numbers are in ``benchmarks/README.md``). ``"vmap"`` is refused where it would be wrong: a second-order
     gradient through BatchNorm (torch 2.x returns a silently wrong meta-gradient, rel. error ~1e-2)
     and BatchNorm layers that update running statistics.
     """
@@ -146,7 +147,7 @@ def inner_loop(
     x_s: Tensor,
     y_s: Tensor,
     loss_fn: LossFn,
-    lr: float,
+    lr: LearningRate,
     steps: int,
     first_order: bool = False,
     engine: Literal["auto", "autograd", "func"] = "auto",
@@ -164,10 +165,11 @@ def inner_loop(
 
     Args:
         x_s: support inputs of one task ``[n_support, ...]``; y_s: its targets.
+        lr: :math:`\alpha`, a number or per-entry rates ``{name: tensor}`` (see :func:`sgd_step`).
         engine: how the inner gradient is taken. ``"func"``: :func:`torch.func.grad_and_value`, the
             only choice inside ``vmap``; ``"autograd"``: :func:`torch.autograd.grad` (with
-            ``create_graph`` for second order), the same meta-gradient for ~5-10% less time per
-            meta-iteration on Conv-4 on CPU (``benchmarks/README.md``); ``"auto"`` (default):
+            ``create_graph`` for second order), the same meta-gradient for less per-step overhead
+            on Conv-4 on CPU (measured in ``benchmarks/README.md``); ``"auto"`` (default):
             ``"func"`` inside a ``torch.func`` transform or ``torch.compile``, else ``"autograd"``.
     Returns:
         the adapted params and the support loss *before* each step, ``[steps]``.
@@ -227,7 +229,7 @@ def inner_loop_checkpointed(
     x_s: Tensor,
     y_s: Tensor,
     loss_fn: LossFn,
-    lr: float,
+    lr: LearningRate,
     steps: int,
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> Tuple[Params, Tensor]:
@@ -260,7 +262,8 @@ def inner_loop_checkpointed(
         with context():
             loss = loss_fn(forward(model, dict(zip(names, flat)), buffers, xs), ys)
             grads = torch.autograd.grad(loss, flat, create_graph=True)
-        return tuple(w - lr * g for w, g in zip(flat, grads)) + (loss.detach(),)
+        new = sgd_step(dict(zip(names, flat)), dict(zip(names, grads)), lr)
+        return tuple(new[k] for k in names) + (loss.detach(),)
 
     flat = tuple(params[k] for k in names)
     losses = []
@@ -272,8 +275,15 @@ def inner_loop_checkpointed(
     return dict(zip(names, flat)), torch.stack(losses)
 
 
-def sgd_step(params: Params, grads: Params, lr: float) -> Params:
-    """One plain SGD step ``p - lr * g`` on every entry of ``params``."""
+def sgd_step(params: Params, grads: Params, lr: LearningRate) -> Params:
+    """One plain SGD step ``p - lr * g`` on every entry of ``params``.
+
+    ``lr``: a number (one rate for every entry), or a dict ``{name: tensor}`` of per-entry rates
+    with each parameter's shape (Meta-SGD's :math:`\\alpha`: the step is then ``p - alpha * g``,
+    element-wise, differentiable with respect to ``alpha``).
+    """
+    if isinstance(lr, dict):
+        return {k: p - lr[k] * grads[k] for k, p in params.items()}
     return {k: p - lr * grads[k] for k, p in params.items()}
 
 

@@ -27,6 +27,14 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(activation())
         super().__init__(*layers)
+        self._spec = dict(in_features=in_features, hidden=list(hidden), out_features=out_features)
+        self._relu = activation is nn.ReLU
+
+    def builder_spec(self):
+        """``("metalib.models:MLP", kwargs)``: how :mod:`metalib.pretrained` rebuilds this network."""
+        if not self._relu:
+            raise ValueError("only a ReLU MLP can be rebuilt from a manifest")
+        return "metalib.models:MLP", dict(self._spec)
 
 
 def sinusoid_mlp() -> MLP:
@@ -69,6 +77,8 @@ class Conv4(nn.Module):
         if image_size < 16:
             raise ValueError(f"Conv4 needs images of at least 16x16 (four 2x poolings), got {image_size}")
         self.in_channels, self.image_size = in_channels, image_size
+        self._spec = dict(in_channels=in_channels, n_classes=n_classes, hidden=hidden, image_size=image_size,
+                          track_running_stats=track_running_stats)
         self.features = nn.Sequential(
             conv_block(in_channels, hidden, track_running_stats),
             *(conv_block(hidden, hidden, track_running_stats) for _ in range(3)),
@@ -78,6 +88,13 @@ class Conv4(nn.Module):
             side //= 2
         self.embedding_dim = hidden * side * side
         self.head = nn.Linear(self.embedding_dim, n_classes) if n_classes else None
+
+    def builder_spec(self):
+        """``("metalib.models:Conv4", kwargs)``: how :mod:`metalib.pretrained` rebuilds this network."""
+        kw = dict(self._spec)
+        if not kw["track_running_stats"]:
+            del kw["track_running_stats"]
+        return "metalib.models:Conv4", kw
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -4,15 +4,22 @@ All shipped weights live in one place, ``metalib/weights/``, described by
 ``metalib/weights/MANIFEST.json``: for each name the file, its sha256, how to build the model, and
 how it was trained (command, seed, iterations, device, minutes, the measured test metrics).
 
->>> model = metalib.pretrained("sinusoid-maml")          # nn.Module with the weights loaded
+>>> maml = metalib.pretrained("sinusoid-maml")           # a Learner (MAML) with the weights loaded
+>>> maml.model                                           # its network
 >>> metalib.pretrained_info("sinusoid-maml")["metrics"]  # what the manifest says was measured
+>>> metalib.evaluation.evaluate(metalib.pretrained("protonet-omniglot-5w1s"), Omniglot("test"))
+
+A manifest entry says how to rebuild the learner: few-shot entries carry their run's ``config``
+(:class:`metalib.fewshot.FewShotConfig`); others ``learner = {"algorithm", "settings"}``. The file
+holds the state of the network (``"state": "model"``, the default) or of the whole learner
+(``"state": "learner"``: learners with meta-learned tensors outside the network).
 """
 from __future__ import annotations
 
 import importlib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +40,11 @@ def _manifest(directory: PathLike = WEIGHTS_DIR) -> Dict[str, Dict[str, Any]]:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def manifest(directory: PathLike = WEIGHTS_DIR) -> Dict[str, Dict[str, Any]]:
+    """The whole manifest: ``{name: entry}`` (a copy)."""
+    return {k: dict(v) for k, v in _manifest(directory).items()}
 
 
 def list_pretrained(directory: PathLike = WEIGHTS_DIR) -> List[str]:
@@ -70,13 +82,45 @@ def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def pretrained(name: str, directory: PathLike = WEIGHTS_DIR, device=None) -> nn.Module:
-    """The model ``name`` with its shipped weights, checksum verified. See :func:`list_pretrained`."""
+# the task losses a manifest may name (settings are JSON: a loss is stored by its name)
+_LOSSES = {"mse_loss": "mse_loss", "cross_entropy": "cross_entropy", "l1_loss": "l1_loss"}
+
+
+def _learner_for(info: Dict[str, Any], model: nn.Module):
+    if "config" in info:
+        from .fewshot import FewShotConfig, build_learner
+
+        return build_learner(FewShotConfig.from_dict(info["config"]), model)
+    spec = info.get("learner")
+    if not isinstance(spec, dict) or "algorithm" not in spec:
+        raise ValueError("the manifest entry says neither its few-shot 'config' nor its 'learner' "
+                         "({'algorithm', 'settings'}): it cannot be rebuilt")
+    from . import algorithms
+
+    settings = dict(spec.get("settings") or {})
+    if "loss_fn" in settings:
+        import torch.nn.functional as F
+
+        loss = settings["loss_fn"]
+        if loss not in _LOSSES:
+            raise ValueError(f"unknown loss {loss!r} in the manifest; known: {', '.join(_LOSSES)}")
+        settings["loss_fn"] = getattr(F, _LOSSES[loss])
+    return algorithms.get(spec["algorithm"], model, **settings)
+
+
+def pretrained(name: str, directory: PathLike = WEIGHTS_DIR, device=None):
+    """The learner ``name`` (a :class:`metalib.algorithms.Learner`) with its shipped weights,
+    checksum verified, ready to ``predict``/``adapt``/evaluate; ``.model`` is its network.
+    See :func:`list_pretrained`."""
     info = pretrained_info(name, directory)
     blob = _load_file(name, directory)
     model = build_model(info["builder"], info.get("builder_kwargs"))
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device) if device is not None else model
+    learner = _learner_for(info, model)
+    if info.get("state", "model") == "learner":
+        learner.load_state_dict(blob["state_dict"])
+    else:
+        learner.model.load_state_dict(blob["state_dict"])
+    return learner.to(device) if device is not None else learner
 
 
 def pretrained_snapshots(name: str, directory: PathLike = WEIGHTS_DIR) -> Dict[int, Dict[str, Tensor]]:
@@ -85,29 +129,45 @@ def pretrained_snapshots(name: str, directory: PathLike = WEIGHTS_DIR) -> Dict[i
     return {int(k): v for k, v in blob.get("snapshots", {}).items()}
 
 
+def _builder_of(model: nn.Module) -> Tuple[str, Dict[str, Any]]:
+    """``("module:function", kwargs)`` that rebuild ``model``: from ``model.builder_spec()`` if it has one."""
+    spec = getattr(model, "builder_spec", None)
+    if not callable(spec):
+        raise ValueError(f"cannot tell how to rebuild a {type(model).__name__}: pass builder= and builder_kwargs=")
+    return spec()
+
+
 def save_pretrained(
     name: str,
-    model: nn.Module,
-    builder: str,
+    learner,
+    builder: Optional[str] = None,
     builder_kwargs: Optional[Dict[str, Any]] = None,
     info: Optional[Dict[str, Any]] = None,
     snapshots: Optional[Dict[int, Dict[str, Tensor]]] = None,
     directory: PathLike = WEIGHTS_DIR,
 ) -> Dict[str, Any]:
-    """Write ``model``'s weights (and optional training snapshots) and record them in the manifest.
+    """Write ``learner``'s weights (and optional training snapshots of its network) and record them
+    in the manifest, so that :func:`pretrained` gives the same learner back (checked before writing).
 
-    ``info`` should say how the weights were made: command, seed, iterations, device, minutes,
-    metrics (with how they were measured). Both files are written atomically.
+    ``info`` must say how to rebuild the learner (a few-shot ``config``, or ``learner =
+    {"algorithm", "settings"}``) and should say how the weights were made: command, seed,
+    iterations, device, minutes, metrics (with how they were measured). ``builder``/``builder_kwargs``
+    rebuild the network (default: ``learner.model.builder_spec()``). The learner's whole state is
+    stored (``"state": "learner"``). Both files are written atomically.
     """
     directory = Path(directory)
-    build_model(builder, builder_kwargs).load_state_dict(model.state_dict())  # the builder must fit
+    if builder is None:
+        builder, builder_kwargs = _builder_of(learner.model)
+    entry = dict(info or {})
+    entry.update(builder=builder, builder_kwargs=builder_kwargs or {}, state="learner")
+    state = {k: v.detach().cpu().clone() for k, v in learner.state_dict().items()}
+    _learner_for(entry, build_model(builder, builder_kwargs)).load_state_dict(state)  # it must rebuild
     file = f"{name}.pt"
-    blob: Dict[str, Any] = {"state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    blob: Dict[str, Any] = {"state_dict": state}
     if snapshots:
         blob["snapshots"] = {int(k): {n: t.detach().cpu().clone() for n, t in sd.items()} for k, sd in snapshots.items()}
     atomic_torch_save(blob, directory / file)
-    entry = dict(info or {})
-    entry.update(file=file, sha256=sha256_file(directory / file), builder=builder, builder_kwargs=builder_kwargs or {})
+    entry.update(file=file, sha256=sha256_file(directory / file))
     manifest = _manifest(directory)
     manifest[name] = entry
     atomic_write_json(manifest, directory / MANIFEST)

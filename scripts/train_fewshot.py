@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from metalib import fewshot  # noqa: E402
+from metalib import algorithms, fewshot  # noqa: E402
 from metalib.device import describe_device  # noqa: E402
 from metalib.io import atomic_write_json  # noqa: E402
 
@@ -44,8 +44,8 @@ OVERRIDES = {
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithm", required=True, choices=["protonet", "maml", "fomaml", "reptile"],
-                   help="fomaml = MAML with first_order=True")
+    p.add_argument("--algorithm", required=True, choices=algorithms.available(),
+                   help="a registered algorithm (metalib.algorithms.available()); fomaml = MAML with first_order=True")
     p.add_argument("--dataset", default="omniglot", choices=["omniglot", "miniimagenet"])
     p.add_argument("--way", type=int, default=5, help="N (test and validation episodes)")
     p.add_argument("--shot", type=int, default=1, help="K (test and validation episodes)")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     run_dir = args.run_dir or ROOT / "runs" / name
     command = "python scripts/train_fewshot.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(f"{config.describe()} — run folder {run_dir}")
-    print("config (paper defaults from metalib.fewshot.PAPER_SETTINGS, overridden: "
+    print("config (the paper's defaults from the algorithm's paper_settings, overridden: "
           f"{', '.join(sorted(overrides)) or 'none'}):")
     print("  " + json.dumps(config.to_dict(), sort_keys=True))
 
@@ -120,14 +120,12 @@ def main(argv=None) -> int:
               f"({config.val_episodes} seeded val episodes); testing those weights")
     ship_config = None
     if args.test_way and args.test_way != config.n_way:
-        if config.algorithm != "protonet":
-            print("error: --test-way is for ProtoNet only (MAML/Reptile have an N-way head)", file=sys.stderr)
+        if trainer.learner.fixed_way is not None:
+            print(f"error: --test-way is for learners without a fixed head; {trainer.learner.describe()} has a "
+                  f"{trainer.learner.fixed_way}-way head", file=sys.stderr)
             return 2
-        ship_config = fewshot.FewShotConfig.from_dict({**config.to_dict(), "n_way": args.test_way})
-        trainer.load_best()
-        result = fewshot.evaluate(trainer.learner, fewshot.load_split(config, "test"), args.test_way, config.k_shot,
-                                  config.test_query, config.test_episodes, config.test_seed, device=trainer.device,
-                                  progress=not args.no_progress)
+        ship_config = fewshot.copy_config(config, n_way=args.test_way)
+        result = trainer.test(n_way=args.test_way)
     else:
         result = trainer.test()
     print(f"test accuracy: {result}")
@@ -146,10 +144,7 @@ def main(argv=None) -> int:
 def stop_early(trainer: fewshot.FewShotTrainer) -> None:
     """A run stopped before ``config.iterations``: validate the weights where it stopped (unless that
     iteration was just validated), so the best-validation choice covers the whole run."""
-    done = {it for it, _, _ in trainer.history.val}
-    if trainer.val_data is not None and trainer.iteration not in done:
-        trainer._validate_and_keep_best()
-        trainer.save()
+    trainer.validate_now()
     print(f"stopped early at iteration {trainer.iteration}/{trainer.config.iterations} (--until)")
 
 

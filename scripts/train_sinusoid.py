@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from metalib import sinusoid_lab as lab
+from metalib.course import sinusoid_lab as lab
 from metalib.device import describe_device
 from metalib.pretrained import save_pretrained
 

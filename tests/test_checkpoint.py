@@ -5,6 +5,8 @@ no Omniglot needed, a few seconds in all.
 """
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -70,12 +72,14 @@ def assert_same_state(a: FewShotTrainer, b: FewShotTrainer):
     assert a.best == b.best
 
 
-def interrupt_at(t: FewShotTrainer, call: int, where: str):
-    """Raise KeyboardInterrupt on the ``call``-th call of the sampler (after it drew its episode)
-    or of the optimiser's step (after it updated the weights): a mid-iteration interrupt."""
+def interrupt_at(t: FewShotTrainer, call: int, where: str, signalled: bool = True):
+    """Interrupt on the ``call``-th call of the sampler (after it drew its episode) or of the
+    optimiser's step (after it updated the weights): a mid-iteration interrupt. ``signalled``: a real
+    Ctrl-C (SIGINT to this process, as a terminal or a notebook's "interrupt kernel" sends it);
+    otherwise ``KeyboardInterrupt`` is raised by the code itself."""
     counter = {"n": 0}
     if where == "sampler":
-        obj, attr = t.train_sampler, "sample"
+        obj, attr = t.loop, "sample_batch"
     else:
         obj, attr = t.optimizer, "step"
     original = getattr(obj, attr)
@@ -84,7 +88,10 @@ def interrupt_at(t: FewShotTrainer, call: int, where: str):
         out = original(*a, **k)
         counter["n"] += 1
         if counter["n"] == call:
-            raise KeyboardInterrupt
+            if signalled:
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
         return out
 
     setattr(obj, attr, wrapped)
@@ -93,22 +100,24 @@ def interrupt_at(t: FewShotTrainer, call: int, where: str):
 
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 @pytest.mark.parametrize("algorithm,where", [("protonet", "step"), ("maml", "sampler"), ("maml", "step"),
-                                             ("reptile", "sampler")])
+                                             ("reptile", "sampler"), ("reptile", "step")])
 def test_interrupted_run_resumes_bit_identically(tmp_path, algorithm, where):
     cfg = tiny_config(algorithm)
     reference = trainer(cfg)
     reference.fit()
 
-    # interrupted at iteration 5 (0-based), mid-iteration; resumed from disk by a new trainer
+    # Ctrl-C during the 6th iteration: before the update (sampler) it is undone, so the run stops at 5;
+    # during the update it is held until the iteration is complete, so the run stops at 6
+    stop = 5 if where == "sampler" else 6
     t = trainer(cfg, tmp_path / "run")
     interrupt_at(t, 6, where)
     with pytest.raises(KeyboardInterrupt):
         t.fit()
-    assert t.iteration == 5  # rolled back to the end of the last complete iteration
+    assert t.iteration == stop  # the end of the last complete iteration
     saved = ckpt.load_checkpoint(tmp_path / "run" / "last.pt")
-    assert saved["iteration"] == 5
+    assert saved["iteration"] == stop
     resumed = trainer(cfg, tmp_path / "run")
-    assert resumed.iteration == 5
+    assert resumed.iteration == stop
     resumed.fit()
     assert_same_state(resumed, reference)
 
@@ -122,6 +131,23 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, algorithm, where):
     assert_same_state(t2, reference)
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_an_interrupt_raised_during_the_update_rolls_back_to_the_last_good_state(tmp_path):
+    """Not a signal (which is held), an exception thrown while the weights change: the weights may be
+    half-updated, so the trainer goes back to its last good state (kept every checkpoint_every)."""
+    cfg = tiny_config("maml")
+    reference = trainer(cfg)
+    reference.fit()
+    t = trainer(cfg, tmp_path / "run")
+    restore = interrupt_at(t, 6, "step", signalled=False)
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
+    restore()
+    assert t.iteration == (5 // cfg.checkpoint_every) * cfg.checkpoint_every  # the 6th iteration (5) was hit
+    t.fit()
+    assert_same_state(t, reference)
+
+
 def test_interrupt_during_validation_loses_nothing(tmp_path):
     cfg = tiny_config("protonet")
     reference = trainer(cfg)
@@ -131,7 +157,7 @@ def test_interrupt_during_validation_loses_nothing(tmp_path):
     t.validate = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)  # interrupt the 1st validation
     with pytest.raises(KeyboardInterrupt):
         t.fit()
-    assert t.iteration == 3 and not t.history.val  # iteration 4 (validated) is redone on resume
+    assert t.iteration == 4 and not t.history.val  # iteration 4 is complete; its validation runs on resume
     t.validate = original
     resumed = trainer(cfg, tmp_path / "run")
     resumed.fit()

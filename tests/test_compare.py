@@ -1,21 +1,22 @@
-"""metalib.compare: the comparison table's accuracies come from the manifest; costs are measured."""
+"""metalib.course.compare: the comparison table's accuracies come from the manifest; costs are measured."""
 import json
 
 import pytest
 import torch
 
-from metalib import compare, fewshot, models
+import metalib
+from metalib import fewshot, models
+from metalib.course import compare
 from metalib.pretrained import save_pretrained
 
 
 def _ship_fake(directory, name, metrics=None, **config):
     cfg = fewshot.default_config(**config)
-    model = models.Conv4(**fewshot.model_kwargs(cfg))
     info = {"kind": "fewshot", "config": cfg.to_dict(), "iterations": 123, "paper_iterations": 40_000,
             "minutes": 1.5, "device": "CPU: test"}
     if metrics is not None:
         info["metrics"] = metrics
-    save_pretrained(name, model, "metalib.models:Conv4", fewshot.model_kwargs(cfg), info=info, directory=directory)
+    save_pretrained(name, fewshot.build_learner(cfg), info=info, directory=directory)
     return cfg
 
 
@@ -40,7 +41,8 @@ def test_shipped_results_read_the_manifest_entry(tmp_path):
 
 def test_shipped_results_refuse_what_is_not_there(tmp_path):
     _ship_fake(tmp_path, "no-metrics", None, algorithm="maml", n_way=5, k_shot=1)
-    save_pretrained("sine", models.sinusoid_mlp(), "metalib.models:sinusoid_mlp", directory=tmp_path)
+    save_pretrained("sine", metalib.MAML(models.sinusoid_mlp()), "metalib.models:sinusoid_mlp",
+                    info={"learner": {"algorithm": "maml", "settings": {}}}, directory=tmp_path)
     with pytest.raises(ValueError, match="records no test_accuracy"):
         compare.shipped_results(["no-metrics"], directory=tmp_path)
     with pytest.raises(ValueError, match="not a few-shot classifier"):
@@ -73,15 +75,15 @@ def _small(**kw):
 
 def test_meta_iteration_cost_runs_the_trainer_steps(monkeypatch):
     calls = []
-    real = fewshot.FewShotTrainer._step
+    real = metalib.MAML.train_step
 
-    def spy(self, it):
-        calls.append(it)
-        return real(self, it)
+    def spy(self, batch, optimizer):
+        calls.append(batch[0].shape[0])
+        return real(self, batch, optimizer)
 
-    monkeypatch.setattr(fewshot.FewShotTrainer, "_step", spy)
+    monkeypatch.setattr(metalib.MAML, "train_step", spy)
     cost = compare.meta_iteration_cost(_small(), repeats=2, warmup=1, device="cpu")
-    assert calls == [0, 1, 2]  # 1 warm-up + 2 timed, consecutive iterations
+    assert calls == [2, 2, 2]  # 1 warm-up + 2 timed training steps, each on a meta-batch of 2 tasks
     assert 0 < cost.min_ms <= cost.median_ms <= cost.max_ms and cost.repeats == 2
     assert cost.peak_mb >= cost.before_mb > 0 and cost.memory_kind == "CPU peak RSS"
     with pytest.raises(ValueError, match="repeats"):
@@ -96,8 +98,10 @@ def test_isolated_memory_is_one_tasks_graph_not_the_meta_batchs():
     by task (MAML.meta_backward), so 32 second-order tasks of a 64-filter Conv-4 need about the memory
     of one (measured: +140 vs +190 MiB), where holding all 32 graphs until one backward needs many
     times more (W2, 1 query per class: +376 vs +30 MiB, benchmarks/README.md); time still grows."""
-    small = compare.meta_iteration_cost_isolated(_small(meta_batch=1, hidden=64, train_query=15), repeats=1, warmup=0)
-    big = compare.meta_iteration_cost_isolated(_small(meta_batch=32, hidden=64, train_query=15), repeats=1, warmup=0)
+    from benchmarks.costs import isolated_cost
+
+    small = isolated_cost(_small(meta_batch=1, hidden=64, train_query=15), repeats=1, warmup=0)
+    big = isolated_cost(_small(meta_batch=32, hidden=64, train_query=15), repeats=1, warmup=0)
     assert big.memory_mb < 2 * small.memory_mb, (small, big)
     assert big.median_ms > 5 * small.median_ms
     json.dumps(big.as_dict())

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from metalib import exercises, solutions
-from metalib.exercises import check_inner_step, check_reptile_update, check_sinusoid_sampler, check_split_task
+from metalib.course import exercises, solutions
+from metalib.course.exercises import check_inner_step, check_reptile_update, check_sinusoid_sampler, check_split_task
 
 
 def not_written(*args):

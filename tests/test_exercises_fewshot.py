@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
-from metalib import exercises_fewshot as ex
-from metalib.exercises_fewshot import check_adapt_ce, check_proto_logits
+from metalib.course import exercises_fewshot as ex
+from metalib.course.exercises_fewshot import check_adapt_ce, check_proto_logits
 
 
 def not_written(*args):

@@ -11,6 +11,7 @@ from metalib.data import EpisodeSampler
 from metalib.fewshot import (
     EvalResult, FewShotConfig, FewShotTrainer, default_config, evaluate, seeded_episodes,
 )
+from metalib.training import ProgressBar
 
 from _nets import synthetic_images
 
@@ -24,7 +25,7 @@ def synthetic(n_classes=10, per_class=6, size=16, seed=0):
 # ----------------------------------------------------------------------------- defaults
 def test_paper_defaults():
     m5 = default_config("maml", 5, 1)
-    assert (m5.inner_lr, m5.inner_steps, m5.test_inner_steps, m5.meta_batch, m5.iterations) == (0.4, 1, 3, 32, 40_000)
+    assert (m5.inner_lr, m5.inner_steps, m5.test_inner_steps, m5.meta_batch, m5.iterations) == (0.4, 1, 3, 32, 60_000)
     assert m5.train_query == 1 and m5.meta_lr == 1e-3 and not m5.first_order and m5.hidden == 64
     m20 = default_config("maml", 20, 5)
     assert (m20.inner_lr, m20.inner_steps, m20.test_inner_steps, m20.meta_batch) == (0.1, 5, 5, 16)
@@ -44,8 +45,7 @@ def test_paper_defaults():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(algorithm="svm"), "algorithm must be one of"),
-    (dict(algorithm="maml", inner_lr=0.0), "needs inner_lr > 0"),
+    (dict(algorithm="svm"), "unknown algorithm 'svm'; available: .*maml.*protonet"),
     (dict(algorithm="maml", inner_lr=0.1, inner_steps=1, train_way=10), "train_way must equal n_way"),
     (dict(algorithm="protonet", meta_lr=float("nan")), "meta_lr must be a finite number"),
     (dict(algorithm="protonet", k_shot=0), "k_shot must be >= 1"),
@@ -57,6 +57,21 @@ def test_bad_config_is_a_clear_error(bad, match):
     kw.update(bad)
     with pytest.raises((ValueError, TypeError), match=match):
         FewShotConfig(**kw)
+
+
+def test_a_learners_own_settings_are_checked_when_it_is_built():
+    cfg = FewShotConfig(algorithm="maml", iterations=10, inner_lr=0.0, inner_steps=1)
+    with pytest.raises(ValueError, match="inner_lr must be > 0"):
+        fewshot.build_learner(cfg)
+
+
+def test_options_reach_the_learner_and_round_trip():
+    cfg = default_config("maml", 5, 1, iterations=3, options={"batching": "loop", "recompute_steps": True})
+    learner = fewshot.build_learner(cfg)
+    assert learner.batching == "loop" and learner.recompute_steps
+    assert FewShotConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError, match="unexpected keyword argument 'hops'"):
+        fewshot.build_learner(default_config("maml", 5, 1, iterations=3, options={"hops": 3}))
 
 
 def test_config_round_trip_and_unknown_keys():
@@ -113,33 +128,42 @@ def test_accuracy_and_ci_are_computed_as_stated():
         assert piece in text
 
 
-def test_same_episodes_for_every_algorithm_and_maml_test_steps():
+def test_same_episodes_for_every_algorithm_and_maml_test_steps(monkeypatch):
     data = synthetic()
     torch.manual_seed(0)
     head = metalib.models.Conv4(n_classes=3, hidden=8, image_size=16)
     torch.manual_seed(0)
     enc = metalib.models.Conv4(hidden=8, image_size=16)
     seen = []
-    original = fewshot._predict
+    for cls in (ProtoNet, MAML, Reptile):
+        original = cls.predict
 
-    def spy(learner, batch, steps):
-        seen.append((type(learner).__name__, steps, batch[0].clone(), batch[3].clone()))
-        return original(learner, batch, steps)
+        def spy(self, x_s, y_s, x_q, n_way=None, steps=None, _original=original):
+            seen.append((type(self).__name__, steps, x_s.clone(), y_s.clone()))
+            return _original(self, x_s, y_s, x_q, n_way, steps)
 
-    fewshot._predict = spy
-    try:
-        evaluate(ProtoNet(enc), data, 3, 1, 2, episodes=4, seed=9)
-        r0 = evaluate(MAML(head, inner_lr=0.5, inner_steps=1), data, 3, 1, 2, episodes=4, seed=9, steps=0)
-        r3 = evaluate(MAML(head, inner_lr=0.5, inner_steps=1), data, 3, 1, 2, episodes=4, seed=9, steps=3)
-        evaluate(Reptile(head, inner_lr=0.01, inner_steps=2), data, 3, 1, 2, episodes=4, seed=9)
-    finally:
-        fewshot._predict = original
+        monkeypatch.setattr(cls, "predict", spy)
+    evaluate(ProtoNet(enc), data, 3, 1, 2, episodes=4, seed=9)
+    r0 = evaluate(MAML(head, inner_lr=0.5, inner_steps=1), data, 3, 1, 2, episodes=4, seed=9, steps=0)
+    r3 = evaluate(MAML(head, inner_lr=0.5, inner_steps=1), data, 3, 1, 2, episodes=4, seed=9, steps=3)
+    evaluate(Reptile(head, inner_lr=0.01, inner_steps=2), data, 3, 1, 2, episodes=4, seed=9)
     assert [s[:2] for s in seen] == [("ProtoNet", None), ("MAML", 0), ("MAML", 3), ("Reptile", 2)]
     for s in seen[1:]:
         assert torch.equal(s[2], seen[0][2]) and torch.equal(s[3], seen[0][3])
     assert r0.inner_steps == 0 and r3.inner_steps == 3
     # adapting on the support set changes the predictions: 0 steps of an untrained head is chance-like
     assert r0.accuracies != r3.accuracies
+
+
+def test_evaluate_refuses_what_is_not_a_learner_and_bad_episode_counts():
+    net = metalib.models.Conv4(hidden=8, image_size=16)
+    with pytest.raises(TypeError, match=r"metalib.ProtoNet\(net\)"):
+        evaluate(net, synthetic(), 3, 1, 2, episodes=2)
+    for bad in (0, -5, 2.0):
+        with pytest.raises(ValueError, match="episodes must be an int >= 1"):
+            evaluate(ProtoNet(net), synthetic(), 3, 1, 2, episodes=bad)
+    with pytest.raises(ValueError, match="5-way linear head"):
+        evaluate(MAML(metalib.models.Conv4(n_classes=5, hidden=8, image_size=16)), synthetic(), 3, 1, 2, episodes=2)
 
 
 def test_evaluation_does_not_change_the_model_or_the_global_rng():
@@ -165,13 +189,13 @@ def test_training_learns_on_synthetic_tasks(algorithm):
     cfg = FewShotConfig.from_dict({**cfg.to_dict(), "train_way": 3 if algorithm == "protonet" else None})
     test_data = synthetic(8, seed=7)
     t = FewShotTrainer(cfg, synthetic(), progress=False)
-    before = evaluate(t.learner, test_data, 3, 1, 2, episodes=30, seed=1, steps=t._test_steps())
+    before = evaluate(t.learner, test_data, 3, 1, 2, episodes=30, seed=1)
     h = t.fit()
     after = t.test(test_data, episodes=30)
     assert len(h.loss) == 25 and all(math.isfinite(x) for x in h.loss)
     assert after.mean > before.mean + 5, (before.mean, after.mean)
-    if algorithm != "reptile":
-        assert len(h.accuracy) == 25 and all(0 <= a <= 100 for a in h.accuracy)
+    assert len(h.accuracy) == 25 and all(0 <= a <= 100 for a in h.accuracy)
+    if algorithm != "reptile":  # Reptile never trains on the queries: its query loss is only monitored
         assert sum(h.loss[-5:]) < sum(h.loss[:5])
 
 
@@ -180,12 +204,36 @@ def test_reptile_uses_its_own_annealed_outer_step():
                          train_shot=2, train_query=1, inner_steps=1, inner_lr=0.01, outer_lr=0.8, outer_lr_final=0.0,
                          val_every=0)
     t = FewShotTrainer(cfg, synthetic(), progress=False)
-    assert t.optimizer is None
-    seen = []
-    original = t.learner.meta_step
-    t.learner.meta_step = lambda batch, loss_fn, outer_lr=None: (seen.append(outer_lr), original(batch, loss_fn, outer_lr))[1]
+    assert isinstance(t.optimizer, torch.optim.SGD)
+    seen, steps = [], []
+    original = t.optimizer.step
+
+    def step(*a, **k):  # the SGD step at eps is exactly theta <- theta - eps * (theta - mean phi)
+        seen.append(t.optimizer.param_groups[0]["lr"])
+        theta = {n: p.detach().clone() for n, p in t.learner.named_parameters()}
+        direction = {n: p.grad.clone() for n, p in t.learner.named_parameters()}
+        out = original(*a, **k)
+        steps.append(max(float((p - (theta[n] - seen[-1] * direction[n])).abs().max())
+                         for n, p in t.learner.named_parameters()))
+        return out
+
+    t.optimizer.step = step
     t.fit()
     assert seen == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    assert max(steps) < 1e-6
+
+
+def test_reptile_trainer_step_equals_meta_step():
+    """The trainer's SGD on the Reptile gradient is the paper's update (Reptile.meta_step)."""
+    torch.manual_seed(0)
+    net = metalib.models.Conv4(n_classes=3, hidden=8, image_size=16)
+    a = Reptile(net, inner_lr=0.01, inner_steps=2, outer_lr=0.7)
+    b = Reptile(__import__("copy").deepcopy(net), inner_lr=0.01, inner_steps=2, outer_lr=0.7)
+    batch = EpisodeSampler(synthetic(), 3, 1, 2).sample(2, generator=torch.Generator().manual_seed(0))
+    a.train_step(batch, a.outer_optimizer(1e-3))
+    b.meta_step(batch)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-7), n
 
 
 def test_protonet_learning_rate_is_halved_on_schedule():
@@ -210,7 +258,7 @@ def test_validation_keeps_the_best_weights(tmp_path):
     saved = metalib.checkpoint.load_checkpoint(tmp_path / "best.pt")
     assert saved["iteration"] == best[0]
     t.load_best()
-    for k, v in t.model.state_dict().items():
+    for k, v in t.learner.state_dict().items():
         assert torch.equal(v, saved["model"][k])
 
 
@@ -218,9 +266,20 @@ def test_progress_bar_shows_loss_accuracy_and_validation(capsys):
     cfg = default_config("protonet", 3, 1, dataset="custom", image_size=16, hidden=8, iterations=4, train_way=3,
                          train_query=2, val_every=2, val_episodes=3, test_query=2)
     t = FewShotTrainer(cfg, synthetic(), synthetic(6, seed=3), progress=True)
-    t.fit()
-    post = t._postfix()
-    assert set(post) == {"loss", "acc", "val"} and post["acc"].endswith("%")
+    shown = []
+    original = ProgressBar.on_iteration_end
+
+    def spy(self, loop, metrics):
+        original(self, loop, metrics)
+        shown.append(dict(self.bar.postfix and [kv.split("=") for kv in self.bar.postfix.split(", ")]))
+
+    ProgressBar.on_iteration_end = spy
+    try:
+        t.fit()
+    finally:
+        ProgressBar.on_iteration_end = original
+    assert len(shown) == 4 and set(shown[-1]) == {"loss", "acc", "val"} and shown[-1]["acc"].endswith("%")
+    assert set(shown[0]) == {"loss", "acc"}  # updated from the first iteration on
     err = capsys.readouterr().err
     assert "iteration 2: validation" in err and "seeded val episodes" in err
 
@@ -243,7 +302,10 @@ def test_ship_and_reload_by_name(tmp_path):
     assert isinstance(learner, MAML) and learner.inner_lr == 0.4 and config == cfg
     again = fewshot.evaluate_pretrained("maml-demo", data=data, directory=tmp_path)
     assert again.accuracies == res.accuracies  # the very same episodes, the very same weights
-    assert isinstance(metalib.pretrained("maml-demo", directory=tmp_path), metalib.models.Conv4)
+    shipped = metalib.pretrained("maml-demo", directory=tmp_path)
+    assert isinstance(shipped, MAML) and shipped.eval_steps == 2 and isinstance(shipped.model, metalib.models.Conv4)
+    # what metalib.pretrained gives back is evaluated directly, on the same episodes, with the same result
+    assert evaluate(shipped, data, 3, 1, 2, episodes=12).accuracies == res.accuracies
     with pytest.raises(KeyError, match="no shipped weights"):
         fewshot.pretrained_learner("nope", directory=tmp_path)
 
@@ -307,7 +369,7 @@ def test_backbones_for_omniglot_and_miniimagenet():
                                              ("protonet", "miniimagenet", (3, 84, 84), 1600),
                                              ("reptile", "miniimagenet", (3, 84, 84), 5)]:
         cfg = default_config(algorithm, 5, 1, dataset, iterations=1, hidden=64)
-        model = fewshot.build_model(cfg)
+        model = fewshot.build_learner(cfg).model
         convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         assert [(c.out_channels, c.kernel_size) for c in convs] == [(64, (3, 3))] * 4
         assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 4

@@ -1,12 +1,13 @@
 """The few-shot widgets, driven without a browser: call update() / click the buttons, check what is drawn
-against the tested computations of metalib.fewshot_lab."""
+against the tested computations of metalib.course.fewshot_lab."""
 import numpy as np
 import pytest
 import torch
 
-from metalib import MAML, ProtoNet, fewshot_lab as fl, widgets
+from metalib import MAML, ProtoNet
+from metalib.course import fewshot_lab as fl, widgets
 from metalib.data import require_omniglot
-from metalib.widgets import _RIGHT, _WRONG
+from metalib.course.widgets import _RIGHT, _WRONG
 
 from _nets import synthetic_images, tiny_conv4 as conv4
 

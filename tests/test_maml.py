@@ -141,7 +141,7 @@ def test_adaptation_lowers_the_support_loss():
     model = tiny_mlp(seed=5)
     x_s, y_s, _, _ = sinusoid_batch(n_tasks=1, k=10, seed=5)
     maml = MAML(model, inner_lr=0.05)
-    before = F.mse_loss(maml.forward(maml.parameters(), x_s[0]), y_s[0])
+    before = F.mse_loss(maml.forward(maml.initial_params(), x_s[0]), y_s[0])
     after = F.mse_loss(maml.forward(maml.adapt(x_s[0], y_s[0], F.mse_loss, steps=10), x_s[0]), y_s[0])
     assert after < before
 

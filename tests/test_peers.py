@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from metalib import MAML, tasks
-from metalib.peers import higher_available, higher_meta_step, textbook_meta_step
+from benchmarks.peers import higher_available, higher_meta_step, textbook_meta_step
 from _nets import conv_batch, rel_error, tiny_convbn, tiny_mlp
 from test_maml import hand_unrolled_meta_grad
 
@@ -73,7 +73,7 @@ def test_textbook_protonet_agrees_with_metalib():
     from torch import nn
 
     from metalib import ProtoNet
-    from metalib.peers import textbook_protonet_step
+    from benchmarks.peers import textbook_protonet_step
 
     torch.manual_seed(0)
     enc = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=False), nn.ReLU(), nn.Flatten()).double()

@@ -1,19 +1,26 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 import metalib
-from metalib import models
+from metalib import MAML, models
 from metalib.pretrained import ChecksumMismatchError, save_pretrained
+
+SPEC = {"learner": {"algorithm": "maml", "settings": {"inner_lr": 0.05, "inner_steps": 2, "loss_fn": "mse_loss"}}}
 
 
 def test_save_load_roundtrip_and_checksum(tmp_path):
     torch.manual_seed(0)
     m = models.sinusoid_mlp()
     snaps = {0: {k: v.clone() for k, v in m.state_dict().items()}}
-    entry = save_pretrained("demo", m, "metalib.models:sinusoid_mlp", info={"seed": 0}, snapshots=snaps, directory=tmp_path)
+    entry = save_pretrained("demo", MAML(m), "metalib.models:sinusoid_mlp", info={"seed": 0, **SPEC},
+                            snapshots=snaps, directory=tmp_path)
     assert entry["seed"] == 0 and len(entry["sha256"]) == 64
     loaded = metalib.pretrained("demo", directory=tmp_path)
-    for (k, a), b in zip(m.state_dict().items(), loaded.state_dict().values()):
+    # the learner comes back with its settings, its loss and its network's weights
+    assert isinstance(loaded, MAML) and (loaded.inner_lr, loaded.inner_steps) == (0.05, 2)
+    assert loaded.loss_fn is F.mse_loss
+    for (k, a), b in zip(m.state_dict().items(), loaded.model.state_dict().values()):
         assert torch.equal(a, b), k
     assert list(metalib.pretrained_snapshots("demo", directory=tmp_path)) == [0]
     assert metalib.list_pretrained(tmp_path) == ["demo"]
@@ -26,6 +33,23 @@ def test_save_load_roundtrip_and_checksum(tmp_path):
         metalib.pretrained("demo", directory=tmp_path)
 
 
+def test_a_network_builds_itself_from_its_spec(tmp_path):
+    torch.manual_seed(0)
+    net = models.Conv4(1, 5, hidden=8, image_size=16)
+    save_pretrained("conv", MAML(net), info={"learner": {"algorithm": "fomaml", "settings": {"inner_lr": 0.1}}},
+                    directory=tmp_path)
+    back = metalib.pretrained("conv", directory=tmp_path)
+    assert back.first_order and back.model.head.out_features == 5
+    assert metalib.pretrained_info("conv", directory=tmp_path)["builder_kwargs"] == {
+        "in_channels": 1, "n_classes": 5, "hidden": 8, "image_size": 16}
+
+
+def test_an_entry_that_cannot_be_rebuilt_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot be rebuilt"):
+        save_pretrained("x", MAML(models.sinusoid_mlp()), "metalib.models:sinusoid_mlp", info={}, directory=tmp_path)
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_unknown_name_lists_what_exists(tmp_path):
     with pytest.raises(KeyError, match="no shipped weights"):
         metalib.pretrained("nope", directory=tmp_path)
@@ -33,10 +57,10 @@ def test_unknown_name_lists_what_exists(tmp_path):
 
 def test_builder_must_be_metalib(tmp_path):
     with pytest.raises(ValueError, match="only metalib"):
-        save_pretrained("x", models.sinusoid_mlp(), "os:system", directory=tmp_path)
+        save_pretrained("x", MAML(models.sinusoid_mlp()), "os:system", info=SPEC, directory=tmp_path)
 
 
 @pytest.mark.parametrize("name", metalib.list_pretrained())
-def test_every_shipped_weight_file_loads_and_matches_its_checksum(name):
-    model = metalib.pretrained(name)
-    assert isinstance(model, torch.nn.Module)
+def test_every_shipped_weight_file_loads_as_a_learner(name):
+    learner = metalib.pretrained(name)
+    assert isinstance(learner, metalib.Learner) and isinstance(learner.model, torch.nn.Module)

@@ -1,4 +1,4 @@
-"""metalib.sinusoid_lab: seeded test tasks, evaluation that agrees with metalib.MAML, and the shipped
+"""metalib.course.sinusoid_lab: seeded test tasks, evaluation that agrees with metalib.MAML, and the shipped
 sinusoid checkpoints reproducing the metrics their manifest entries record."""
 import math
 from pathlib import Path
@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import metalib
-from metalib import MAML, sinusoid_lab as lab
+from metalib import MAML
+from metalib.pretrained import WEIGHTS_DIR
+from metalib.course import sinusoid_lab as lab
 from metalib.tasks import Sinusoid
 
 
@@ -134,7 +136,7 @@ def test_shipped_checkpoint_reproduces_its_manifest_metrics(kind):
             assert measured["diverged"][k][s] == diverged[k][s], (kind, k, s)
     snaps = metalib.pretrained_snapshots(lab.WEIGHTS[kind])
     assert 30 <= len(snaps) <= 50 and 0 in snaps and info["iterations"] in snaps
-    size = (Path(lab.__file__).parent / "weights" / info["file"]).stat().st_size
+    size = (WEIGHTS_DIR / info["file"]).stat().st_size
     assert size < 600_000, f"{info['file']} is {size} bytes"
 
 

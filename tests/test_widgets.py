@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalib import MAML, sinusoid_lab as lab, widgets
+from metalib import MAML
+from metalib.course import sinusoid_lab as lab, widgets
 from metalib.training import meta_train
 
 
@@ -30,7 +31,7 @@ def explorer(models):
 def _reference_adaptation(model, x_s, y_s, x, steps, lr):
     """Independently: metalib.MAML's own adapt + forward."""
     maml = MAML(model, inner_lr=lr)
-    params = maml.adapt(x_s, y_s, F.mse_loss, steps=steps) if steps else maml.parameters()
+    params = maml.adapt(x_s, y_s, F.mse_loss, steps=steps) if steps else maml.initial_params()
     return maml.forward(params, x).detach().flatten().numpy()
 
 

@@ -1,7 +1,17 @@
-"""The meta-learning algorithms: thin, stateless wrappers over :mod:`metalib.functional`."""
+"""The meta-learning algorithms, one file each, all implementing :class:`Learner` (``base.py``).
+
+>>> from metalib import algorithms
+>>> algorithms.available()                       # the registered names
+>>> learner = algorithms.get("maml", net, inner_lr=0.4)
+>>> algorithms.register("mine", MyLearner)      # a new algorithm: one file + this line
+"""
+from .base import Learner, available, entry, get, learner_registry, query_metrics, register
 from .maml import MAML
 from .pretrain import Pretrain
 from .protonet import ProtoNet, prototypes, squared_distances
 from .reptile import Reptile
 
-__all__ = ["MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances"]
+__all__ = [
+    "Learner", "register", "get", "available", "entry", "learner_registry", "query_metrics",
+    "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
+]

@@ -12,12 +12,13 @@ from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_positive, check_steps,
     choose_vmap, forward, inner_loop, inner_loop_checkpointed, params_of,
 )
+from .base import Learner, as_task_batch, callable_loss, register
 
 Batching = Literal["auto", "loop", "vmap"]
 BNMode = Literal["transductive", "module"]
 
 
-class MAML:
+class MAML(Learner):
     r"""Model-Agnostic Meta-Learning.
 
     For each task :math:`\mathcal{T}_i` the inner loop takes ``inner_steps`` SGD steps from the
@@ -27,9 +28,9 @@ class MAML:
     :math:`\min_\theta \frac{1}{T}\sum_i \mathcal{L}^{q}_{\mathcal{T}_i}(f_{\phi_i(\theta)})`.
     Its gradient flows *through* the inner steps (second-order) unless ``first_order=True`` (FOMAML).
 
-    The class holds no state of its own besides the model: parameters live in ``model`` and are
-    read with :func:`metalib.functional.params_of` on every call, so an outer optimiser built on
-    ``model.parameters()`` works as usual.
+    The learner holds no state of its own besides the model: θ lives in ``model`` and is read with
+    :func:`metalib.functional.params_of` on every call (:meth:`initial_params`), so an outer
+    optimiser built on ``learner.parameters()`` (= ``model.parameters()``) works as usual.
 
     Args:
         model: any ``nn.Module``; ``model(x)`` maps a batch of inputs to predictions.
@@ -47,12 +48,36 @@ class MAML:
             the statistics of the batch it sees — support at adaptation, query at prediction — at
             meta-training *and* meta-test time; running statistics are ignored and never updated.
             ``"module"``: BatchNorm behaves as the module is configured (``train()``/``eval()``).
-        checkpoint_steps: opt-in gradient checkpointing over the inner steps of the second-order
-            meta-gradient (:func:`metalib.functional.inner_loop_checkpointed`): the same
-            meta-gradient, with memory that stays nearly flat as ``inner_steps`` grows, for about
-            one extra forward+backward per step. Implies the task loop (not vmap); has no effect
-            with ``first_order`` (FOMAML keeps no inner-step graph anyway). Default ``False``.
+        recompute_steps: opt-in gradient checkpointing over the inner steps of the second-order
+            meta-gradient (:func:`metalib.functional.inner_loop_checkpointed`): each inner step is
+            recomputed during ``backward()`` instead of kept, giving the same meta-gradient with
+            memory that grows more slowly with ``inner_steps``, for about one extra
+            forward+backward per step. Implies the task loop (not vmap); has no effect with
+            ``first_order`` (FOMAML keeps no inner-step graph anyway). Default ``False``.
+        loss_fn: the task loss used when a call passes none (default: cross-entropy; the
+            sinusoid notebooks pass ``F.mse_loss``).
+        eval_steps: inner steps at test time (:meth:`predict`, :func:`metalib.evaluation.evaluate`);
+            default ``inner_steps``.
     """
+
+    name = "maml"
+    family = "optimisation-based"
+    config_keys = ("inner_lr", "inner_steps", "first_order")
+    needs_head = True
+    # Finn et al. 2017 (appendix A.1) and the official code (main.py; see docs/references.md):
+    # Omniglot 5-way: inner lr 0.4, 1 step (3 at test), meta-batch 32, 60,000 iterations (the current
+    # code; older usage text said 40,000); 20-way: lr 0.1, 5 steps (5 at test), meta-batch 16;
+    # queries = K per class (update_batch_size); miniImageNet: lr 0.01, 5 steps (10 at test),
+    # meta-batch 4, 15 queries, 32 filters, 60,000 iterations. Adam 1e-3, second order.
+    paper_settings = {
+        **{("omniglot", 5, k): dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32,
+                                    iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("omniglot", 20, k): dict(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=16,
+                                     iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("miniimagenet", 5, k): dict(inner_lr=0.01, inner_steps=5, test_inner_steps=10, meta_batch=4,
+                                        iterations=60_000, train_query=15, meta_lr=1e-3, hidden=32)
+           for k in (1, 5)},
+    }
 
     def __init__(
         self,
@@ -62,10 +87,13 @@ class MAML:
         first_order: bool = False,
         batching: Batching = "auto",
         bn_mode: BNMode = "transductive",
-        checkpoint_steps: bool = False,
+        recompute_steps: bool = False,
+        loss_fn: Optional[LossFn] = None,
+        eval_steps: Optional[int] = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(loss_fn)
         self.model = model
         self.inner_lr = check_positive("inner_lr", inner_lr)
         self.inner_steps = check_steps("inner_steps", inner_steps)
@@ -73,34 +101,31 @@ class MAML:
         self.bn_mode, self.batching = bn_mode, batching
         batchnorm_context(model, bn_mode)  # validates bn_mode
         choose_vmap(model, batching, False)  # validates batching
-        self.checkpoint_steps = bool(checkpoint_steps)
-        if self.checkpoint_steps and batching == "vmap":
-            raise ValueError("checkpoint_steps=True runs the tasks in a loop; it cannot be combined with batching='vmap'")
+        self.recompute_steps = bool(recompute_steps)
+        if self.recompute_steps and batching == "vmap":
+            raise ValueError("recompute_steps=True runs the tasks in a loop; it cannot be combined with batching='vmap'")
+        self.eval_steps = self.inner_steps if eval_steps is None else check_steps("eval_steps", eval_steps)
 
     def _bn_context(self):
         return batchnorm_context(self.model, self.bn_mode)
 
     def uses_vmap(self) -> bool:
         """Whether a batch of tasks is processed with ``vmap`` (see ``batching``)."""
-        if getattr(self, "checkpoint_steps", False) and not self.first_order:
+        if self.recompute_steps and not self.first_order:
             return False
         return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode)
 
-    @staticmethod
-    def _check_loss_fn(loss_fn) -> None:
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable as loss_fn(prediction, target), got {loss_fn!r}")
-
     # ------------------------------------------------------------------ public API
-    def parameters(self) -> Params:
-        """The current meta-parameters :math:`\\theta` as a dict (tied to the model's tensors)."""
+    def initial_params(self) -> Params:
+        """The initialisation :math:`\\theta` that adaptation starts from, as ``{name: tensor}``
+        (the model's own parameter tensors, not copies: detach/clone them for a before/after comparison)."""
         return params_of(self.model)
 
     def adapt(
         self,
         x_s: Tensor,
         y_s: Tensor,
-        loss_fn: LossFn,
+        loss_fn: Optional[LossFn] = None,
         steps: Optional[int] = None,
         params: Optional[Params] = None,
         first_order: Optional[bool] = None,
@@ -109,31 +134,43 @@ class MAML:
 
         Args:
             x_s: ``[n_support, *x_shape]`` (no task dimension); y_s: ``[n_support, *y_shape]``.
+            loss_fn: default :attr:`loss_fn`.
             steps: defaults to ``inner_steps`` (e.g. pass 10 at meta-test time).
             params: start here instead of the model's parameters.
         Returns:
             ``{name: adapted tensor}`` — differentiable with respect to the model's parameters
             (second-order) unless ``first_order``.
         """
-        self._check_loss_fn(loss_fn)
+        loss_fn = callable_loss(loss_fn, self.loss_fn)
         check_pair(x_s, y_s, "support")
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         fo = self.first_order if first_order is None else first_order
-        start = self.parameters() if params is None else params
+        start = self.initial_params() if params is None else params
         with self._bn_context():
             adapted, losses = self._inner(start, buffers_of(self.model), x_s, y_s, loss_fn, steps, fo)
         check_finite(losses, "the inner-loop (support) loss")
         return adapted
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        """Predictions of the model with ``params`` (e.g. from :meth:`adapt`) on ``x``."""
+        """Predictions of the model with ``params`` (e.g. from :meth:`adapt`) on ``x``; also
+        ``learner(params, x)``."""
         with self._bn_context():
             return forward(self.model, params, buffers_of(self.model), x)
 
-    __call__ = forward
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """Adapt to each task's support set with ``steps`` inner steps (default :attr:`eval_steps`)
+        and predict its queries: ``[Q, N]`` for one task, ``[T, Q, N]`` for a batch (see
+        :meth:`metalib.algorithms.Learner.predict`)."""
+        x_s, y_s, x_q, batched = as_task_batch(x_s, y_s, x_q)
+        if n_way is not None:
+            self.check_task(n_way)
+        steps = self.eval_steps if steps is None else steps
+        _, preds = self._run((x_s, y_s, x_q, None), self.loss_fn, steps, backward=False)
+        return preds if batched else preds[0]
 
     def task_losses(
-        self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None
+        self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None
     ) -> Tuple[Tensor, Tensor]:
         """Adapt to every task of ``batch`` and evaluate on its query set.
 
@@ -145,14 +182,19 @@ class MAML:
         """
         return self._run(batch, loss_fn, steps, backward=False)
 
-    def _run(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int], backward: bool):
+    def _run(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn], steps: Optional[int], backward: bool):
         """:meth:`task_losses`; with ``backward``, each task's ``loss / T`` is back-propagated as soon
-        as it is computed on the task loop (outputs detached), or the mean once on the vmap path."""
-        self._check_loss_fn(loss_fn)
-        x_s, y_s, x_q, y_q = as_batch(batch)
+        as it is computed on the task loop (outputs detached), or the mean once on the vmap path.
+        ``y_q = None`` (:meth:`predict`): predictions only, the losses returned are zeros."""
+        loss_fn = callable_loss(loss_fn, self.loss_fn)
+        y_q = batch[3] if isinstance(batch, (tuple, list)) and len(batch) == 4 else batch
+        if y_q is None:  # predictions only: check the shapes with placeholder query labels
+            x_s, y_s, x_q, _ = as_batch((*batch[:3], batch[2].new_zeros(batch[2].shape[:2], dtype=torch.long)))
+        else:
+            x_s, y_s, x_q, y_q = as_batch(batch)
         T = x_s.shape[0]
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
-        theta, buffers = self.parameters(), buffers_of(self.model)
+        theta, buffers = self.initial_params(), buffers_of(self.model)
         model, fo = self.model, self.first_order
 
         vmapped = self.uses_vmap()
@@ -162,17 +204,21 @@ class MAML:
         def one_task(xs, ys, xq, yq):
             phi, inner = self._inner(theta, buffers, xs, ys, loss_fn, steps, fo, engine)
             pred = forward(model, phi, buffers, xq)
-            return loss_fn(pred, yq), pred, inner
+            return (loss_fn(pred, yq) if yq is not None else pred.new_zeros(())), pred, inner
 
         with self._bn_context():
             if vmapped:
-                losses, preds, inner = vmap(one_task, randomness="different")(x_s, y_s, x_q, y_q)
+                if y_q is None:
+                    losses, preds, inner = vmap(lambda xs, ys, xq: one_task(xs, ys, xq, None),
+                                                randomness="different")(x_s, y_s, x_q)
+                else:
+                    losses, preds, inner = vmap(one_task, randomness="different")(x_s, y_s, x_q, y_q)
                 if backward:
                     losses.mean().backward()
                     losses, preds = losses.detach(), preds.detach()
             else:
                 outs = []
-                for task in zip(x_s, y_s, x_q, y_q):
+                for task in zip(x_s, y_s, x_q, y_q if y_q is not None else [None] * T):
                     loss, pred, inner = one_task(*task)
                     if backward:  # frees this task's graph before the next task is built
                         (loss / T).backward()
@@ -188,19 +234,20 @@ class MAML:
     def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int, fo: bool,
                engine: str = "auto"):
         """The inner loop of one task: checkpointed when asked for (second order only)."""
-        if self.checkpoint_steps and not fo:
+        if self.recompute_steps and not fo:
             return inner_loop_checkpointed(
                 self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, context=self._bn_context
             )
         return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, fo, engine=engine)
 
-    def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+    def meta_loss(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None) -> Tensor:
         """Mean query loss over the task batch (the MAML objective); ``.backward()`` fills the
         model's ``.grad`` with the meta-gradient."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
     def meta_backward(
-        self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None, with_predictions: bool = False
+        self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
+        with_predictions: bool = False,
     ):
         """``meta_loss(batch, loss_fn).backward()`` with the memory of one task instead of ``T``.
 
@@ -208,8 +255,8 @@ class MAML:
         is computed, so only one task's graph is alive at a time (the structure of learn2learn's and
         higher's MAML examples); the ``.grad`` sum is the same meta-gradient up to float rounding
         (~1e-7 relative in float32: the tasks' contributions are added in another order). On the vmap
-        path it is exactly ``meta_loss(...).backward()``. This is the training step of
-        :class:`metalib.fewshot.FewShotTrainer` and :func:`metalib.training.meta_train`.
+        path it is exactly ``meta_loss(...).backward()``. This is what :meth:`train_step` (the
+        trainer's step) runs.
 
         Returns:
             the mean query loss, detached (0-dim); with ``with_predictions``, also the query
@@ -218,9 +265,20 @@ class MAML:
         losses, preds = self._run(batch, loss_fn, steps, backward=True)
         return (losses.mean(), preds) if with_predictions else losses.mean()
 
+    def describe(self) -> str:
+        return f"MAML ({'first' if self.first_order else 'second'}-order)"
+
+    @property
+    def short_name(self) -> str:
+        return "FOMAML" if self.first_order else "MAML"
+
     def __repr__(self) -> str:
-        ck = ", checkpoint_steps=True" if self.checkpoint_steps else ""
+        ck = ", recompute_steps=True" if self.recompute_steps else ""
         return (
             f"MAML(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order="
             f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r}{ck})"
         )
+
+
+register("maml", MAML)
+register("fomaml", MAML, first_order=True)

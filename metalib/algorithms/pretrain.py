@@ -8,6 +8,7 @@ from torch import Tensor
 
 from ..batch import as_batch
 from ..functional import LossFn, buffers_of, check_finite, forward
+from .base import callable_loss, register
 from .maml import MAML
 
 
@@ -16,22 +17,25 @@ class Pretrain(MAML):
 
     Meta-training minimises the plain loss on every point of every task, with no inner loop:
     :math:`\min_\theta \sum_i \mathcal{L}_{\mathcal{T}_i}(f_\theta)`. At test time it adapts exactly
-    like MAML (``adapt``/``task_losses`` with ``steps`` SGD steps at ``inner_lr``), so the two are
-    compared with the same fine-tuning procedure; only the initialisation differs.
+    like MAML (``adapt``/``task_losses``/``predict`` with ``steps`` SGD steps at ``inner_lr``), so
+    the two are compared with the same fine-tuning procedure; only the initialisation differs.
     """
 
-    def meta_loss(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None) -> Tensor:
+    name = "pretrain"
+    paper_settings = {}  # no paper of its own: the baseline of Finn et al.'s sinusoid figure
+
+    def meta_loss(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None) -> Tensor:
         """Loss of the un-adapted model on all support and query points of the batch."""
-        self._check_loss_fn(loss_fn)
+        loss_fn = callable_loss(loss_fn, self.loss_fn)
         x_s, y_s, x_q, y_q = as_batch(batch)
         x = torch.cat([x_s, x_q], 1).flatten(0, 1)
         y = torch.cat([y_s, y_q], 1).flatten(0, 1)
         with self._bn_context():
-            loss = loss_fn(forward(self.model, self.parameters(), buffers_of(self.model), x), y)
+            loss = loss_fn(forward(self.model, self.initial_params(), buffers_of(self.model), x), y)
         check_finite(loss.detach(), "the joint-training loss")
         return loss
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: LossFn, steps: Optional[int] = None,
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
                       with_predictions: bool = False):
         """``meta_loss(batch, loss_fn).backward()`` (one graph: there is no per-task inner loop).
         With ``with_predictions``, also the un-adapted model's query predictions ``[T, n_query, ...]``."""
@@ -41,8 +45,18 @@ class Pretrain(MAML):
             return loss.detach()
         x_q = as_batch(batch).x_q
         with torch.no_grad(), self._bn_context():
-            pred = forward(self.model, self.parameters(), buffers_of(self.model), x_q.flatten(0, 1))
+            pred = forward(self.model, self.initial_params(), buffers_of(self.model), x_q.flatten(0, 1))
         return loss.detach(), pred.view(*x_q.shape[:2], *pred.shape[1:])
+
+    def describe(self) -> str:
+        return "Pretrain (joint training, fine-tuned)"
+
+    @property
+    def short_name(self) -> str:
+        return "Pretrain"
 
     def __repr__(self) -> str:
         return f"Pretrain(fine-tune lr={self.inner_lr}, steps={self.inner_steps})"
+
+
+register("pretrain", Pretrain)

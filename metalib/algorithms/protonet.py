@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batch import as_batch, check_labels, check_pair
+from ..functional import check_finite
+from .base import Learner, register
 
 
 def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
@@ -35,7 +37,7 @@ def squared_distances(z_q: Tensor, protos: Tensor) -> Tensor:
     return (z_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
 
 
-class ProtoNet:
+class ProtoNet(Learner):
     r"""Prototypical Networks: classify a query by its distance to the class prototypes.
 
     :math:`p(y = k \mid x) \propto \exp(-\|f_\phi(x) - c_k\|^2)` (eq. 2), trained with the
@@ -46,14 +48,46 @@ class ProtoNet:
     code does), so an encoder whose BatchNorm uses batch statistics is transductive over the episode.
     """
 
-    def __init__(self, encoder: nn.Module) -> None:
+    name = "protonet"
+    family = "metric-based"
+    # Snell et al. 2017, sections 3.1-3.2 and the official code: Adam 1e-3 halved every 2,000
+    # episodes, one episode per update; Omniglot: 60-way training episodes with 5 queries per class
+    # (shots as at test); miniImageNet: 30-way (1-shot) / 20-way (5-shot), 15 queries. The paper
+    # trains until validation stops improving: 20,000 episodes is metalib's bound, not the paper's.
+    paper_settings = {
+        **{("omniglot", n, k): dict(train_way=60, train_query=5, meta_batch=1, meta_lr=1e-3, lr_decay_every=2000,
+                                    iterations=20_000) for n in (5, 20) for k in (1, 5)},
+        **{("miniimagenet", 5, k): dict(train_way=30 if k == 1 else 20, train_query=15, meta_batch=1, meta_lr=1e-3,
+                                        lr_decay_every=2000, iterations=20_000) for k in (1, 5)},
+    }
+
+    def __init__(self, encoder: nn.Module, loss_fn=None) -> None:
         if not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        super().__init__(loss_fn)
         self.encoder = encoder
 
-    def embed(self, x: Tensor) -> Tensor:
-        """``[n, *x_shape] -> [n, d]``."""
+    @property
+    def model(self) -> nn.Module:
+        """The network (the encoder), under the name every learner uses."""
+        return self.encoder
+
+    def embed(self, x: Tensor, params=None) -> Tensor:
+        """``[n, *x_shape] -> [n, d]`` (ProtoNet does not adapt: ``params`` must be None)."""
+        if params is not None:
+            raise ValueError("ProtoNet does not adapt: params must be None")
         return self.encoder(x).flatten(1)
+
+    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params=None):
+        """Support and queries embedded in one batch (as :meth:`logits` does); the rule is
+        :math:`-\\|z - c_k\\|^2` to the prototypes (see :meth:`metalib.algorithms.Learner.explain`)."""
+        if params is not None:
+            raise ValueError("ProtoNet does not adapt: params must be None")
+        z = self.embed(torch.cat([x_s, x_q]))
+        z_s, z_q = z[: x_s.shape[0]], z[x_s.shape[0]:]
+        protos = prototypes(z_s, y_s, int(y_s.max()) + 1)
+        return {"z_s": z_s, "z_q": z_q, "logits": -squared_distances(z_q, protos), "prototypes": protos,
+                "rule": lambda v: -squared_distances(v, protos)}
 
     def _task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
         z = self.embed(torch.cat([x_s, x_q]))
@@ -93,5 +127,29 @@ class ProtoNet:
         """Mean query cross-entropy over the batch of episodes (eq. 2 + cross-entropy)."""
         return self.task_losses(batch, n_way)[0].mean()
 
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
+        """``meta_loss(batch).backward()``; returns the loss (and the query logits ``[T, Q, N]``), detached.
+        ``loss_fn`` must be None: the loss is the cross-entropy of eq. 2."""
+        if loss_fn is not None:
+            raise ValueError("ProtoNet's loss is the cross-entropy of its distance softmax; loss_fn must be None")
+        losses, logits = self.task_losses(batch)
+        loss = losses.mean()
+        check_finite(loss.detach(), "the query loss")
+        loss.backward()
+        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """:meth:`logits` (ProtoNet has no inner loop: ``steps`` must be None or 0)."""
+        if steps not in (None, 0):
+            raise ValueError(f"ProtoNet has no inner loop: steps must be None (or 0), got {steps!r}")
+        return self.logits(x_s, y_s, x_q, n_way)
+
+    def describe(self) -> str:
+        return "ProtoNet"
+
     def __repr__(self) -> str:
         return f"ProtoNet(encoder={self.encoder.__class__.__name__})"
+
+
+register("protonet", ProtoNet)

@@ -10,7 +10,7 @@ def split_task(x, y, k):
 ```
 Slicing x and y with the *same* indices keeps every (x, y) pair together, and `[:k]` / `[k:]` can
 never overlap. The points were drawn at random, so the first k are as random as any k.
-(`metalib.exercises.solution("split_task")` prints it too.)
+(`metalib.course.exercises.solution("split_task")` prints it too.)
 </details>
 '''
 
@@ -31,8 +31,8 @@ CELLS = [
     import torch
     import torch.nn.functional as F
     import metalib
-    from metalib import plots, sinusoid_lab as lab
-    from metalib.exercises import check_split_task
+    from metalib.course import plots, sinusoid_lab as lab
+    from metalib.course.exercises import check_split_task
 
     plots.style()
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ CELLS = [
     - **The switch.** `FULL = True` at the top of a notebook — or `METALIB_FULL=1` in the environment before
       starting Jupyter — trains the paper-length versions from scratch instead (minutes to hours).
     - **Exercises** end with a check such as `check_inner_step(inner_step)` that says what is wrong; the
-      solution sits in a collapsed *Solution* block below it, and `metalib.exercises.solution(name)` prints it.
+      solution sits in a collapsed *Solution* block below it, and `metalib.course.exercises.solution(name)` prints it.
     - **Widgets** (sliders) need a live kernel; a static figure follows each one.
     - **The code** in the cells is short on purpose: each idea is first written from scratch in a few lines,
       then the `metalib` call that does the same is shown and checked against it. The heavy lifting lives in

@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import metalib
-from metalib import plots, sinusoid_lab as lab
-from metalib.exercises import check_sinusoid_sampler
+from metalib.course import plots, sinusoid_lab as lab
+from metalib.course.exercises import check_sinusoid_sampler
 
 # ▶ THE SWITCH. False: load the network the project trained and ships (the notebook runs in about a
 #   minute). True — or METALIB_FULL=1 in the environment — trains the paper-length version here instead.
@@ -33,7 +33,7 @@ def sample_sinusoid_tasks(n_tasks, k, generator=None):
     return amplitude, phase, x, y
 ```
 `view(-1, 1, 1)` lines each task's amplitude and phase up with its own `k` points.
-(`metalib.exercises.solution("sample_sinusoid")` prints it too.)
+(`metalib.course.exercises.solution("sample_sinusoid")` prints it too.)
 </details>
 '''
 

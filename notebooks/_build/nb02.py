@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 import metalib
-from metalib import plots, widgets, sinusoid_lab as lab
-from metalib.exercises import check_inner_step
+from metalib.course import plots, widgets, sinusoid_lab as lab
+from metalib.course.exercises import check_inner_step
 
 # ▶ THE SWITCH. False: load the MAML / FOMAML weights the project trained and ships (the notebook runs in
 #   about a minute). True — or METALIB_FULL=1 in the environment — trains the paper-length runs here
@@ -36,7 +36,7 @@ def inner_step(model, params, x, y, lr):
 ```
 `torch.func.grad` returns the gradient *as a differentiable function of `params`*, so the result keeps the
 second-order path. With `torch.autograd.grad` you would need `create_graph=True`.
-(`metalib.exercises.solution("inner_step")` prints it too.)
+(`metalib.course.exercises.solution("inner_step")` prints it too.)
 </details>
 '''
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 import metalib
-from metalib import plots, widgets, sinusoid_lab as lab
-from metalib.exercises import check_reptile_update
+from metalib.course import plots, widgets, sinusoid_lab as lab
+from metalib.course.exercises import check_reptile_update
 
 # ▶ THE SWITCH. False: load the four initialisations the project trained and ships (the notebook runs in
 #   about a minute). True — or METALIB_FULL=1 in the environment — trains all four paper-length runs here
@@ -32,7 +32,7 @@ def reptile_update(theta, phis, eps):
     return {name: t + eps * torch.stack([phi[name] - t for phi in phis]).mean(0)
             for name, t in theta.items()}
 ```
-(`metalib.exercises.solution("reptile_update")` prints it too.)
+(`metalib.course.exercises.solution("reptile_update")` prints it too.)
 </details>
 '''
 

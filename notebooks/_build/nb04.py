@@ -8,10 +8,11 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import metalib
-from metalib import compare, fewshot, plots, fewshot_lab as fl
-from metalib.compare import check_mean_ci95
+from metalib import fewshot
+from metalib.course import compare, plots, fewshot_lab as fl
+from metalib.course.compare import check_mean_ci95
 from metalib.data import EpisodeSampler, Omniglot, split_classes
-from metalib.sinusoid_lab import full_mode
+from metalib.course.sinusoid_lab import full_mode
 
 # ▶ THE SWITCH. False: use the ProtoNet weights the project trained and ships for the evaluation
 #   demo (the notebook runs in about a minute). True — or METALIB_FULL=1 — re-trains them here first
@@ -33,7 +34,7 @@ def mean_ci95(acc):
     return float(acc.mean()), 1.96 * float(acc.std(unbiased=False)) / math.sqrt(acc.numel())
 ```
 The half-width is 1.96 *standard errors* of the mean, σ/√n — it shrinks with more episodes, while σ (the
-spread of single episodes) does not. `metalib.compare.mean_ci95` is the same function.
+spread of single episodes) does not. `metalib.course.compare.mean_ci95` is the same function.
 </details>
 '''
 

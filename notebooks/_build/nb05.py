@@ -11,9 +11,10 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 import metalib
-from metalib import fewshot, plots, widgets, fewshot_lab as fl
+from metalib import fewshot
+from metalib.course import plots, widgets, fewshot_lab as fl
 from metalib.data import EpisodeSampler, Omniglot
-from metalib.exercises_fewshot import check_proto_logits
+from metalib.course.exercises_fewshot import check_proto_logits
 
 # ▶ THE SWITCH. False: a short live training, then the ProtoNet weights the project trained and ships
 #   (the notebook runs in about a minute). True — or METALIB_FULL=1 in the environment — trains both
@@ -40,7 +41,7 @@ def proto_logits(z_s, y_s, z_q, n_way):
 ```
 Select each class's rows by its label (`y_s == k`), not by position; square the distance, don't take its
 root; the minus sign makes the nearest prototype the most likely class.
-(`metalib.exercises_fewshot.solution("proto_logits")` prints it too.)
+(`metalib.course.exercises_fewshot.solution("proto_logits")` prints it too.)
 </details>
 '''
 

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 import metalib
-from metalib import fewshot, plots, widgets, fewshot_lab as fl
+from metalib import fewshot
+from metalib.course import plots, widgets, fewshot_lab as fl
 from metalib.data import EpisodeSampler, Omniglot
 from metalib.device import describe_device, time_it
-from metalib.exercises_fewshot import check_adapt_ce
+from metalib.course.exercises_fewshot import check_adapt_ce
 
 # ▶ THE SWITCH. False: a short live demo, then the MAML / FOMAML / Reptile weights the project trained and
 #   ships (the notebook runs in a couple of minutes). True — or METALIB_FULL=1 — trains all three here with
@@ -43,7 +44,7 @@ def adapt_ce(model, params, x, y, lr, steps):
     return params
 ```
 Each step starts from the previous step's result, and nothing is detached: the outer loop differentiates
-through all `steps` of them. (`metalib.exercises_fewshot.solution("adapt_ce")` prints it too.)
+through all `steps` of them. (`metalib.course.exercises_fewshot.solution("adapt_ce")` prints it too.)
 </details>
 '''
 

@@ -8,10 +8,11 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import metalib
-from metalib import compare, fewshot, plots, widgets, fewshot_lab as fl
-from metalib.compare import check_episodes_for_ci
+from metalib import fewshot
+from metalib.course import compare, plots, widgets, fewshot_lab as fl
+from metalib.course.compare import check_episodes_for_ci
 from metalib.data import DataNotFoundError, EpisodeSampler
-from metalib.sinusoid_lab import full_mode
+from metalib.course.sinusoid_lab import full_mode
 
 # ▶ THE SWITCH. False: use the miniImageNet weights the project trained and ships (CPU-budget runs) and
 #   evaluate them on a few test episodes live (the notebook runs in under two minutes on a laptop CPU).
@@ -34,7 +35,7 @@ SOLUTION = '''
 def episodes_for_ci(std, half_width):
     return math.ceil((1.96 * std / half_width) ** 2)
 ```
-From $1.96\\,\\sigma/\\sqrt{n} \\le h$: $n \\ge (1.96\\,\\sigma/h)^2$, rounded up. (`metalib.compare.episodes_for_ci`.)
+From $1.96\\,\\sigma/\\sqrt{n} \\le h$: $n \\ge (1.96\\,\\sigma/h)^2$, rounded up. (`metalib.course.compare.episodes_for_ci`.)
 </details>
 '''
 

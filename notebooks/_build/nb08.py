@@ -8,12 +8,13 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
-from metalib import compare, fewshot, plots, fewshot_lab as fl
-from metalib.compare import check_anil_adapt
+from metalib import fewshot
+from metalib.course import compare, plots, fewshot_lab as fl
+from metalib.course.compare import check_anil_adapt
 from metalib.data import EpisodeSampler
 from metalib.device import describe_device
 from metalib.functional import batchnorm_context, buffers_of, forward, inner_loop
-from metalib.sinusoid_lab import full_mode
+from metalib.course.sinusoid_lab import full_mode
 
 # ▶ THE SWITCH. False: accuracies as the manifest recorded them when each model was shipped (600 test
 #   episodes each), costs timed over 2 meta-iterations (the notebook runs in about two minutes).
@@ -91,7 +92,7 @@ CELLS = [
     """),
     md(r"""
     **The cost of one meta-iteration**, measured now for each algorithm × dataset with the settings its shipped
-    model was trained with (meta-batch, ways, shots, inner steps): `metalib.compare.meta_iteration_cost_isolated`
+    model was trained with (meta-batch, ways, shots, inner steps): `metalib.course.compare.meta_iteration_cost_isolated`
     runs `FewShotTrainer`'s own training step in a **fresh Python process** on random images of the dataset's
     shape (the cost of a Conv-4 does not depend on the pixels), and reports the median wall time after one
     warm-up step (`metalib.device.time_it`) and the memory the step adds to the process's peak
@@ -171,7 +172,7 @@ CELLS = [
     """),
     code("""
     maml, config = fewshot.pretrained_learner("maml-omniglot-5w1s")      # 5-way 1-shot, 3 test steps of 0.4
-    theta = {k: v.detach() for k, v in maml.parameters().items()}
+    theta = {k: v.detach() for k, v in maml.initial_params().items()}
 
     def predict(x_s, y_s, x_q, adapt, steps=config.test_steps, lr=config.inner_lr):
         \"\"\"Adapt the parameters named by `adapt(name)` on the support set, then label the queries.\"\"\"

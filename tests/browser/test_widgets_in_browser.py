@@ -94,7 +94,7 @@ def test_discovery_finds_controls_not_progress_bars():
     assert not has_widgets(nb(["FloatProgressModel", "HTMLModel", "HBoxModel", "ProgressStyleModel"],
                               'demo = lab.train("maml", 1000)'))
     assert not has_widgets(nb(["SliderStyleModel", "ButtonStyleModel", "LayoutModel"]))
-    assert not has_widgets(nb(source="from metalib import plots\nprint('widgets.', 'see widgets.ui')"))
+    assert not has_widgets(nb(source="from metalib.course import plots\nprint('widgets.', 'see widgets.ui')"))
     for model in ("IntSliderModel", "SelectionSliderModel", "ButtonModel", "DropdownModel",
                   "ToggleButtonsModel", "CheckboxModel"):
         assert has_widgets(nb(["LayoutModel", model])), model
@@ -102,8 +102,8 @@ def test_discovery_finds_controls_not_progress_bars():
     assert has_widgets(nb(source="import ipywidgets as W\nipywidgets.IntSlider()"))
     assert has_widgets(nb(source='["a", "b"]\n[x.ui for x in apps][0]\nexplorer.ui'))
     assert has_widgets(nb(source="import ipywidgets as W\nW.VBox([s, img])"))
-    assert has_widgets(nb(source="from metalib import plots, widgets as wd\nwd.explorer().ui"))
-    assert not has_widgets(nb(source="print('ipywidgets: 8.1.9')\nfrom metalib import plots"))
+    assert has_widgets(nb(source="from metalib.course import plots, widgets as wd\nwd.explorer().ui"))
+    assert not has_widgets(nb(source="print('ipywidgets: 8.1.9')\nfrom metalib.course import plots"))
 
 
 def test_notebooks_with_widgets_exist():

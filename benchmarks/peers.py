@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .batch import as_batch
-from .functional import LossFn, batchnorm_context, check_positive, check_steps
+from metalib.batch import as_batch
+from metalib.functional import LossFn, batchnorm_context, check_positive, check_steps
 
 __all__ = ["textbook_meta_step", "higher_meta_step", "higher_available", "textbook_protonet_step"]
 

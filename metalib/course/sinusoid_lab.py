@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from . import models as _models
-from .algorithms import MAML, Pretrain, Reptile
-from .batch import TaskBatch
-from .functional import buffers_of, forward, inner_loop, params_of
-from .tasks import Sinusoid
+from .. import algorithms
+from .. import models as _models
+from ..algorithms import MAML
+from ..batch import TaskBatch
+from ..functional import buffers_of, forward, inner_loop, params_of
+from ..tasks import Sinusoid
 
 # --------------------------------------------------------------------------- settings
 KINDS: Tuple[str, ...] = ("maml", "fomaml", "reptile", "pretrain")
@@ -87,18 +88,23 @@ def random_model(seed: int = 0) -> nn.Module:
     return model
 
 
+LEARNERS: Dict[str, Tuple[str, Dict[str, object]]] = {
+    "maml": ("maml", dict(inner_lr=PAPER["inner_lr"], inner_steps=PAPER["inner_steps"])),
+    "fomaml": ("maml", dict(inner_lr=PAPER["inner_lr"], inner_steps=PAPER["inner_steps"], first_order=True)),
+    "pretrain": ("pretrain", dict(inner_lr=TEST_LR, inner_steps=1)),
+    "reptile": ("reptile", dict(inner_lr=REPTILE["inner_lr"], inner_steps=REPTILE["inner_steps"],
+                                outer_lr=REPTILE["outer_lr"])),
+}
+"""``{kind: (registered algorithm, settings)}``: what :func:`make_learner` builds (with the MSE loss),
+the same as the shipped weights' manifest entries record (``learner``)."""
+
+
 def make_learner(kind: str, model: Optional[nn.Module] = None):
-    """The metalib learner that trains ``kind`` with the settings of :data:`PAPER` / :data:`REPTILE`."""
-    model = _models.sinusoid_mlp() if model is None else model
-    if kind == "maml":
-        return MAML(model, inner_lr=PAPER["inner_lr"], inner_steps=PAPER["inner_steps"])
-    if kind == "fomaml":
-        return MAML(model, inner_lr=PAPER["inner_lr"], inner_steps=PAPER["inner_steps"], first_order=True)
-    if kind == "pretrain":
-        return Pretrain(model, inner_lr=TEST_LR, inner_steps=1)
-    if kind == "reptile":
-        return Reptile(model, inner_lr=REPTILE["inner_lr"], inner_steps=REPTILE["inner_steps"], outer_lr=REPTILE["outer_lr"])
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    """The metalib learner that trains ``kind`` (:data:`LEARNERS`, the MSE loss), via the registry."""
+    if kind not in LEARNERS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    name, settings = LEARNERS[kind]
+    return algorithms.get(name, _models.sinusoid_mlp() if model is None else model, loss_fn=F.mse_loss, **settings)
 
 
 def snapshot_schedule(iterations: int, n: int = 40) -> List[int]:
@@ -138,7 +144,7 @@ def train(
     :data:`REPTILE`). ``snapshot_at``: iterations at which to keep a copy of the weights (the weights
     *after* that many updates), e.g. :func:`snapshot_schedule`.
     """
-    from .training import meta_train
+    from ..training import meta_train
 
     model = random_model(seed)
     learner = make_learner(kind, model)
@@ -158,12 +164,13 @@ def train(
 
 
 def load(kind: str) -> nn.Module:
-    """The shipped weights of ``kind`` (checksum verified); ``"random"`` gives :func:`random_model`."""
+    """The network of the shipped weights of ``kind`` (checksum verified); ``"random"`` gives
+    :func:`random_model`."""
     if kind == "random":
         return random_model(0)
-    from .pretrained import pretrained
+    from ..pretrained import pretrained
 
-    return pretrained(WEIGHTS[kind])
+    return pretrained(WEIGHTS[kind]).model
 
 
 _TRAINED: Dict[str, TrainResult] = {}  # paper-length runs trained in this session (full mode)
@@ -189,7 +196,7 @@ def snapshots(kind: str) -> Dict[int, Dict[str, Tensor]]:
     """Weight snapshots of ``kind``: of the run trained here in full mode, else the shipped ones."""
     if kind in _TRAINED:
         return _TRAINED[kind].snapshots
-    from .pretrained import pretrained_snapshots
+    from ..pretrained import pretrained_snapshots
 
     return pretrained_snapshots(WEIGHTS[kind])
 
@@ -199,11 +206,11 @@ def provenance(kind: str) -> str:
     shipped weights, or the run trained here in full mode)."""
     if kind in _TRAINED:
         r = _TRAINED[kind]
-        from .device import describe_device
+        from ..device import describe_device
 
         return (f"{LABELS[kind]:<28} trained here: {len(r.loss):,} iterations in {r.seconds / 60:.1f} min "
                 f"on {describe_device('cpu')}")
-    from .pretrained import pretrained_info
+    from ..pretrained import pretrained_info
 
     info = pretrained_info(WEIGHTS[kind])
     return (f"{WEIGHTS[kind]:<17} {info['iterations']:>6,} iterations, {info['minutes']:.0f} min on "
@@ -277,14 +284,14 @@ def adaptation_path(
     model: nn.Module, x_s: Tensor, y_s: Tensor, x_eval: Tensor, steps: int, lr: float = TEST_LR
 ) -> Tensor:
     """Predictions on ``x_eval`` after 0, 1, ..., ``steps`` SGD steps on ``(x_s, y_s)`` (one task):
-    ``[steps + 1, n_eval, 1]``. The same SGD as :meth:`metalib.MAML.adapt` (``inner_loop``)."""
-    params, buffers = _frozen(model)
-    out = [forward(model, params, buffers, x_eval)]
-    for _ in range(steps):
-        params, _ = inner_loop(model, params, buffers, x_s, y_s, F.mse_loss, lr, 1, first_order=True)
-        params = {k: v.detach() for k, v in params.items()}
-        out.append(forward(model, params, buffers, x_eval))
-    return torch.stack(out).detach()
+    ``[steps + 1, n_eval, 1]``: :meth:`metalib.MAML.adapt` at ``lr`` along the path
+    (:func:`metalib.course.fewshot_lab.adaptation_path`)."""
+    from .fewshot_lab import adaptation_path as path_of
+
+    learner = MAML(model, inner_lr=lr, first_order=True, loss_fn=F.mse_loss)
+    path = path_of(learner, x_s, y_s, range(steps + 1))
+    with torch.no_grad():
+        return torch.stack([learner(path[k], x_eval) for k in range(steps + 1)])
 
 
 def query_mse(model: nn.Module, batch: Sequence[Tensor], at: Sequence[int], lr: float = TEST_LR) -> Tensor:

@@ -49,7 +49,7 @@ def _np(t):
     return t.detach().cpu().flatten().numpy() if isinstance(t, Tensor) else t
 
 
-def _sinusoid_axes(ax: Axes, title: Optional[str] = None, ylim=(-6.0, 6.0)) -> None:
+def sinusoid_axes(ax: Axes, title: Optional[str] = None, ylim=(-6.0, 6.0)) -> None:
     ax.set_xlim(-5, 5)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -73,7 +73,7 @@ def plot_tasks(ax: Axes, amplitudes: Sequence[float], phases: Sequence[float], h
         ax.plot(_np(x), _np(y), color="0.6", lw=1.0, alpha=0.7)
     a, p = float(amplitudes[highlight]), float(phases[highlight])
     ax.plot(_np(x), _np(lab.true_curve(x, a, p)), color="k", lw=2.2, label=f"one task: A = {a:.1f}, φ = {p:.1f}")
-    _sinusoid_axes(ax, title)
+    sinusoid_axes(ax, title)
 
 
 def plot_support_query(ax: Axes, x_s, y_s, x_q=None, y_q=None, support_label: str = "support (K points)",
@@ -94,7 +94,7 @@ def plot_task_spread(ax: Axes, n_tasks: int = 5000, seed: int = 0) -> None:
     ax.fill_between(_np(x), _np(lo), _np(hi), color="0.6", alpha=0.35, lw=0, label="80% of tasks")
     ax.plot(_np(x), _np(y.mean(0)), color="C3", lw=2.5, label=f"mean of {n_tasks} tasks")
     ax.plot(_np(x), _np(lab.joint_optimum(x)), color="k", ls="--", lw=1.5, label="−(2Ā/π)·cos x")
-    _sinusoid_axes(ax, "the average task")
+    sinusoid_axes(ax, "the average task")
     ax.legend(loc="lower left")
 
 
@@ -105,7 +105,7 @@ def show_task_batch(batch, n: int = 4, title: Optional[str] = None):
     for i, ax in enumerate(axes):
         ax.scatter(_np(x_q[i]), _np(y_q[i]), s=22, facecolors="none", edgecolors="C3", lw=1.1, label="query")
         ax.scatter(_np(x_s[i]), _np(y_s[i]), s=36, color="k", zorder=5, label="support")
-        _sinusoid_axes(ax, f"task {i + 1}")
+        sinusoid_axes(ax, f"task {i + 1}")
         if i:
             ax.set_ylabel("")
     axes[0].legend(loc="lower left")
@@ -142,7 +142,7 @@ def plot_adaptation_steps(ax: Axes, x: Tensor, path: Tensor, amplitude: float, p
         ax.plot(_np(x), _np(path[s]), color=c, lw=2.4 if s in (0, steps) else 1.2,
                 label="before adaptation (θ)" if s == 0 else (f"after {steps} steps" if s == steps else None))
     plot_support_query(ax, x_s, y_s)
-    _sinusoid_axes(ax, title)
+    sinusoid_axes(ax, title)
     if colorbar:
         sm = mpl.cm.ScalarMappable(cmap=cm, norm=mpl.colors.Normalize(0, steps))
         cb = ax.figure.colorbar(sm, ax=ax, pad=0.01)

@@ -4,7 +4,7 @@ Each ``check_*`` function calls the student's function on a few random cases, co
 independent computation and returns a :class:`Feedback` — shown as a one-paragraph message in a
 notebook, truthy when the exercise is solved::
 
-    from metalib.exercises import check_inner_step, solution
+    from metalib.course.exercises import check_inner_step, solution
     check_inner_step(inner_step)     # ✓ ... or ✗ <what is wrong> + a hint
     solution("inner_step")           # prints a reference solution (try first!)
 
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import solutions
-from .functional import inner_loop
-from .models import MLP
+from ..functional import inner_loop
+from ..models import MLP
 
 __all__ = [
     "Feedback", "check_split_task", "check_sinusoid_sampler", "check_inner_step",

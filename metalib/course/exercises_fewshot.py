@@ -3,7 +3,7 @@
 Each ``check_*`` function runs the student's function on a few random cases, compares it with an
 independent computation and returns a :class:`metalib.exercises.Feedback` that names the mistake::
 
-    from metalib.exercises_fewshot import check_proto_logits, solution
+    from metalib.course.exercises_fewshot import check_proto_logits, solution
     check_proto_logits(proto_logits)     # ✓ ... or ✗ <what is wrong> + a hint
     solution("proto_logits")             # prints a reference solution (try first!)
 
@@ -24,8 +24,8 @@ from torch import Tensor
 from torch.func import functional_call, grad
 
 from .exercises import Feedback, _as_float, _call, _close, _Fail, _run
-from .functional import inner_loop
-from .models import MLP
+from ..functional import inner_loop
+from ..models import MLP
 
 __all__ = ["check_proto_logits", "check_adapt_ce", "solution", "EXERCISES", "Feedback"]
 

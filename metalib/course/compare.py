@@ -1,8 +1,8 @@
 """One table of every few-shot learner the project trained: accuracy from the manifest, cost measured live.
 
->>> from metalib import compare
+>>> from metalib.course import compare
 >>> results = compare.shipped_results()              # every few-shot entry of metalib/weights/MANIFEST.json
->>> cost = compare.meta_iteration_cost_isolated(results[0].config)   # time + memory of one meta-iteration
+>>> cost = compare.meta_iteration_cost(results[0].config)   # time + memory of one meta-iteration
 >>> print(compare.markdown_table(results, {results[0].name: cost}))
 
 - **Accuracy** (:func:`shipped_results`): what the manifest recorded when the weights were shipped
@@ -13,46 +13,40 @@
   meta-gradient, optimiser / Reptile update) with the shipped run's config — median over
   ``repeats`` steps after ``warmup`` untimed ones (:func:`metalib.device.time_it`) — and its peak
   memory (:func:`metalib.device.peak_memory_mb`): on CUDA the peak of allocated tensor memory
-  (reset just before); on CPU the process's peak resident set size, which cannot be reset, so
-  :func:`meta_iteration_cost_isolated` runs the measurement in a fresh Python process and the
-  increase over the process's peak before the first step is the meta-iteration's own memory.
+  (reset just before); on CPU the process's peak resident set size, which earlier work in the
+  process may have raised: ``benchmarks/costs.py`` runs the measurement in a fresh Python process,
+  where the increase over the peak before the first step is the meta-iteration's own memory.
   The images are random uint8 of the dataset's shape (:func:`synthetic_images`): a Conv-4's cost
   does not depend on pixel values, and no dataset needs to be loaded to time it.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from . import fewshot
-from .device import (
+from .. import fewshot
+from ..device import (
     DeviceLike, default_device, describe_device, peak_memory_mb, release_freed_cpu_memory, reset_peak_memory, time_it,
 )
-from .io import PathLike
-from .pretrained import WEIGHTS_DIR, _manifest
+from ..io import PathLike
+from ..pretrained import WEIGHTS_DIR, manifest as read_manifest
 
 if TYPE_CHECKING:  # only for the annotations of the exercise checks
     from .exercises import Feedback
 
 __all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images",
-           "meta_iteration_cost", "meta_iteration_cost_isolated", "markdown_table", "mean_ci95",
+           "meta_iteration_cost", "markdown_table", "mean_ci95",
            "episodes_for_ci", "check_mean_ci95", "check_episodes_for_ci", "check_anil_adapt"]
 
 DATASET_LABELS = {"omniglot": "Omniglot", "miniimagenet": "miniImageNet", "custom": "custom"}
 
 
 def method_label(config: fewshot.FewShotConfig) -> str:
-    """``"ProtoNet"``, ``"MAML"`` (second order), ``"FOMAML"`` or ``"Reptile"``."""
-    if config.algorithm == "maml":
-        return "FOMAML" if config.first_order else "MAML"
-    return {"protonet": "ProtoNet", "reptile": "Reptile"}[config.algorithm]
+    """The learner's own short name (``learner.short_name``): ``"ProtoNet"``, ``"MAML"``, ``"FOMAML"``, ..."""
+    return fewshot.build_learner(config).short_name
 
 
 @dataclass
@@ -90,7 +84,7 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
     Raises ``KeyError`` for a name the manifest lacks, ``ValueError`` for an entry that is not a
     few-shot classifier or records no test accuracy (a number we do not have is never made up).
     """
-    manifest = _manifest(directory)
+    manifest = read_manifest(directory)
     sort = names is None
     if names is None:
         names = [n for n, e in manifest.items() if "config" in e]
@@ -113,9 +107,10 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
             episodes=int(m["episodes"]), iterations=int(e.get("iterations", 0)),
             paper_iterations=e.get("paper_iterations"), minutes=e.get("minutes"),
             device=str(e.get("device", "?")), config=config))
-    order = {"ProtoNet": 0, "MAML": 1, "FOMAML": 2, "Reptile": 3}
     if sort:
-        out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, order.get(r.method, 9), r.n_way, r.k_shot, r.name))
+        family = {"metric-based": 0, "optimisation-based": 1, "model-based": 2}
+        out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, family.get(r.config.learner_class.family, 9),
+                                r.method, r.n_way, r.k_shot, r.name))
     return out
 
 
@@ -171,8 +166,8 @@ def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup:
 
     The step is :class:`metalib.fewshot.FewShotTrainer`'s own (episode sampling, inner loops,
     meta-gradient, update), on :func:`synthetic_images`. On CPU the memory numbers are the process's
-    peak RSS, which earlier work in the same process may already have raised: use
-    :func:`meta_iteration_cost_isolated` for a clean CPU measurement.
+    peak RSS, which earlier work in the same process may already have raised: for a clean CPU
+    measurement run it in a fresh process (``python benchmarks/costs.py``).
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
@@ -184,29 +179,17 @@ def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup:
     cfg = _config_for_timing(config)
     trainer = fewshot.FewShotTrainer(cfg, train_data=synthetic_images(cfg, seed=seed), val_data=False,
                                      device=dev, progress=False)
-    counter = iter(range(cfg.iterations))
     if dev.type == "cpu":
         release_freed_cpu_memory()  # the setup's freed blocks must not hide the step's own memory
     reset_peak_memory(dev)
     before = torch.cuda.memory_allocated(dev) / 2**20 if dev.type == "cuda" else peak_memory_mb(dev)
-    timing = time_it(lambda: trainer._step(next(counter)), repeats=repeats, warmup=warmup, device=dev)
+    def step():  # one iteration of the trainer's loop: sample a meta-batch, train_step (update included)
+        trainer.learner.train_step(trainer.loop.sample_batch(), trainer.optimizer)
+
+    timing = time_it(step, repeats=repeats, warmup=warmup, device=dev)
     return Cost(median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=repeats,
                 warmup=warmup, peak_mb=peak_memory_mb(dev), before_mb=before, device=describe_device(dev),
                 memory_kind="CUDA allocated" if dev.type == "cuda" else "CPU peak RSS")
-
-
-def meta_iteration_cost_isolated(config: fewshot.FewShotConfig, repeats: int = 3, warmup: int = 1,
-                                 device: Optional[str] = None, threads: int = 1, timeout: float = 600) -> Cost:
-    """:func:`meta_iteration_cost` in a fresh Python process (``python -m metalib.compare``) with
-    ``threads`` torch threads, so that the CPU peak RSS belongs to this measurement alone."""
-    cmd = [sys.executable, "-m", "metalib.compare", "--config", json.dumps(config.to_dict()),
-           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
-    if device is not None:
-        cmd += ["--device", str(device)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"measuring {config.describe()} in a fresh process failed:\n{proc.stderr[-2000:]}")
-    return Cost(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 # ============================================================================ the table
@@ -323,8 +306,8 @@ def check_anil_adapt(fn) -> "Feedback":
     ``steps`` SGD steps on the cross-entropy of the support set **for the head's parameters only**
     (names starting with ``"head."``) and returns the full params dict, body unchanged."""
     from .exercises import _Fail, _call, _close, _run
-    from .functional import buffers_of, inner_loop
-    from .models import Conv4
+    from ..functional import buffers_of, inner_loop
+    from ..models import Conv4
 
     def body() -> str:
         torch.manual_seed(0)
@@ -355,22 +338,3 @@ def check_anil_adapt(fn) -> "Feedback":
         return "the head moved exactly as two SGD steps on the support loss; the body stayed put."
 
     return _in_notebook(_run("anil_adapt", body))
-
-
-def _main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m metalib.compare",
-                                description="Time one meta-iteration of a few-shot config; print a JSON Cost.")
-    p.add_argument("--config", required=True, help="a FewShotConfig as JSON")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default=None)
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    config = fewshot.FewShotConfig.from_dict(json.loads(a.config))
-    print(json.dumps(meta_iteration_cost(config, a.repeats, a.warmup, a.device).as_dict()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

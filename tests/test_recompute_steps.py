@@ -23,7 +23,7 @@ def test_checkpointed_meta_gradient_equals_plain(steps):
     model = tiny_convbn(seed=steps)
     batch = conv_batch(seed=steps)
     plain = meta_grad(MAML(model, inner_lr=0.3, inner_steps=steps), batch)
-    ckpt = meta_grad(MAML(model, inner_lr=0.3, inner_steps=steps, checkpoint_steps=True), batch)
+    ckpt = meta_grad(MAML(model, inner_lr=0.3, inner_steps=steps, recompute_steps=True), batch)
     assert rel_error(ckpt, plain) < 1e-12
     assert any(float(g.abs().max()) > 0 for g in plain.values())  # a gradient that can differ
 
@@ -33,7 +33,7 @@ def test_checkpointed_meta_gradient_matches_finite_differences():
     g = torch.Generator().manual_seed(3)
     x_s, x_q = torch.randn(2, 5, 1, generator=g, dtype=torch.float64), torch.randn(2, 5, 1, generator=g, dtype=torch.float64)
     batch = (x_s, torch.sin(x_s), x_q, torch.sin(x_q))
-    maml = MAML(model, inner_lr=0.2, inner_steps=3, checkpoint_steps=True)
+    maml = MAML(model, inner_lr=0.2, inner_steps=3, recompute_steps=True)
     analytic = meta_grad(maml, batch, F.mse_loss)
     numeric = finite_difference_grad(lambda: maml.meta_loss(batch, F.mse_loss), dict(model.named_parameters()))
     assert rel_error(analytic, numeric) < 1e-6
@@ -50,7 +50,7 @@ def test_checkpointed_inner_loop_recomputes_in_the_batchnorm_mode():
         model[1].running_mean.fill_(5.0)  # far from the batch statistics
     batch = conv_batch()
     plain = meta_grad(MAML(model, inner_lr=0.3, inner_steps=2), batch)
-    ckpt = meta_grad(MAML(model, inner_lr=0.3, inner_steps=2, checkpoint_steps=True), batch)
+    ckpt = meta_grad(MAML(model, inner_lr=0.3, inner_steps=2, recompute_steps=True), batch)
     assert rel_error(ckpt, plain) < 1e-12
 
 
@@ -69,15 +69,15 @@ def test_inner_loop_checkpointed_same_adapted_params_and_losses():
 def test_checkpointing_options():
     model = tiny_mlp()
     with pytest.raises(ValueError, match="vmap"):
-        MAML(model, batching="vmap", checkpoint_steps=True)
-    assert not MAML(model, checkpoint_steps=True).uses_vmap()  # auto -> loop when checkpointing
-    assert MAML(model, checkpoint_steps=True, first_order=True).uses_vmap()  # FOMAML: unaffected
-    assert "checkpoint_steps=True" in repr(MAML(model, checkpoint_steps=True))
-    assert "checkpoint_steps" not in repr(MAML(model))
+        MAML(model, batching="vmap", recompute_steps=True)
+    assert not MAML(model, recompute_steps=True).uses_vmap()  # auto -> loop when checkpointing
+    assert MAML(model, recompute_steps=True, first_order=True).uses_vmap()  # FOMAML: unaffected
+    assert "recompute_steps=True" in repr(MAML(model, recompute_steps=True))
+    assert "recompute_steps" not in repr(MAML(model))
 
 
 def test_default_is_unchanged_bit_for_bit():
-    """checkpoint_steps=False must be the code path of before: compare with a hand-written loop
+    """recompute_steps=False must be the code path of before: compare with a hand-written loop
     built on the same inner_loop."""
     model = tiny_convbn(seed=7)
     batch = conv_batch(seed=7)
@@ -94,11 +94,11 @@ def test_default_is_unchanged_bit_for_bit():
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-@pytest.mark.parametrize("checkpoint_steps", [False, True])
-def test_meta_backward_equals_meta_loss_backward(first_order, checkpoint_steps):
+@pytest.mark.parametrize("recompute_steps", [False, True])
+def test_meta_backward_equals_meta_loss_backward(first_order, recompute_steps):
     model = tiny_convbn(seed=11)
     batch = conv_batch(n_tasks=4, seed=11)
-    maml = MAML(model, inner_lr=0.3, inner_steps=2, first_order=first_order, checkpoint_steps=checkpoint_steps)
+    maml = MAML(model, inner_lr=0.3, inner_steps=2, first_order=first_order, recompute_steps=recompute_steps)
     ref = meta_grad(maml, batch)
     ref_loss = float(maml.meta_loss(batch, F.cross_entropy).detach())
     model.zero_grad()

@@ -2,7 +2,7 @@
 
 API (everything a notebook needs; tensors are float32 unless said otherwise)::
 
-    from metalib import fewshot_lab as fl
+    from metalib.course import fewshot_lab as fl
     learners = fl.load_learners(["protonet-omniglot-5w1s", "maml-omniglot-5w1s"])  # {name: learner}
     fl.default_steps(learner)                      # test-time inner steps of shipped weights (None: ProtoNet)
     data = fl.load_test_data("omniglot")           # ClassImageSet, images uint8 [C, P, ch, H, W]
@@ -23,19 +23,19 @@ API (everything a notebook needs; tensors are float32 unless said otherwise)::
 
 Conventions:
 
-* A *learner* is a :class:`metalib.ProtoNet`, :class:`metalib.MAML` (also FOMAML, ``Pretrain``)
-  or :class:`metalib.Reptile` wrapping a Conv-4 (:class:`metalib.models.Conv4`); shipped ones come
-  from :func:`metalib.fewshot.pretrained_learner`. MAML/Reptile adapt with ``learner.adapt`` (their
-  own inner loop: SGD for MAML, SGD or Adam for Reptile); ``steps=None`` means the number of
-  test-time steps the shipped weights were evaluated with (:func:`default_steps`).
+* A *learner* is any :class:`metalib.algorithms.Learner`; this module uses its interface only
+  (``predict``, ``eval_steps``, ``fixed_way``, ``embed``, ``explain``, and for learners that adapt by
+  gradient steps ``adapt``/``forward``/``initial_params``). Shipped ones come from
+  :func:`metalib.fewshot.pretrained_learner`. ``steps=None`` means the number of test-time steps
+  the learner is evaluated with (:func:`default_steps`).
 * Episodes come from :class:`metalib.data.EpisodeSampler` in the order of
-  :func:`metalib.fewshot.seeded_episodes`: episode ``index`` of ``seed`` is the ``index``-th test
-  episode that :func:`metalib.fewshot.evaluate` with that seed would draw.
+  :func:`metalib.evaluation.seeded_episodes`: episode ``index`` of ``seed`` is the ``index``-th test
+  episode that :func:`metalib.evaluation.evaluate` with that seed would draw.
 * BatchNorm is transductive, as at test time: ProtoNet embeds support and queries in one batch;
   MAML/Reptile see the support set alone while adapting and the query set alone when predicting
   (so :func:`episode_view` embeds them separately, exactly as the predictions are computed).
 * Accuracies are in % (0-100), with 95% CIs = 1.96·σ/√n over episodes (σ with ``ddof=0``), as in
-  :func:`metalib.fewshot.evaluate`.
+  :func:`metalib.evaluation.evaluate`.
 """
 from __future__ import annotations
 
@@ -46,25 +46,24 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
-from . import fewshot
-from .algorithms import MAML, ProtoNet, Reptile
-from .functional import Params, batchnorm_context, buffers_of, check_steps
+from .. import fewshot
+from ..algorithms import Learner
+from ..evaluation import TEST_SEED, images_of, seeded_episodes
+from ..functional import Params, check_steps
+from ..pretrained import manifest
+from ..training import progress_bar
 
 __all__ = [
-    "load_learners", "load_test_data", "fewshot_names", "learner_config", "default_steps", "learner_kind", "head_size",
+    "load_learners", "load_test_data", "fewshot_names", "learner_config", "default_steps", "adapts", "head_size",
     "check_episode", "sample_episode", "episode_probabilities", "embed", "adaptation_path",
     "EpisodeView", "episode_view", "PCA", "pca_2d", "plane_points", "decision_regions",
-    "StepCurve", "accuracy_vs_steps", "display_images",
+    "StepCurve", "accuracy_vs_steps", "display_images", "check_sizes", "step_count", "images_of",
 ]
 
-Learner = Union[ProtoNet, MAML, Reptile]
-
-# The config each shipped learner was trained/evaluated with (for its test-time step count),
-# keyed by the learner object without keeping it alive.
+# The config each shipped learner was trained/evaluated with, keyed by the learner object without
+# keeping it alive.
 _CONFIGS: "weakref.WeakKeyDictionary[Any, fewshot.FewShotConfig]" = weakref.WeakKeyDictionary()
 _DATA: Dict[Tuple[str, str], Any] = {}
 
@@ -72,9 +71,7 @@ _DATA: Dict[Tuple[str, str], Any] = {}
 # ============================================================================ learners and data
 def fewshot_names() -> List[str]:
     """Names of the shipped few-shot learners (manifest entries with a training config)."""
-    from .pretrained import _manifest
-
-    return sorted(n for n, info in _manifest().items() if "config" in info)
+    return sorted(n for n, info in manifest().items() if "config" in info)
 
 
 def load_learners(names: Union[str, Sequence[str]], device=None) -> Dict[str, Learner]:
@@ -103,16 +100,14 @@ def learner_config(learner: Learner) -> Optional[fewshot.FewShotConfig]:
 
 def load_test_data(dataset: str = "omniglot", split: str = "test", progress: bool = False):
     """The ``split`` of ``dataset`` ("omniglot" / "miniimagenet", or a shipped learner's name: its
-    dataset) exactly as :func:`metalib.fewshot.evaluate` uses it: a ``ClassImageSet`` whose
+    dataset) exactly as :func:`metalib.evaluation.evaluate` uses it: a ``ClassImageSet`` whose
     ``images`` are uint8 ``[C, P, ch, H, W]`` (episodes convert to float in [0, 1]).
 
     Loaded once per process (the data's own cache under ``$METALIB_CACHE`` makes the first load fast).
     """
     if dataset not in fewshot.DATASETS:
         if dataset in fewshot_names():
-            from .pretrained import pretrained_info
-
-            dataset = pretrained_info(dataset)["config"]["dataset"]
+            dataset = manifest()[dataset]["config"]["dataset"]
         else:
             raise ValueError(f"dataset must be 'omniglot', 'miniimagenet' or a shipped learner's name, got {dataset!r}")
     if dataset == "custom":
@@ -123,44 +118,23 @@ def load_test_data(dataset: str = "omniglot", split: str = "test", progress: boo
     return _DATA[key]
 
 
-def learner_kind(learner: Learner) -> str:
-    """``"protonet"``, ``"maml"`` (MAML, FOMAML, Pretrain: SGD inner loop) or ``"reptile"``."""
-    if isinstance(learner, ProtoNet):
-        return "protonet"
-    if isinstance(learner, Reptile):
-        return "reptile"
-    if isinstance(learner, MAML):
-        return "maml"
-    raise TypeError(f"expected a metalib ProtoNet, MAML or Reptile learner, got {type(learner).__name__}")
+def adapts(learner: Learner) -> bool:
+    """Whether ``learner`` adapts by inner gradient steps (it has test-time ``eval_steps``)."""
+    return learner.eval_steps is not None
 
 
 def default_steps(learner: Learner) -> Optional[int]:
-    """Test-time inner steps: those the shipped weights were evaluated with (``config.test_steps``,
-    e.g. 3 for MAML 5-way Omniglot), else ``learner.inner_steps``; ``None`` for ProtoNet."""
-    if learner_kind(learner) == "protonet":
-        return None
-    config = _CONFIGS.get(learner)
-    return config.test_steps if config is not None else learner.inner_steps
-
-
-def _model(learner: Learner) -> nn.Module:
-    return fewshot._module(learner)
+    """Test-time inner steps: those the shipped weights were evaluated with (``learner.eval_steps``,
+    e.g. 3 for MAML 5-way Omniglot); ``None`` for learners without an inner loop (ProtoNet)."""
+    return learner.eval_steps
 
 
 def head_size(learner: Learner) -> Optional[int]:
-    """The number of outputs of a MAML/Reptile learner's linear head (the only N it can do), else None."""
-    if learner_kind(learner) == "protonet":
-        return None
-    head = getattr(_model(learner), "head", None)
-    return int(head.out_features) if isinstance(head, nn.Linear) else None
+    """The number of outputs of the learner's linear head (the only N it can do), else None."""
+    return learner.fixed_way
 
 
-def _device(learner: Learner) -> torch.device:
-    first = next(iter([*_model(learner).parameters(), *_model(learner).buffers()]), None)
-    return first.device if first is not None else torch.device("cpu")
-
-
-def _step(k: Any) -> int:
+def step_count(k: Any) -> int:
     """An inner-step count: an int (also numpy's) >= 0; floats and bools are refused."""
     if isinstance(k, bool) or not hasattr(k, "__index__"):
         raise TypeError(f"steps must be ints, got {k!r}")
@@ -168,30 +142,27 @@ def _step(k: Any) -> int:
 
 
 def _resolve_steps(learner: Learner, steps: Optional[int]) -> Optional[int]:
-    if learner_kind(learner) == "protonet":
+    if not adapts(learner):
         if steps not in (None, 0):
-            raise ValueError(f"ProtoNet has no inner loop: steps must be None (or 0), got {steps!r}")
+            raise ValueError(f"{learner.describe()} has no inner loop: steps must be None (or 0), got {steps!r}")
         return None
-    return default_steps(learner) if steps is None else _step(steps)
+    return default_steps(learner) if steps is None else step_count(steps)
 
 
 def check_episode(learner: Learner, data, n_way: int) -> None:
     """Raise ``ValueError`` if ``learner`` cannot classify ``n_way``-way episodes of ``data``'s images."""
-    model = _model(learner)
-    images = fewshot._images(data)
+    model = learner.model
+    images = images_of(data)
     want = (getattr(model, "in_channels", None), getattr(model, "image_size", None))
     ch, h = int(images.shape[2]), int(images.shape[3])
     if want[0] is not None and (want[0], want[1]) != (ch, h):
         raise ValueError(f"the learner expects {want[0]}x{want[1]}x{want[1]} images but the data has "
                          f"{ch}x{h}x{images.shape[4]} (an Omniglot learner on miniImageNet, or vice versa?)")
-    n = head_size(learner)
-    if n is not None and n_way != n:
-        raise ValueError(f"this {learner_kind(learner).upper()} learner has a {n}-way linear head: it classifies "
-                         f"{n}-way episodes only (got n_way={n_way}); ProtoNet works for any N")
+    learner.check_task(n_way)
 
 
-def _check_sizes(data, n_way: int, k_shot: int, n_query: int) -> None:
-    images = fewshot._images(data)
+def check_sizes(data, n_way: int, k_shot: int, n_query: int) -> None:
+    images = images_of(data)
     n_classes, per_class = int(images.shape[0]), int(images.shape[1])
     for name, v, low in (("n_way", n_way, 1), ("k_shot", k_shot, 1), ("n_query", n_query, 1)):
         if isinstance(v, bool) or not isinstance(v, int):
@@ -206,10 +177,10 @@ def _check_sizes(data, n_way: int, k_shot: int, n_query: int) -> None:
 
 
 def _sampler(data, n_way: int, k_shot: int, n_query: int, device=None):
-    from .data import EpisodeSampler
+    from ..data import EpisodeSampler
 
-    _check_sizes(data, n_way, k_shot, n_query)
-    return EpisodeSampler(fewshot._images(data), n_way, k_shot, n_query, device=device)
+    check_sizes(data, n_way, k_shot, n_query)
+    return EpisodeSampler(images_of(data), n_way, k_shot, n_query, device=device)
 
 
 def sample_episode(data, n_way: int = 5, k_shot: int = 1, n_query: int = 3, seed: int = 0, index: int = 0,
@@ -218,7 +189,7 @@ def sample_episode(data, n_way: int = 5, k_shot: int = 1, n_query: int = 3, seed
     :class:`metalib.data.Episode` with a task dimension of 1 — ``x_s [1, N*K, ch, H, W]``,
     ``y_s [1, N*K]``, ``x_q [1, N*Q, ch, H, W]``, ``y_q [1, N*Q]`` (class-major).
 
-    The same episode as the ``index``-th one :func:`metalib.fewshot.evaluate` draws with ``seed``
+    The same episode as the ``index``-th one :func:`metalib.evaluation.evaluate` draws with ``seed``
     (indices are drawn for the episodes before it; only this one's images are gathered).
     """
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -235,27 +206,27 @@ def adaptation_path(learner: Learner, x_s: Tensor, y_s: Tensor, steps: Iterable[
     """``{k: adapted params after k inner steps}`` for every ``k`` in ``steps``, via ``learner.adapt``
     on one task's support set ``x_s [N*K, ch, H, W]``, ``y_s [N*K]`` (``k = 0``: the initialisation).
 
-    MAML's inner loop is plain SGD, so the path is built incrementally (``adapt(steps=k - j,
-    params=phi_j)``: the same arithmetic as ``adapt(steps=k)``); Reptile with the Adam inner
-    optimiser restarts from θ for every ``k`` (its optimiser state starts empty at each ``adapt``).
+    Where each inner step depends only on the current weights (``learner.stateless_adaptation``:
+    MAML's plain SGD) the path is built incrementally (``adapt(steps=k - j, params=phi_j)``: the same
+    arithmetic as ``adapt(steps=k)``); otherwise (Reptile with the Adam inner optimiser) it restarts
+    from θ for every ``k`` (the optimiser state starts empty at each ``adapt``).
     """
-    kind = learner_kind(learner)
-    if kind == "protonet":
-        raise TypeError("ProtoNet has no inner loop (nothing to adapt)")
-    wanted = sorted({_step(k) for k in steps})
-    restart = kind == "reptile" and learner.inner_optimizer != "sgd"
+    if not adapts(learner):
+        raise TypeError(f"{learner.describe()} has no inner loop (nothing to adapt)")
+    wanted = sorted({step_count(k) for k in steps})
+    restart = not learner.stateless_adaptation
     out: Dict[int, Params] = {}
     with torch.no_grad():
-        theta = {n: p.detach() for n, p in learner.parameters().items()}
+        theta = {n: p.detach() for n, p in learner.initial_params().items()}
         prev_k, prev = 0, theta
         for k in wanted:
             if k == 0:
                 out[k] = theta
                 continue
             if restart:
-                out[k] = learner.adapt(x_s, y_s, F.cross_entropy, steps=k)
+                out[k] = learner.adapt(x_s, y_s, steps=k)
             else:
-                out[k] = learner.adapt(x_s, y_s, F.cross_entropy, steps=k - prev_k, params=prev)
+                out[k] = learner.adapt(x_s, y_s, steps=k - prev_k, params=prev)
                 prev_k, prev = k, out[k]
             out[k] = {n: p.detach() for n, p in out[k].items()}
     return out
@@ -266,55 +237,20 @@ def episode_probabilities(learner: Learner, batch: Sequence[Tensor], steps: Opti
     """Per-query class probabilities ``[T, N*Q, N]`` (softmax over the N classes) for a batch of
     episodes ``(x_s [T, N*K, ...], y_s [T, N*K], x_q [T, N*Q, ...], y_q)``.
 
-    * ProtoNet: :math:`p(y=k|x) = \\mathrm{softmax}_k(-\\|f(x) - c_k\\|^2)` (Snell et al., eq. 2).
-    * MAML / Reptile: the softmax of the logits of the model adapted with ``steps`` inner steps on
-      the task's support set (``learner.adapt``; ``steps=None``: :func:`default_steps`).
+    The softmax of ``learner.predict`` (ProtoNet: :math:`p(y=k|x) = \\mathrm{softmax}_k(-\\|f(x) - c_k\\|^2)`,
+    Snell et al. eq. 2; MAML / Reptile: the logits of the model adapted with ``steps`` inner steps on
+    the task's support set, ``steps=None``: :func:`default_steps`).
     """
     x_s, y_s, x_q, _ = batch
     steps = _resolve_steps(learner, steps)
-    if learner_kind(learner) == "protonet":
-        return learner.logits(x_s, y_s, x_q).softmax(-1)
-    n = int(y_s.max()) + 1
-    size = head_size(learner)
-    if size is not None and size != n:
-        raise ValueError(f"the learner's linear head has {size} outputs but the episode is {n}-way")
-    out = []
-    for xs, ys, xq in zip(x_s, y_s, x_q):
-        phi = adaptation_path(learner, xs, ys, [steps])[steps]
-        out.append(learner.forward(phi, xq).softmax(-1))
-    return torch.stack(out)
-
-
-def _features(model: nn.Module) -> nn.Module:
-    feats = getattr(model, "features", None)
-    if not isinstance(feats, nn.Module) or not isinstance(getattr(model, "head", None), nn.Linear):
-        raise TypeError("embed() needs a Conv4-like model with .features and a linear .head "
-                        f"(metalib.models.Conv4); got {type(model).__name__}")
-    return feats
-
-
-def _sub(d: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:
-    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+    return learner.predict(x_s, y_s, x_q, int(y_s.max()) + 1, steps=steps).softmax(-1)
 
 
 @torch.no_grad()
 def embed(learner: Learner, x: Tensor, params: Optional[Params] = None) -> Tensor:
-    """Embeddings ``[n, d]`` of images ``x [n, ch, H, W]`` (one batch: BatchNorm uses its statistics).
-
-    ProtoNet: the encoder's output (``learner.embed``). MAML / Reptile: the Conv-4 features before
-    the linear head, computed with ``params`` (e.g. from :func:`adaptation_path`; default θ), so that
-    ``head(embed(learner, x, phi))`` equals ``learner.forward(phi, x)``.
-    """
-    if learner_kind(learner) == "protonet":
-        if params is not None:
-            raise ValueError("ProtoNet does not adapt: params must be None")
-        return learner.embed(x)
-    model = _model(learner)
-    feats = _features(model)
-    params = learner.parameters() if params is None else params
-    with batchnorm_context(model, learner.bn_mode):
-        z = functional_call(feats, (_sub(params, "features."), _sub(buffers_of(model), "features.")), (x,))
-    return z.flatten(1)
+    """Embeddings ``[n, d]`` of images ``x [n, ch, H, W]`` (``learner.embed``; one batch: BatchNorm
+    uses its statistics). ``params``: adapted weights of a learner that adapts (default θ)."""
+    return learner.embed(x) if params is None else learner.embed(x, params)
 
 
 @dataclass
@@ -322,7 +258,8 @@ class EpisodeView:
     """One task seen through a learner (all tensors detached, on the CPU).
 
     Attributes:
-        kind: ``"protonet"`` / ``"maml"`` / ``"reptile"``; ``steps``: inner steps (None: ProtoNet).
+        kind: the learner's registry name (``"protonet"``, ``"maml"``, ...); ``steps``: inner steps
+            (None: no inner loop).
         z_s ``[N*K, d]``, z_q ``[N*Q, d]``: embeddings (ProtoNet: one batch of support + queries;
             MAML/Reptile: the support alone and the queries alone, as in adaptation and prediction).
         y_s ``[N*K]``, y_q ``[N*Q]``: labels. logits ``[N*Q, N]``, probs ``[N*Q, N]``: the real rule.
@@ -355,13 +292,18 @@ class EpisodeView:
         """Fraction of queries classified correctly (0-1)."""
         return float((self.predictions == self.y_q).float().mean())
 
+    rule_fn: Optional[Any] = field(default=None, repr=False)
+
     def rule(self, z: Tensor) -> Tensor:
-        """The learner's logits for arbitrary feature vectors ``z [m, d] -> [m, N]``: ProtoNet
-        ``-||z - c_k||^2``, MAML/Reptile ``z W^T + b``."""
+        """The learner's logits for arbitrary feature vectors ``z [m, d] -> [m, N]`` (ProtoNet
+        ``-||z - c_k||^2``, MAML/Reptile ``z W^T + b``): ``learner.explain``'s rule, or the one its
+        ``prototypes`` / ``weight`` and ``bias`` define."""
         z = z.to(self.z_q.dtype)
+        if self.rule_fn is not None:
+            return self.rule_fn(z)
         if self.prototypes is not None:
-            return -torch.cdist(z, self.prototypes).pow(2)
-        return F.linear(z, self.weight, self.bias)
+            return -(z.unsqueeze(1) - self.prototypes.unsqueeze(0)).pow(2).sum(-1)
+        return torch.nn.functional.linear(z, self.weight, self.bias)
 
 
 def _one_task(episode: Sequence[Tensor], task: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -376,29 +318,23 @@ def episode_view(learner: Learner, episode: Sequence[Tensor], steps: Optional[in
                  params: Optional[Params] = None, task: int = 0) -> EpisodeView:
     """Embeddings, logits and the classification rule of one task (``task`` of a batch, or a single
     task without the task dimension). ``params``: already adapted weights (skips ``adapt``)."""
-    from .algorithms import prototypes as class_means, squared_distances
-
     x_s, y_s, x_q, y_q = _one_task(episode, task)
-    kind = learner_kind(learner)
     steps = _resolve_steps(learner, steps)
     n = int(y_s.max()) + 1
-    if kind == "protonet":
-        z = learner.embed(torch.cat([x_s, x_q]))
-        z_s, z_q = z[: len(x_s)], z[len(x_s):]
-        protos = class_means(z_s, y_s, n)
-        logits = -squared_distances(z_q, protos)  # = learner.logits(x_s, y_s, x_q), without a second forward
-        return EpisodeView(kind, None, z_s.cpu(), z_q.cpu(), y_s.cpu(), y_q.cpu(), logits.cpu(),
-                           logits.softmax(-1).cpu(), prototypes=protos.cpu())
-    if params is None:
+    learner.check_task(n)
+    if params is None and adapts(learner):
         params = adaptation_path(learner, x_s, y_s, [steps])[steps]
-    size = head_size(learner)
-    if size is not None and size != n:
-        raise ValueError(f"the learner's linear head has {size} outputs but the episode is {n}-way")
-    z_q = embed(learner, x_q, params)
-    w, b = params["head.weight"].detach(), params["head.bias"].detach()
-    logits = F.linear(z_q, w, b)  # = learner.forward(params, x_q) for a Conv-4 (tested), one forward pass fewer
-    return EpisodeView(kind, steps, embed(learner, x_s, params).cpu(), z_q.cpu(), y_s.cpu(), y_q.cpu(),
-                       logits.cpu(), logits.softmax(-1).cpu(), weight=w.cpu(), bias=b.cpu())
+    v = learner.explain(x_s, y_s, x_q, params=params)
+    cpu = {k: (t.detach().cpu() if isinstance(t, Tensor) else t) for k, t in v.items()}
+    return EpisodeView(learner.name, steps, cpu["z_s"], cpu["z_q"], y_s.cpu(), y_q.cpu(), cpu["logits"],
+                       cpu["logits"].softmax(-1), prototypes=cpu.get("prototypes"), weight=cpu.get("weight"),
+                       bias=cpu.get("bias"), rule_fn=_cpu_rule(v["rule"]))
+
+
+def _cpu_rule(rule):
+    def on_cpu(z: Tensor) -> Tensor:
+        return rule(z).detach().cpu()
+    return on_cpu
 
 
 # ============================================================================ PCA
@@ -532,11 +468,11 @@ def _stats(acc: Tensor) -> Tuple[float, float]:
 
 
 def accuracy_vs_steps(learners: Union[Learner, Mapping[str, Learner]], data, n_way: int = 5, k_shot: int = 1,
-                      steps: Iterable[int] = range(0, 11), episodes: int = 50, seed: int = fewshot.TEST_SEED,
+                      steps: Iterable[int] = range(0, 11), episodes: int = 50, seed: int = TEST_SEED,
                       n_query: int = 15, progress: bool = False) -> Dict[str, StepCurve]:
     """Query accuracy after 0, 1, ... inner steps for each learner, on the same seeded episodes.
 
-    Every learner and every step count sees the very episodes :func:`metalib.fewshot.evaluate`
+    Every learner and every step count sees the very episodes :func:`metalib.evaluation.evaluate`
     draws with ``seed`` (so the value at ``steps=k`` equals ``evaluate(learner, data, n_way, k_shot,
     n_query, episodes, seed, steps=k).mean``). MAML is adapted once per episode along the whole path
     (:func:`adaptation_path`); ProtoNet (no inner loop) gives a flat reference curve.
@@ -550,22 +486,22 @@ def accuracy_vs_steps(learners: Union[Learner, Mapping[str, Learner]], data, n_w
         raise ValueError("give at least one learner")
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
-    steps = sorted({_step(k) for k in steps})
+    steps = sorted({step_count(k) for k in steps})
     if not steps:
         raise ValueError("steps is empty")
-    _check_sizes(data, n_way, k_shot, n_query)
+    check_sizes(data, n_way, k_shot, n_query)
     out: Dict[str, StepCurve] = {}
     for name, learner in learners.items():
-        kind = learner_kind(learner)
         check_episode(learner, data, n_way)
-        sampler = _sampler(data, n_way, k_shot, n_query, _device(learner))
+        sampler = _sampler(data, n_way, k_shot, n_query, learner.device)
         accs: List[List[float]] = [[] for _ in steps]
         start = time.perf_counter()
-        bar = fewshot._progress(episodes, progress, f"{name}: accuracy vs steps")
+        bar = progress_bar(episodes, progress, f"{name}: accuracy vs steps")
         with torch.no_grad():
-            for batch in fewshot.seeded_episodes(sampler, episodes, seed):
-                if kind == "protonet":
-                    hit = (fewshot._predict(learner, batch, None) == batch[3]).double().mean(1).cpu()
+            for batch in seeded_episodes(sampler, episodes, seed):
+                if not adapts(learner):
+                    pred = learner.predict(batch[0], batch[1], batch[2], n_way).argmax(-1)
+                    hit = (pred == batch[3]).double().mean(1).cpu()
                     for row in accs:
                         row += hit.tolist()
                 else:
@@ -580,10 +516,10 @@ def accuracy_vs_steps(learners: Union[Learner, Mapping[str, Learner]], data, n_w
             bar.close()
         table = torch.tensor(accs, dtype=torch.float64) * 100
         stats = [_stats(r) for r in table]
-        out[name] = StepCurve(name=name, algorithm=fewshot._learner_name(learner), steps=list(steps),
+        out[name] = StepCurve(name=name, algorithm=learner.describe(), steps=list(steps),
                               mean=[m for m, _ in stats], ci95=[c for _, c in stats], episodes=episodes,
                               n_way=n_way, k_shot=k_shot, q_query=n_query, seed=seed,
-                              seconds=time.perf_counter() - start, adapts=kind != "protonet",
+                              seconds=time.perf_counter() - start, adapts=adapts(learner),
                               default_steps=default_steps(learner), accuracies=table.tolist())
     return out
 

@@ -17,7 +17,7 @@ Sections of this module:
 3. few-shot classification (notebooks 05-07): :class:`EpisodeExplorer`, :class:`EmbeddingExplorer`,
    :class:`AccuracyVsSteps`, drawing the tested computations of :mod:`metalib.fewshot_lab`::
 
-       from metalib import widgets, fewshot_lab as fl
+       from metalib.course import widgets, fewshot_lab as fl
        learners = fl.load_learners(["protonet-omniglot-5w1s", "maml-omniglot-5w1s"])
        data = fl.load_test_data("omniglot")
        ex = widgets.episode_explorer(learners, data, n_way=5, k_shot=1, n_query=3, seed=0)
@@ -190,7 +190,7 @@ class AdaptationExplorer(FigureApp):
             (self.lines[kind],) = ax.plot([], [], color=c, lw=2.2, label=name)
             (self.mse_lines[kind],) = self.ax_mse.plot([], [], "o-", ms=3.5, color=c, label=name)
         (self.support_points,) = ax.plot([], [], "o", color="k", ms=7, zorder=5, label="support points")
-        plots._sinusoid_axes(ax, ylim=(-7.0, 7.0))
+        plots.sinusoid_axes(ax, ylim=(-7.0, 7.0))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
         self.title = ax.set_title("")
         self.ax_mse.set_xlabel("gradient steps")
@@ -305,7 +305,7 @@ class TrainingTimeline(FigureApp):
         (self.adapted_line,) = ax.plot([], [], color="C0", lw=2.4, label="after adaptation")
         ax.plot(self.x_s.flatten().numpy(), self.y_s.flatten().numpy(), "o", color="k", ms=7, zorder=5,
                 label=f"K = {self.k} support points")
-        plots._sinusoid_axes(ax, ylim=(-6.0, 6.0))
+        plots.sinusoid_axes(ax, ylim=(-6.0, 6.0))
         ax.legend(loc="lower left", fontsize=8)
         self.title = ax.set_title("")
         a = self.ax_mse
@@ -332,7 +332,7 @@ class TrainingTimeline(FigureApp):
 
     @classmethod
     def from_pretrained(cls, name: str = "sinusoid-maml", **kw) -> "TrainingTimeline":
-        from .pretrained import pretrained_snapshots
+        from ..pretrained import pretrained_snapshots
 
         return cls(pretrained_snapshots(name), name=name, **kw)
 
@@ -476,7 +476,7 @@ class EpisodeExplorer(FigureApp):
                  max_query_rows: int = 3, n_bars: int = 4) -> None:
         super().__init__()
         if not isinstance(learners, Mapping):
-            learners = {fl.learner_kind(learners): learners}
+            learners = {learners.name: learners}
         if not learners:
             raise ValueError("give at least one learner, e.g. fl.load_learners(['protonet-omniglot-5w1s'])")
         self.learners = dict(learners)
@@ -484,7 +484,7 @@ class EpisodeExplorer(FigureApp):
         self.steps_override = steps
         self._cache: Dict[tuple, tuple] = {}  # (model, n_way, k_shot, episode) -> (episode, EpisodeView)
         self.max_query_rows, self.n_bars = int(max_query_rows), int(n_bars)
-        images = fl.fewshot._images(data)
+        images = fl.images_of(data)
         self.n_classes, self.per_class = int(images.shape[0]), int(images.shape[1])
         ways = sorted({w for w in self.WAYS if w <= self.n_classes} | {int(n_way)})
         shots = sorted({k for k in self.SHOTS if k + self.n_query <= self.per_class} | {int(k_shot)})
@@ -545,7 +545,7 @@ class EpisodeExplorer(FigureApp):
         merged = {**self.values, **out}
         if merged["episode"] < 0:
             raise ValueError(f"episode must be >= 0, got {merged['episode']}")
-        fl._check_sizes(self.data, merged["n_way"], merged["k_shot"], self.n_query)
+        fl.check_sizes(self.data, merged["n_way"], merged["k_shot"], self.n_query)
         fl.check_episode(self.learners[merged["model"]], self.data, merged["n_way"])
         return out
 
@@ -565,7 +565,7 @@ class EpisodeExplorer(FigureApp):
     @property
     def steps(self) -> Optional[int]:
         """Inner steps used for the current model (None: ProtoNet)."""
-        if fl.learner_kind(self.learner) == "protonet":
+        if not fl.adapts(self.learner):
             return None
         return fl.default_steps(self.learner) if self.steps_override is None else self.steps_override
 
@@ -581,7 +581,7 @@ class EpisodeExplorer(FigureApp):
             if len(self._cache) >= 32:
                 self._cache.pop(next(iter(self._cache)))
             episode = fl.sample_episode(self.data, n, k, q, seed=self.seed, index=v["episode"],
-                                        device=fl._device(self.learner))
+                                        device=self.learner.device)
             self._cache[key] = (episode, fl.episode_view(self.learner, episode, steps=self.steps))
         self.episode, self.view = self._cache[key]
         self.probs = self.view.probs
@@ -696,19 +696,19 @@ class EmbeddingExplorer(FigureApp):
                  name: Optional[str] = None, resolution: int = 150,
                  step_values: Optional[Sequence[int]] = None) -> None:
         super().__init__()
-        self.learner, self.data, self.name = learner, data, name or fl.fewshot._learner_name(learner)
-        self.kind = fl.learner_kind(learner)
-        self.adapts = self.kind != "protonet"
+        self.learner, self.data, self.name = learner, data, name or learner.describe()
+        self.kind = learner.name
+        self.adapts = fl.adapts(learner)
         self.n_way, self.k_shot, self.n_query = int(n_way), int(k_shot), int(n_query)
         self.seed, self.resolution = int(seed), int(resolution)
-        fl._check_sizes(data, self.n_way, self.k_shot, self.n_query)
+        fl.check_sizes(data, self.n_way, self.k_shot, self.n_query)
         fl.check_episode(learner, data, self.n_way)
         if self.adapts:
             if step_values is None:
                 if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
                     raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
                 step_values = range(max_steps + 1)
-            self.step_values = sorted({fl._step(k) for k in step_values})
+            self.step_values = sorted({fl.step_count(k) for k in step_values})
             if not self.step_values:
                 raise ValueError("step_values is empty")
             self.max_steps = self.step_values[-1]
@@ -718,7 +718,7 @@ class EmbeddingExplorer(FigureApp):
             self.values = {"steps": start, "episode": int(episode)}
         else:
             if steps not in (None, 0):
-                raise ValueError("ProtoNet has no inner loop: leave steps out")
+                raise ValueError(f"{learner.describe()} has no inner loop: leave steps out")
             self.max_steps, self.step_values = 0, [0]
             self.values = {"episode": int(episode)}
         self.values = self._validate(dict(self.values))
@@ -809,7 +809,7 @@ class EmbeddingExplorer(FigureApp):
         """Per episode: the views at every step, one PCA over all of them, the plot extent."""
         e = self.values["episode"]
         self.episode = fl.sample_episode(self.data, self.n_way, self.k_shot, self.n_query, seed=self.seed,
-                                         index=e, device=fl._device(self.learner))
+                                         index=e, device=self.learner.device)
         if self.adapts:
             x_s, y_s = self.episode[0][0], self.episode[1][0]
             path = fl.adaptation_path(self.learner, x_s, y_s, self.step_values)
@@ -884,7 +884,7 @@ class EmbeddingExplorer(FigureApp):
 
 class AccuracyVsSteps(FigureApp):
     """Query accuracy against the number of test-time inner steps, one curve and 95% CI band per
-    learner (:func:`metalib.fewshot_lab.accuracy_vs_steps`); ProtoNet (no inner loop) as a dashed
+    learner (:func:`metalib.course.fewshot_lab.accuracy_vs_steps`); ProtoNet (no inner loop) as a dashed
     reference line. A selector shows or hides curves; a ring marks each learner's test-time steps."""
 
     width, height = 9.0, 4.4
@@ -982,5 +982,5 @@ def embedding_explorer(learner_or_name: Any = "maml-omniglot-5w1s", data: Any = 
 
 
 def accuracy_vs_steps(curves: Mapping[str, "fl.StepCurve"], **kw) -> AccuracyVsSteps:
-    """The accuracy-versus-steps figure for curves from :func:`metalib.fewshot_lab.accuracy_vs_steps`."""
+    """The accuracy-versus-steps figure for curves from :func:`metalib.course.fewshot_lab.accuracy_vs_steps`."""
     return AccuracyVsSteps(curves, **kw)

@@ -1,0 +1,275 @@
+"""What every algorithm is to the rest of metalib: the :class:`Learner` interface and the registry.
+
+A learner is an ``nn.Module`` that holds *everything the outer loop trains* — the network's
+initialisation θ, and whatever else the algorithm meta-learns (per-parameter learning rates, an
+LSTM optimiser, a memory controller) — so ``learner.parameters()``, ``state_dict()``, ``.to(device)``
+mean what they mean for any module. On top of that it answers two questions:
+
+* **how to learn from a batch of tasks** — :meth:`Learner.meta_backward` fills ``.grad`` of
+  ``learner.parameters()`` with its meta-gradient (Reptile: its update direction θ − φ̄) and returns
+  the mean query loss; :meth:`Learner.train_step` adds the outer update (``optimizer.step()``);
+* **how to classify a new task** — :meth:`Learner.predict` maps a support set and queries to
+  logits, adapting however the algorithm adapts (gradient steps, prototypes, attention, memory).
+
+The trainer (:mod:`metalib.training`), the evaluator (:mod:`metalib.evaluation`), the few-shot
+runs (:mod:`metalib.fewshot`) and the course layer use nothing else, so a new algorithm is one
+file plus one :func:`register` line. Batches are ``(x_s, y_s, x_q, y_q)`` with a leading task
+dimension (:class:`metalib.TaskBatch`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import LossFn, Params, check_finite
+
+Metrics = Dict[str, Tensor]
+
+
+class Learner(nn.Module):
+    """Base class of every meta-learning algorithm (see the module docstring).
+
+    Subclasses implement :meth:`meta_backward` and :meth:`predict`; the rest has defaults.
+
+    Class attributes (read by :mod:`metalib.fewshot` to build a learner from a run's config):
+        name: the registry name (``"maml"``, ``"protonet"``, ...).
+        family: ``"optimisation-based"``, ``"metric-based"`` or ``"model-based"``.
+        config_keys: the :class:`metalib.fewshot.FewShotConfig` fields passed to ``__init__``
+            (e.g. ``("inner_lr", "inner_steps")``); algorithm-specific extras come from
+            ``config.options``.
+        paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
+            settings, which :func:`metalib.fewshot.default_config` starts from.
+        needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
+            classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
+
+    Attributes:
+        loss_fn: the task loss ``loss_fn(predictions, targets)`` (default: cross-entropy).
+        eval_steps: inner steps at test time for learners that adapt by gradient steps (``None``
+            for those that do not: ``predict`` then takes no ``steps``).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    config_keys: ClassVar[Tuple[str, ...]] = ()
+    paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
+    needs_head: ClassVar[bool] = False
+    stateless_adaptation: ClassVar[bool] = True  # an inner step depends on the current weights only
+
+    def __init__(self, loss_fn: Optional[LossFn] = None) -> None:
+        super().__init__()
+        self.loss_fn: LossFn = check_loss_fn(loss_fn) if loss_fn is not None else F.cross_entropy
+        self.eval_steps: Optional[int] = None
+
+    # ------------------------------------------------------------------ what subclasses implement
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
+                      with_predictions: bool = False):
+        """Accumulate the meta-gradient of ``batch`` into ``.grad`` of :meth:`parameters`.
+
+        Returns:
+            the mean query loss (0-dim, detached); with ``with_predictions``, also the query
+            predictions ``[T, n_query, ...]`` (detached; logits for classification).
+        """
+        raise NotImplementedError
+
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """Query predictions (logits for classification) after learning from the support set.
+
+        One task (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]`` → ``[Q, N]``) or a batch
+        (``[T, N*K, ...]``, ``[T, N*K]``, ``[T, Q, ...]`` → ``[T, Q, N]``). ``steps``: inner steps
+        for learners that adapt by gradient (default :attr:`eval_steps`).
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ defaults
+    def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Metrics:
+        """One meta-iteration: clear the gradients, :meth:`meta_backward`, check the loss is finite
+        (before touching the weights), ``optimizer.step()``.
+
+        Returns:
+            ``{"loss": mean query loss}`` and, for classification, ``"accuracy"`` (% of the
+            queries of the batch classified correctly by the adapted learner) — 0-dim tensors.
+        Raises:
+            metalib.NonFiniteLossError: the loss is NaN/inf; the weights were not updated.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        loss, out = self.meta_backward(batch, with_predictions=True)
+        check_finite(loss, "the meta-loss")
+        optimizer.step()
+        return query_metrics(loss, out, batch[3])
+
+    def outer_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of the outer loop: Adam over every meta-learned tensor (the papers' choice)."""
+        return torch.optim.Adam(self.parameters(), lr=lr)
+
+    def outer_schedule(self, optimizer: torch.optim.Optimizer, iterations: int):
+        """A learning-rate schedule the algorithm itself prescribes (Reptile's linear annealing), or None."""
+        return None
+
+    def check_task(self, n_way: int) -> None:
+        """Raise ``ValueError`` if this learner cannot classify ``n_way``-way tasks (a fixed head)."""
+        n = self.fixed_way
+        if n is not None and n != n_way:
+            raise ValueError(f"this {self.describe()} learner has a {n}-way linear head: it classifies {n}-way "
+                             f"tasks only (got {n_way}-way); metric-based learners work for any N")
+
+    @property
+    def fixed_way(self) -> Optional[int]:
+        """The number of classes of the network's linear head (``model.head``), or None (any N)."""
+        head = getattr(getattr(self, "model", None), "head", None)
+        return int(head.out_features) if isinstance(head, nn.Linear) else None
+
+    @property
+    def device(self) -> torch.device:
+        first = next(iter([*self.parameters(), *self.buffers()]), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def describe(self) -> str:
+        """A human name with the variant, e.g. ``"MAML (second-order)"`` (progress bars, results)."""
+        return type(self).__name__
+
+    @property
+    def short_name(self) -> str:
+        """The name a table column uses, e.g. ``"FOMAML"`` (default: :meth:`describe`)."""
+        return self.describe()
+
+    # ------------------------------------------------------------------ looking inside (course explorers)
+    def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor:
+        """Embeddings ``[n, d]`` of inputs ``x`` (one batch). Default, for a network made of
+        ``features`` and a linear ``head`` (Conv-4 with a head): the features before the head,
+        computed with ``params`` (adapted weights; default θ), so ``head(embed(x, φ))`` is the
+        prediction of the adapted model."""
+        model = getattr(self, "model", None)
+        feats = getattr(model, "features", None)
+        if not isinstance(feats, nn.Module) or not isinstance(getattr(model, "head", None), nn.Linear):
+            raise NotImplementedError(f"{self.describe()} has no embedding view: its network needs .features and "
+                                      f"a linear .head (metalib.models.Conv4), got {type(model).__name__}")
+        from ..functional import batchnorm_context, buffers_of, forward, params_of
+
+        params = params_of(model) if params is None else params
+        sub = lambda d: {k[len("features."):]: v for k, v in d.items() if k.startswith("features.")}  # noqa: E731
+        with batchnorm_context(model, getattr(self, "bn_mode", "transductive")):
+            return forward(feats, sub(params), sub(buffers_of(model)), x).flatten(1)
+
+    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params: Optional[Params] = None) -> Dict[str, Any]:
+        """One task in the learner's embedding space: ``z_s [N*K, d]``, ``z_q [Q, d]``, ``logits
+        [Q, N]`` and ``rule``, a function of feature vectors ``[m, d] -> [m, N]`` (the classifier
+        on the embedding), plus the rule's parts (``weight``/``bias``, ``prototypes``).
+
+        Default (features + linear head): the support and the queries embedded separately with
+        ``params`` (as adaptation and prediction see them), the rule is the (adapted) head."""
+        params = getattr(self, "initial_params")() if params is None else params
+        z_s, z_q = self.embed(x_s, params), self.embed(x_q, params)
+        w, b = params["head.weight"].detach(), params["head.bias"].detach()
+        return {"z_s": z_s, "z_q": z_q, "logits": F.linear(z_q, w, b), "weight": w, "bias": b,
+                "rule": lambda z: F.linear(z, w, b)}
+
+    # ------------------------------------------------------------------ building from a config
+    @classmethod
+    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
+        """The network of a few-shot run: Conv-4, with an ``n_way`` linear head if :attr:`needs_head`."""
+        from ..models import Conv4
+
+        return Conv4(in_channels=in_channels, n_classes=n_way if cls.needs_head else None, hidden=hidden,
+                     image_size=image_size)
+
+    @classmethod
+    def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
+        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
+        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
+        settings = {k: getattr(config, k) for k in cls.config_keys}
+        settings.update(getattr(config, "options", None) or {})
+        settings.update(fixed)
+        learner = cls(model, **settings)
+        if learner.eval_steps is not None and getattr(config, "test_steps", None):
+            learner.eval_steps = config.test_steps
+        return learner
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
+        if cls.needs_head and config.train_way_ != config.n_way:
+            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
+                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+
+
+# ============================================================================ helpers for learners
+def check_loss_fn(loss_fn: Any) -> LossFn:
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(prediction, target), got {loss_fn!r}")
+    return loss_fn
+
+
+def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
+    """``{"loss"}``, plus ``{"accuracy"}`` (%) when ``predictions`` are logits over integer labels."""
+    out = {"loss": loss.detach()}
+    if not y_q.is_floating_point() and predictions.dim() == y_q.dim() + 1:
+        out["accuracy"] = (predictions.detach().argmax(-1) == y_q).float().mean() * 100
+    return out
+
+
+def as_task_batch(x_s: Tensor, y_s: Tensor, x_q: Tensor) -> Tuple[Tensor, Tensor, Tensor, bool]:
+    """``(x_s, y_s, x_q, batched)`` with a task dimension added for one task (``y_s: [N*K]``)."""
+    if y_s.dim() == 1 and x_s.dim() == x_q.dim():
+        return x_s.unsqueeze(0), y_s.unsqueeze(0), x_q.unsqueeze(0), False
+    return x_s, y_s, x_q, True
+
+
+# ============================================================================ the registry
+class _Entry:
+    def __init__(self, name: str, cls: type, fixed: Mapping[str, Any]) -> None:
+        self.name, self.cls, self.fixed = name, cls, dict(fixed)
+
+
+_REGISTRY: Dict[str, _Entry] = {}
+
+
+def register(name: str, cls: Optional[type] = None, **fixed: Any):
+    """Make ``cls`` (a :class:`Learner` subclass) available as ``name`` — to :func:`get`, to
+    :func:`metalib.fewshot.default_config` / ``FewShotTrainer`` and to the command line.
+
+    ``fixed``: settings the name pins (``register("fomaml", MAML, first_order=True)``).
+    Usable as a decorator: ``@register("protonet")``. Re-registering a name replaces it.
+    """
+    if not isinstance(name, str) or not name or name != name.lower() or " " in name:
+        raise ValueError(f"a learner's name must be a non-empty lower-case string without spaces, got {name!r}")
+
+    def add(c: type) -> type:
+        if not (isinstance(c, type) and issubclass(c, Learner)):
+            raise TypeError(f"register({name!r}, ...) needs a Learner subclass, got {c!r}")
+        _REGISTRY[name] = _Entry(name, c, fixed)
+        return c
+
+    return add if cls is None else add(cls)
+
+
+def entry(name: str) -> _Entry:
+    """The registry entry of ``name`` (its class and the settings it pins)."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown algorithm {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[key]
+
+
+def available() -> List[str]:
+    """The registered algorithm names."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, model: nn.Module, **settings: Any) -> Learner:
+    """``name``'s learner around ``model``: ``metalib.algorithms.get("maml", net, inner_lr=0.4)``."""
+    e = entry(name)
+    return e.cls(model, **{**settings, **e.fixed})
+
+
+def learner_registry() -> Dict[str, Tuple[type, Dict[str, Any]]]:
+    """``{name: (class, pinned settings)}`` of every registered learner (a copy)."""
+    return {k: (e.cls, dict(e.fixed)) for k, e in _REGISTRY.items()}
+
+
+def callable_loss(loss_fn: Optional[Callable], default: Callable) -> Callable:
+    """``loss_fn`` checked, or ``default``."""
+    return default if loss_fn is None else check_loss_fn(loss_fn)

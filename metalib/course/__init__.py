@@ -1,0 +1,12 @@
+"""The course layer: what the notebooks use on top of the library — widgets, labs, plots, exercises.
+
+* :mod:`~metalib.course.sinusoid_lab`, :mod:`~metalib.course.fewshot_lab` — the heavy lifting of the
+  notebooks (seeded test tasks and episodes, adaptation paths, embeddings, tables);
+* :mod:`~metalib.course.plots`, :mod:`~metalib.course.widgets` — figures and ipywidgets apps;
+* :mod:`~metalib.course.exercises` — each exercise's automatic check and its solution;
+* :mod:`~metalib.course.compare` — the comparison tables of notebook 08.
+
+It may import the library (``metalib.*``); the library never imports it (``docs/architecture.md``,
+enforced by ``tests/test_architecture.py``). Import the modules you need:
+``from metalib.course import widgets, plots``.
+"""

@@ -1,0 +1,157 @@
+"""The evaluation protocol: mean accuracy over seeded episodes, with a 95% confidence interval.
+
+Every algorithm is measured on the very same episodes: they are drawn from a generator seeded with
+``seed`` (:data:`TEST_SEED` for the test classes, :data:`VAL_SEED` for validation), one task at a
+time, so they depend only on the data, N, K, the queries per class and the seed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .device import DeviceLike, describe_device, tune_cpu_allocator
+from .training import progress_bar
+
+TEST_SEED = 1000   # the seed of the test episodes, shared by every algorithm
+VAL_SEED = 2000    # the seed of the validation episodes
+
+
+@dataclass
+class EvalResult:
+    """Accuracy over seeded episodes, with how it was measured. Accuracies in % (0-100)."""
+
+    mean: float
+    ci95: float
+    std: float
+    episodes: int
+    n_way: int
+    k_shot: int
+    q_query: int
+    seed: int
+    split: str
+    algorithm: str
+    inner_steps: Optional[int]
+    seconds: float
+    device: str
+    accuracies: List[float] = field(default_factory=list, repr=False)
+
+    def __str__(self) -> str:
+        steps = f", {self.inner_steps} inner steps" if self.inner_steps else ""
+        return (f"{self.mean:.2f}% ± {self.ci95:.2f}% (95% CI = 1.96·σ/√n over {self.episodes} seeded "
+                f"{self.split} episodes, {self.n_way}-way {self.k_shot}-shot, {self.q_query} queries/class, "
+                f"seed {self.seed}{steps}; {self.algorithm}; {self.seconds:.0f} s on {self.device})")
+
+    def as_dict(self, with_accuracies: bool = False) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if not with_accuracies:
+            d.pop("accuracies")
+        return d
+
+
+def images_of(data: Any) -> Tensor:
+    """The uint8 image tensor ``[C, P, ch, H, W]`` of ``data`` (a dataset with ``.images``, or the tensor)."""
+    images = data if isinstance(data, Tensor) else getattr(data, "images", None)
+    if not isinstance(images, Tensor):
+        raise TypeError(f"expected a dataset with .images or a uint8 tensor [C, P, ch, H, W], got {type(data).__name__}")
+    return images
+
+
+def seeded_episodes(sampler, episodes: int, seed: int, chunk: int = 25) -> Iterator[Tuple[Tensor, ...]]:
+    """The ``episodes`` episodes of ``sampler`` drawn one task at a time from
+    ``torch.Generator().manual_seed(seed)``, yielded in batches of up to ``chunk`` tasks.
+
+    The episodes depend only on the sampler's dataset, way/shot/query and ``seed`` — not on
+    ``chunk`` nor on the algorithm — so every algorithm sees the very same test episodes.
+    """
+    g = torch.Generator().manual_seed(seed)
+    done = 0
+    while done < episodes:
+        n = min(chunk, episodes - done)
+        idx = [sampler.sample_indices(1, g) for _ in range(n)]
+        yield sampler.gather(torch.cat([c for c, _ in idx]), torch.cat([p for _, p in idx]))
+        done += n
+
+
+def mean_ci(accuracies: Tensor) -> Tuple[float, float, float]:
+    """``(mean, 95% CI half-width, std)`` of per-episode accuracies: CI = 1.96·σ/√n, σ with ``ddof=0``
+    (as in Finn et al.'s code)."""
+    acc = accuracies.double()
+    n = acc.numel()
+    if n == 0:
+        raise ValueError("no episodes to average")
+    std = float(acc.std(unbiased=False))
+    return float(acc.mean()), 1.96 * std / math.sqrt(n), std
+
+
+@torch.no_grad()
+def evaluate(
+    learner,
+    data,
+    n_way: int = 5,
+    k_shot: int = 1,
+    q_query: int = 15,
+    episodes: int = 600,
+    seed: int = TEST_SEED,
+    steps: Optional[int] = None,
+    device: DeviceLike = None,
+    split: str = "test",
+    chunk: int = 25,
+    progress: bool = False,
+) -> EvalResult:
+    """Mean accuracy of ``learner`` over ``episodes`` seeded N-way K-shot episodes of ``data``, ± 95% CI.
+
+    Args:
+        learner: any :class:`metalib.algorithms.Learner` (or shipped weights from
+            :func:`metalib.pretrained`): each episode's queries are classified by
+            ``learner.predict(x_s, y_s, x_q, n_way, steps)`` — learners that adapt by gradient steps
+            adapt a copy of their weights with ``steps`` inner steps (default: the learner's
+            ``eval_steps``, e.g. 3 for MAML 5-way Omniglot); BatchNorm uses the statistics of the
+            batch it sees (transductive, as in the papers).
+        data: the classes to test on: a dataset with ``.images`` (e.g. ``Omniglot("test")``) or a
+            uint8 tensor ``[C, P, ch, H, W]``.
+        q_query: queries per class in each episode.
+        seed: seeds the episode generator; the same seed gives the same episodes for every algorithm.
+    Returns:
+        :class:`EvalResult` (accuracies in %); the CI is 1.96·σ/√n with σ the standard deviation of
+        the per-episode accuracies (``ddof=0``, as in Finn et al.'s code).
+    """
+    from .data import EpisodeSampler
+
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    predict = getattr(learner, "predict", None)
+    if not callable(predict):
+        raise TypeError(f"evaluate() needs a metalib learner (with .predict), got {type(learner).__name__}; "
+                        "wrap a bare network in its algorithm, e.g. metalib.ProtoNet(net), or load shipped "
+                        "weights with metalib.pretrained(name)")
+    learner.check_task(n_way)
+    dev = torch.device(device) if device is not None else learner.device
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    sampler = EpisodeSampler(images_of(data), n_way, k_shot, q_query, device=dev)
+    steps = learner.eval_steps if steps is None else steps
+    accs: List[Tensor] = []
+    name = learner.describe()
+    bar = progress_bar(episodes, progress, f"evaluating {name}")
+    start = time.perf_counter()
+    for batch in seeded_episodes(sampler, episodes, seed, chunk):
+        preds = learner.predict(batch[0], batch[1], batch[2], n_way, steps=steps).argmax(-1)
+        accs.append((preds == batch[3]).double().mean(1).cpu())
+        if bar is not None:
+            bar.update(batch[0].shape[0])
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - start
+    acc = torch.cat(accs).double() * 100
+    mean, ci95, std = mean_ci(acc)
+    return EvalResult(
+        mean=mean, ci95=ci95, std=std, episodes=acc.numel(), n_way=n_way, k_shot=k_shot, q_query=q_query,
+        seed=seed, split=split, algorithm=name, inner_steps=steps, seconds=seconds,
+        device=describe_device(dev), accuracies=acc.tolist(),
+    )
