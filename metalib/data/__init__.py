@@ -15,6 +15,7 @@ See docs/data.md for formats, splits, the pixel convention and the pickle warnin
 """
 
 from .base import ClassImageSet
+from .cache import DamagedCacheWarning
 from .download import ChecksumError, DownloadError
 from .episodes import Episode, EpisodeSampler
 from .miniimagenet import MiniImageNet, ravi_classes, verify_miniimagenet
@@ -46,4 +47,5 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "PickleNotAllowedError",
+    "DamagedCacheWarning",
 ]

@@ -38,8 +38,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .base import ClassImageSet, check_choice, check_image_size
-from .cache import fingerprint, load_cache, path_tag, save_cache
-from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root
+from .cache import fingerprint, load_cache, path_tag, save_cache, warn_not_cached
+from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, where_to_put
 from .pickles import read_pickle
 
 __all__ = [
@@ -86,15 +86,16 @@ def miniimagenet_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def how_to_get_miniimagenet(folder: Path) -> str:
-    """The instructions every 'missing miniImageNet' error ends with."""
+    """The instructions every 'missing miniImageNet' error ends with (``folder`` is
+    ``<data root>/mini-imagenet``): the default data folder first, then ``$METALIB_DATA``."""
     return (
-        f"miniImageNet has no stable public download, so put the files into {folder}/ by hand: "
-        f"either images.zip (holding images/<file>.jpg, as in Ravi & Larochelle's release) or an "
+        f"miniImageNet has no stable public download, so put the files by hand "
+        + where_to_put("mini-imagenet", Path(folder).parent)
+        + ": either images.zip (holding images/<file>.jpg, as in Ravi & Larochelle's release) or an "
         f"images/ folder, together with train.csv, val.csv and test.csv (filename,label); or, if "
         f"you trust them, learn2learn's mini-imagenet-cache-{{train,validation,test}}.pkl or "
         f"miniImageNet_category_split_{{train_phase_train,val,test}}.pickle, loaded with "
-        f"allow_pickle=True. Or set METALIB_DATA to a folder whose mini-imagenet/ subfolder holds "
-        f"them. See docs/data.md."
+        f"allow_pickle=True. See docs/data.md."
     )
 
 
@@ -139,7 +140,12 @@ def _read_csv(path: Path) -> dict[str, list[str]]:
 
 
 class _ImageStore:
-    """Find images by file name in images.zip or an images/ tree (flat or per-class folders)."""
+    """Find images by file name in images.zip or an images/ tree (flat or per-class folders).
+
+    The CSVs name images by file name only, so a file name must occur once: two entries with the
+    same name (in different folders, or the same entry twice) are refused with
+    :class:`CorruptDataError` naming both, instead of letting the second silently replace the first.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -156,12 +162,27 @@ class _ImageStore:
             for info in self.zip.infolist():
                 name = info.filename
                 if not info.is_dir() and name.lower().endswith(_IMAGE_EXT) and "__MACOSX" not in name:
-                    self.where[name.rsplit("/", 1)[-1]] = name
+                    self._add(name.rsplit("/", 1)[-1], name)
         else:
-            for dirpath, _dirs, files in os.walk(path):
-                for f in files:
+            for dirpath, dirs, files in os.walk(path):
+                dirs.sort()
+                for f in sorted(files):
                     if f.lower().endswith(_IMAGE_EXT):
-                        self.where[f] = os.path.join(dirpath, f)
+                        self._add(f, os.path.join(dirpath, f))
+
+    def _add(self, filename: str, location: str) -> None:
+        if filename not in self.where:
+            self.where[filename] = location
+            return
+        self.close()
+        shown = [self.where[filename], location]
+        if self.zip is None:  # folder: paths relative to the dataset folder, like zip members
+            shown = [os.path.relpath(x, self.path.parent) for x in shown]
+        raise CorruptDataError(
+            f"{self.path}: two entries have the file name {filename} ({shown[0]} and {shown[1]}); "
+            f"the CSVs name images by file name, so one would silently replace the other. Remove "
+            f"the wrong one or replace {self.path.name} with a clean copy"
+        )
 
     def read(self, filename: str) -> bytes:
         loc = self.where[filename]
@@ -228,18 +249,32 @@ def _decode_images(src: _Source, split: str, size: int, progress: bool) -> tuple
         out = torch.empty((len(names), per_class, 3, size, size), dtype=torch.uint8)
         view = out.numpy()
         with tqdm(total=len(names) * per_class, desc=f"decoding miniImageNet {split}",
-                  unit="img", disable=not progress, leave=False) as bar:
+                  unit="img", disable=not progress, leave=False) as bar, warnings.catch_warnings():
+            # an image declaring > MAX_IMAGE_PIXELS is a decompression bomb, not an 84x84 photo
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             for ci, name in enumerate(names):
                 for ii, fname in enumerate(listing[name][:per_class]):
                     try:
                         with Image.open(io.BytesIO(store.read(fname))) as img:
                             view[ci, ii] = _to_chw(img, size)
+                    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                        raise CorruptDataError(
+                            f"{src.path}: member {store.where[fname]} is a decompression bomb "
+                            f"({_one_line(e)}); replace {src.path.name} with a clean copy"
+                        ) from e
                     except (zipfile.BadZipFile, zlib.error, OSError, UnidentifiedImageError, ValueError) as e:
-                        raise CorruptDataError(f"{src.path}: cannot decode {fname} ({e})") from e
+                        raise CorruptDataError(
+                            f"{src.path}: cannot decode {store.where[fname]} ({_one_line(e)}); "
+                            f"replace {src.path.name} with a clean copy"
+                        ) from e
                 bar.update(per_class)
     finally:
         store.close()
     return out, names
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _convert_pickle(src: _Source, split: str, size: int, allow_pickle: bool) -> tuple[torch.Tensor, list[str]]:
@@ -281,8 +316,9 @@ class MiniImageNet(ClassImageSet):
         class_names: ImageNet wnids (sorted).
         ravi_split: True when the classes are exactly Ravi & Larochelle's classes of this split.
 
-    The staged copy under /work/shared/data has 600 images per class in test but 200 (val) and
-    400 (train) - results trained on it are "miniImageNet (train 400/class)".
+    The offline copy staged for this project (``../shared/data`` beside the checkout) has 600
+    images per class in test but 200 (val) and 400 (train) - results trained on it are
+    "miniImageNet (train 400/class)".
     """
 
     def __init__(
@@ -321,8 +357,8 @@ class MiniImageNet(ClassImageSet):
             meta = dict(expect, class_names=names, sources=prints, pixels="uint8 RGB 0..255")
             try:
                 save_cache(cpath, images, meta)
-            except OSError as e:
-                warnings.warn(f"could not write the miniImageNet cache {cpath}: {e}", stacklevel=2)
+            except OSError as e:  # a full disk should not stop the experiment; it only costs speed
+                warn_not_cached(f"miniImageNet {split}", cpath, e)
             from_cache = False
         super().__init__(images, names, name="mini-imagenet", split=split, cache_path=cpath,
                          from_cache=from_cache, source=str(src.path))
@@ -367,7 +403,11 @@ def verify_miniimagenet(root: str | os.PathLike[str] | None = None) -> list[dict
             missing = sum(f not in store.where for v in listing.values() for f in v)
             rep.update(classes=len(listing), per_class=(counts[0], counts[-1]) if counts else None,
                        ravi_classes=sorted(listing) == ravi_classes(split), missing_images=missing)
-            if missing or not counts:
+            if not counts:
+                rep["status"] = (f"incomplete: {src.csv} lists no images" if src.csv is not None else
+                                 f"incomplete: no {split}.csv, and no image in {src.path} is named "
+                                 f"after a Ravi {split} wnid")
+            elif missing:
                 rep["status"] = f"incomplete: {missing} listed images missing from {src.path}"
             else:
                 lo, hi = counts[0], counts[-1]

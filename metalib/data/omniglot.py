@@ -30,9 +30,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .base import ClassImageSet, check_choice, check_image_size
-from .cache import fingerprint, load_cache, md5_file, path_tag, save_cache
+from .cache import fingerprint, load_cache, md5_file, path_tag, save_cache, warn_not_cached
 from .download import download_file
-from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root
+from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, where_to_put
 
 __all__ = [
     "Omniglot",
@@ -82,13 +82,13 @@ def omniglot_dir(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def how_to_get_omniglot(folder: Path) -> str:
-    """The instructions every 'missing/corrupt Omniglot' error ends with."""
+    """The instructions every 'missing/corrupt Omniglot' error ends with (``folder`` is
+    ``<data root>/omniglot``): the default data folder first, then ``$METALIB_DATA``."""
     return (
         f"Put images_background.zip and images_evaluation.zip (from "
-        f"https://github.com/brendenlake/omniglot, folder python/) into {folder}/ (or their "
-        f"extracted folders images_background/ and images_evaluation/), or set METALIB_DATA to a "
-        f"folder whose omniglot/ subfolder holds them. With network access, "
-        f"`python -m metalib.data download omniglot` fetches and checks them."
+        f"https://github.com/brendenlake/omniglot, folder python/), or their extracted folders "
+        f"images_background/ and images_evaluation/, " + where_to_put("omniglot", Path(folder).parent)
+        + ". With network access, `python -m metalib.data download omniglot` fetches and checks them."
     )
 
 
@@ -190,7 +190,11 @@ def _check_complete(src: _Source, index: dict[str, list[str]]) -> None:
 
 
 def _decode_png(blob: bytes, size: int) -> np.ndarray:
-    """PNG bytes -> ``[size, size]`` uint8 with background 0 and strokes 255."""
+    """PNG bytes -> ``[size, size]`` uint8 with background 0 and strokes 255.
+
+    PIL refuses images above ``Image.MAX_IMAGE_PIXELS`` x 2 (DecompressionBombError) and only
+    warns between 1x and 2x; :func:`_decode_part` turns both into :class:`CorruptDataError`.
+    """
     with Image.open(io.BytesIO(blob)) as im:
         grey = im.convert("L")  # mode '1' -> 0/255, so the resize below can antialias
     if grey.size != (size, size):
@@ -211,19 +215,28 @@ def _decode_part(
     bar = tqdm(total=len(chars) * N_DRAWINGS, desc=f"decoding Omniglot {src.part}",
                unit="img", disable=not progress, leave=False)
     try:
-        for ci, char in enumerate(chars):
-            for di, loc in enumerate(index[char]):
-                try:
-                    blob = zf.read(loc) if zf is not None else Path(loc).read_bytes()
-                    view[ci, di, 0] = _decode_png(blob, size)
-                except (zipfile.BadZipFile, zlib.error, OSError, UnidentifiedImageError, ValueError) as e:
-                    raise _corrupt(src, f"cannot decode {loc} ({e})") from e
-            bar.update(N_DRAWINGS)
+        with warnings.catch_warnings():
+            # a PNG declaring > MAX_IMAGE_PIXELS is a decompression bomb, not a 105x105 drawing
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            for ci, char in enumerate(chars):
+                for di, loc in enumerate(index[char]):
+                    try:
+                        blob = zf.read(loc) if zf is not None else Path(loc).read_bytes()
+                        view[ci, di, 0] = _decode_png(blob, size)
+                    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                        raise _corrupt(src, f"member {loc} is a decompression bomb ({_one_line(e)})") from e
+                    except (zipfile.BadZipFile, zlib.error, OSError, UnidentifiedImageError, ValueError) as e:
+                        raise _corrupt(src, f"cannot decode {loc} ({_one_line(e)})") from e
+                bar.update(N_DRAWINGS)
     finally:
         bar.close()
         if zf is not None:
             zf.close()
     return out
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def load_part(
@@ -259,7 +272,7 @@ def load_part(
     try:
         save_cache(cpath, images, meta)
     except OSError as e:  # a full disk should not stop the experiment; it only costs speed
-        warnings.warn(f"could not write the Omniglot cache {cpath}: {e}", stacklevel=2)
+        warn_not_cached(f"Omniglot {part}", cpath, e)
     return images, list(index), cpath, False, str(src.path)
 
 

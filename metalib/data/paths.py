@@ -9,7 +9,11 @@ Resolution rules (the contract CI relies on):
   ``~/.cache/metalib``).
 
 "May be written" honours the permission bits even for root: a folder marked ``r-x`` (like a shared,
-read-only data copy) is never written to, although root could technically do it.
+read-only data copy) is never written to, although root could technically do it — neither to put a
+cache into it nor to create a requested cache folder inside it.
+
+The default data folder works without any environment variable; :func:`where_to_put` words every
+"where do the files go" hint the same way: the absolute default folder first, then ``$METALIB_DATA``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "data_root",
     "data_root_origin",
     "cache_dir",
+    "where_to_put",
     "is_ci",
 ]
 
@@ -54,12 +59,35 @@ def data_root_origin(root: str | os.PathLike[str] | None = None) -> tuple[Path, 
     env = os.environ.get(ENV_DATA)
     if env:
         return Path(env).expanduser(), f"${ENV_DATA}"
-    return project_dir() / "data", "default <project>/data"
+    return project_dir() / "data", f"the default data folder, <project>/data; {ENV_DATA} is not set"
 
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The data root: ``root`` > ``$METALIB_DATA`` > ``<project>/data``."""
     return data_root_origin(root)[0]
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.expanduser().resolve() == b.expanduser().resolve()
+    except OSError:  # pragma: no cover
+        return a == b
+
+
+def where_to_put(sub: str, droot: str | os.PathLike[str]) -> str:
+    """The end of a "put the files ..." sentence for ``<data root>/<sub>``, naming the absolute
+    default data folder first and ``$METALIB_DATA`` second, and matching how ``droot`` was chosen."""
+    droot = Path(droot)
+    default = project_dir() / "data"
+    env = os.environ.get(ENV_DATA)
+    if _same(droot, default):
+        return (f"into {default / sub}/ (the default data folder: {ENV_DATA} is not needed), "
+                f"or set {ENV_DATA} to a folder whose {sub}/ holds them")
+    if env and _same(droot, Path(env)):
+        return (f"into {default / sub}/ (the default data folder, used when {ENV_DATA} is unset), "
+                f"or into {droot / sub}/ ({ENV_DATA} is set to {droot})")
+    return (f"into {droot / sub}/ (under the data root given; without one, metalib uses the default "
+            f"data folder {default}/ unless {ENV_DATA} names another)")
 
 
 def _user_cache_dir() -> Path:
@@ -85,7 +113,17 @@ def _may_write(folder: Path) -> bool:
 
 
 def _usable(folder: Path) -> bool:
-    """Create ``folder`` if needed and check that we may write there."""
+    """Create ``folder`` if needed and check that we may write there.
+
+    A missing folder is created only when its nearest existing parent may be written (by the
+    permission bits, even for root): a requested cache folder never appears inside a read-only copy.
+    """
+    if not folder.exists():
+        parent = folder.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not _may_write(parent):
+            return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -116,14 +154,18 @@ def cache_dir(
             if _usable(in_root):
                 return in_root, "<data root>/cache (data root is writable)"
         user = _user_cache_dir()
+        state = "does not exist" if not droot.exists() else "is read-only"
         if _usable(user):
-            return user, "user cache dir (data root is read-only)"
+            return user, f"user cache dir (the data root {state})"
         raise PermissionError(
             f"no writable cache folder: {in_root} and {user} cannot be written; "
             f"set {ENV_CACHE} to a writable folder"
         )
     if not _usable(chosen):
-        raise PermissionError(f"cache folder {chosen} (from {why}) cannot be written")
+        raise PermissionError(
+            f"cache folder {chosen} (from {why}) cannot be written; choose a writable folder "
+            f"(--cache-dir / cache_dir=, or {ENV_CACHE})"
+        )
     return chosen, why
 
 

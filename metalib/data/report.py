@@ -12,7 +12,9 @@ from .miniimagenet import miniimagenet_dir, verify_miniimagenet
 from .omniglot import omniglot_dir, verify_omniglot
 from .paths import cache_dir as resolve_cache_dir, data_root_origin
 
-__all__ = ["info", "verify", "format_info", "format_verify"]
+__all__ = ["DATASETS", "info", "verify", "verify_summary", "format_info", "format_verify"]
+
+DATASETS = ("omniglot", "mini-imagenet")
 
 
 def _entry(path: Path, checksums: bool) -> dict[str, Any]:
@@ -67,9 +69,36 @@ def info(
     return out
 
 
-def verify(root: str | os.PathLike[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Run :func:`verify_omniglot` and :func:`verify_miniimagenet`."""
-    return {"omniglot": verify_omniglot(root), "mini-imagenet": verify_miniimagenet(root)}
+def verify(
+    root: str | os.PathLike[str] | None = None, datasets: list[str] | tuple[str, ...] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Run :func:`verify_omniglot` and/or :func:`verify_miniimagenet`: ``datasets`` names which
+    (``"omniglot"``, ``"mini-imagenet"``; default both). Returns ``{name: rows}``."""
+    names = list(DATASETS if datasets is None else datasets)
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}; choose one of {', '.join(map(repr, DATASETS))}")
+    checks = {"omniglot": verify_omniglot, "mini-imagenet": verify_miniimagenet}
+    return {n: checks[n](root) for n in names}
+
+
+def verify_summary(
+    report: dict[str, list[dict[str, Any]]], root: str | os.PathLike[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """``{name: {"verdict", "folder"}}`` for a :func:`verify` report. The verdict is ``"absent"``
+    (nothing of the dataset found: not checked), ``"ok"`` (every part complete / every split ok)
+    or ``"failed"`` (something present but missing parts, incomplete or corrupt)."""
+    folders = {"omniglot": omniglot_dir(root), "mini-imagenet": miniimagenet_dir(root)}
+    out = {}
+    for name, rows in report.items():
+        if name == "omniglot":
+            present = any(r["present"] for r in rows)
+            ok = all(r["complete"] for r in rows)
+        else:
+            present = any(r["status"] != "missing" for r in rows)
+            ok = all(r["status"].startswith("ok") for r in rows)
+        out[name] = {"verdict": "ok" if ok else "failed" if present else "absent", "folder": str(folders[name])}
+    return out
 
 
 def _mb(n: int) -> str:
@@ -78,7 +107,8 @@ def _mb(n: int) -> str:
 
 def format_info(report: dict[str, Any]) -> str:
     """Human-readable text of :func:`info`'s dict."""
-    lines = [f"data root : {report['data_root']}   ({report['data_root_origin']})"]
+    exists = "" if Path(report["data_root"]).is_dir() else " - does not exist"
+    lines = [f"data root : {report['data_root']}   ({report['data_root_origin']}){exists}"]
     for name in ("omniglot", "mini-imagenet"):
         ds = report[name]
         lines.append(f"{name:<10}: {ds['folder']}" + ("" if ds["present"] else "   (missing)"))
@@ -94,14 +124,20 @@ def format_info(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_verify(report: dict[str, list[dict[str, Any]]]) -> str:
-    """Human-readable text of :func:`verify`'s dict."""
-    lines = ["omniglot:"]
-    for r in report["omniglot"]:
-        lines.append(f"    {r['part']:<11} {r['status']}")
-        if r["md5"]:
-            lines.append(f"    {'':<11} {Path(r['path']).name}: md5 {r['md5']} (published {r['published_md5']})")
-    lines.append("mini-imagenet:")
-    for r in report["mini-imagenet"]:
-        lines.append(f"    {r['split']:<11} {r['status']}")
+def format_verify(report: dict[str, list[dict[str, Any]]], summary: dict[str, dict[str, str]] | None = None) -> str:
+    """Human-readable text of :func:`verify`'s dict; with :func:`verify_summary`'s dict, absent
+    datasets are one line each and a last line gives the verdict per dataset."""
+    lines = []
+    for name, rows in report.items():
+        if summary is not None and summary[name]["verdict"] == "absent":
+            lines.append(f"{name}: absent: nothing found in {summary[name]['folder']}/ (not checked)")
+            continue
+        lines.append(f"{name}:")
+        for r in rows:
+            lines.append(f"    {r['part' if name == 'omniglot' else 'split']:<11} {r['status']}")
+            if name == "omniglot" and r["md5"]:
+                lines.append(f"    {'':<11} {Path(r['path']).name}: md5 {r['md5']} (published {r['published_md5']})")
+    if summary is not None:
+        words = {"ok": "verified", "failed": "FAILED", "absent": "absent"}
+        lines.append("verdict: " + "; ".join(f"{n} {words[s['verdict']]}" for n, s in summary.items()))
     return "\n".join(lines)

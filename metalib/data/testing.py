@@ -22,7 +22,7 @@ from PIL import Image
 
 from .miniimagenet import PICKLE_NAMES, _find_source as _find_mini, miniimagenet_dir
 from .omniglot import PARTS, _find_source as _find_omni, omniglot_dir
-from .paths import ENV_DATA, is_ci
+from .paths import is_ci, where_to_put
 
 __all__ = [
     "require_omniglot",
@@ -49,9 +49,9 @@ def require_omniglot(root: str | os.PathLike[str] | None = None) -> Path:
     if absent:
         _missing(
             f"Omniglot data missing: no {' / '.join(f'images_{p}.zip' for p in absent)} (or extracted "
-            f"folder) in {folder}. To run these tests, set {ENV_DATA} to a folder whose omniglot/ "
-            f"holds images_background.zip and images_evaluation.zip, or put them into {folder}/ "
-            f"(see data/README.md); `python -m metalib.data download omniglot` fetches them."
+            f"folder) in {folder}/. To run these tests, put images_background.zip and "
+            f"images_evaluation.zip " + where_to_put("omniglot", folder.parent)
+            + " (see data/README.md); `python -m metalib.data download omniglot` fetches them."
         )
     return folder
 
@@ -64,10 +64,9 @@ def require_miniimagenet(split: str = "test", root: str | os.PathLike[str] | Non
     folder = miniimagenet_dir(root)
     if src is None or src.kind != "images":
         _missing(
-            f"miniImageNet data missing: no images.zip (or images/) in {folder}. To run these "
-            f"tests, set {ENV_DATA} to a folder whose mini-imagenet/ holds images.zip and "
-            f"train.csv/val.csv/test.csv, or put them into {folder}/ (see data/README.md; there "
-            f"is no automatic download)."
+            f"miniImageNet data missing: no images.zip (or images/) in {folder}/. To run these "
+            f"tests, put images.zip and train.csv/val.csv/test.csv " + where_to_put("mini-imagenet", folder.parent)
+            + " (see data/README.md; there is no automatic download)."
         )
     return folder
 
