@@ -1,4 +1,4 @@
-"""nbval: notebooks that need the real data.
+"""nbval (the notebooks in notebooks/): which ones need the real data.
 
 In CI (``CI`` set) a missing dataset must fail; elsewhere the cells that need it are skipped with a
 message saying how to get the data, like the data tests in tests/.
@@ -19,6 +19,9 @@ NEEDS_DATA = {
     "06_": ("omniglot",),
     "07_": ("mini-imagenet",),
     "08_": ("omniglot", "mini-imagenet"),
+    "09_": ("omniglot",),   # metric-based family
+    "10_": ("omniglot",),   # learned inner loops
+    "11_": ("omniglot",),   # model-based family
 }
 HOW_TO = ("not found: point METALIB_DATA at a folder holding omniglot/ and mini-imagenet/ "
           "(see docs/data.md; `python -m metalib.data info` shows what is found)")

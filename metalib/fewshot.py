@@ -344,6 +344,8 @@ class FewShotTrainer:
         self.last_checkpoint_iteration: Optional[int] = None
 
         if self.run_dir is not None:
+            if self.run_dir.is_dir():
+                ckpt.clean_orphan_temp_files(self.run_dir)  # left by a write killed half-way (kill -9)
             last = self.run_dir / "last.pt"
             if resume and last.exists():
                 self._resume(last)

@@ -58,22 +58,16 @@ def main(argv=None) -> int:
               f"{sum(tail) / max(len(tail), 1):.3f}; post-adaptation MSE {mse}", flush=True)
         if args.no_save:
             continue
-        settings = dict(lab.PAPER)
-        if kind == "reptile":
-            settings = {k: settings[k] for k in ("k_support", "k_query", "meta_batch")}
-            settings.update(lab.REPTILE)
-        elif kind == "pretrain":
-            settings = {k: v for k, v in settings.items() if k not in ("inner_lr", "inner_steps")}
-            settings["objective"] = "MSE of the un-adapted network on all 20 points of every task"
-        elif kind == "fomaml":
-            settings["first_order"] = True
-        settings["iterations"] = args.iterations
+        name, learner_settings = lab.LEARNERS[kind]
+        settings = {k: lab.PAPER[k] for k in ("k_support", "k_query", "meta_batch", "meta_lr")}
+        settings.update(learner_settings, iterations=args.iterations, learner_schedule=lab.REPTILE["anneal"])
         info = {
             "description": f"{lab.LABELS[kind]} on Finn et al.'s sinusoid regression (1-40-40-1 ReLU MLP)",
             "command": command,
             "seed": args.seed,
             "iterations": args.iterations,
             "settings": settings,
+            "learner": {"algorithm": name, "settings": {**learner_settings, "loss_fn": "mse_loss"}},
             "device": device,
             "torch": torch.__version__,
             "minutes": round(minutes, 2),
@@ -82,7 +76,8 @@ def main(argv=None) -> int:
             "snapshots": sorted(res.snapshots),
             "metrics": metrics(ev),
         }
-        entry = save_pretrained(lab.WEIGHTS[kind], res.model, lab.BUILDER, info=info, snapshots=res.snapshots)
+        entry = save_pretrained(lab.WEIGHTS[kind], lab.make_learner(kind, res.model), lab.BUILDER, info=info,
+                                snapshots=res.snapshots)
         print(f"  saved metalib/weights/{entry['file']} (sha256 {entry['sha256'][:12]}…)", flush=True)
     return 0
 
@@ -100,12 +95,12 @@ def reevaluate(kinds) -> int:
     for kind in kinds:
         name = lab.WEIGHTS[kind]
         info = metalib.pretrained_info(name)
-        model, snaps = metalib.pretrained(name), metalib.pretrained_snapshots(name)
-        info["metrics"] = metrics(lab.evaluate(model))
+        learner, snaps = metalib.pretrained(name), metalib.pretrained_snapshots(name)
+        info["metrics"] = metrics(lab.evaluate(learner.model))
         info["metrics"]["measured_by"] = "python scripts/train_sinusoid.py --reevaluate --kinds " + kind
-        for key in ("file", "sha256", "builder", "builder_kwargs"):
+        for key in ("file", "sha256", "builder", "builder_kwargs", "state"):
             info.pop(key, None)
-        save_pretrained(name, model, lab.BUILDER, info=info, snapshots=snaps)
+        save_pretrained(name, learner, lab.BUILDER, info=info, snapshots=snaps)
         print(name, info["metrics"]["post_adaptation_mse"], info["metrics"]["diverged_tasks"], flush=True)
     return 0
 

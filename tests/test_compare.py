@@ -98,10 +98,8 @@ def test_isolated_memory_is_one_tasks_graph_not_the_meta_batchs():
     by task (MAML.meta_backward), so 32 second-order tasks of a 64-filter Conv-4 need about the memory
     of one (measured: +140 vs +190 MiB), where holding all 32 graphs until one backward needs many
     times more (W2, 1 query per class: +376 vs +30 MiB, benchmarks/README.md); time still grows."""
-    from benchmarks.costs import isolated_cost
-
-    small = isolated_cost(_small(meta_batch=1, hidden=64, train_query=15), repeats=1, warmup=0)
-    big = isolated_cost(_small(meta_batch=32, hidden=64, train_query=15), repeats=1, warmup=0)
+    small = compare.meta_iteration_cost_isolated(_small(meta_batch=1, hidden=64, train_query=15), repeats=1, warmup=0)
+    big = compare.meta_iteration_cost_isolated(_small(meta_batch=32, hidden=64, train_query=15), repeats=1, warmup=0)
     assert big.memory_mb < 2 * small.memory_mb, (small, big)
     assert big.median_ms > 5 * small.median_ms
     json.dumps(big.as_dict())

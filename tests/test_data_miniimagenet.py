@@ -13,17 +13,17 @@ import time
 import pytest
 import torch
 
+from _data import require_miniimagenet
 from metalib.data import (
     CorruptDataError,
     DataNotFoundError,
     MiniImageNet,
     PickleNotAllowedError,
     ravi_classes,
-    require_miniimagenet,
     verify_miniimagenet,
 )
 from metalib.data.__main__ import main as cli
-from metalib.data.testing import fake_color, write_fake_miniimagenet
+from _data import fake_color, write_fake_miniimagenet
 
 CLASSES = {"train": ["n111", "n222", "n333"], "val": ["n444", "n555"], "test": ["n666", "n777"]}
 

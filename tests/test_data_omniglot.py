@@ -1,6 +1,6 @@
 """Omniglot loading, caching, splits, download and verification.
 
-Most tests build a miniature Omniglot in tmp_path (metalib.data.testing.write_fake_omniglot) and
+Most tests build a miniature Omniglot in tmp_path (tests/_data.py.write_fake_omniglot) and
 shrink the completeness expectations to match it. The tests marked ``data`` use the real copy
 (``$METALIB_DATA``); without it they skip, or fail under ``CI``.
 """
@@ -20,6 +20,7 @@ import torch
 
 import metalib.data.cache as cache_mod
 import metalib.data.omniglot as omni
+from _data import require_omniglot
 from metalib.data import (
     ChecksumError,
     CorruptDataError,
@@ -28,14 +29,13 @@ from metalib.data import (
     Omniglot,
     cache_dir,
     data_root,
-    require_omniglot,
     split_classes,
     verify_omniglot,
 )
 from metalib.data.__main__ import main as cli
 from metalib.data.cache import md5_file
 from metalib.data.download import download_file
-from metalib.data.testing import write_fake_omniglot
+from _data import write_fake_omniglot
 
 # ----------------------------------------------------------------------------- fixtures
 

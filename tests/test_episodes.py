@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metalib.data import Episode, EpisodeSampler, Omniglot, require_omniglot
+from metalib.data import Episode, EpisodeSampler, Omniglot
+from _data import require_omniglot
 
 
 def coded_images(n_classes: int, per_class: int, ch: int = 1, size: int = 4) -> torch.Tensor:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from metalib import MAML, ProtoNet, Reptile, fewshot
 from metalib.course import fewshot_lab as fl
-from metalib.data import EpisodeSampler, require_omniglot
+from metalib.data import EpisodeSampler
+from _data import require_omniglot
 
 from _nets import synthetic_images as synthetic, tiny_conv4
 

@@ -6,7 +6,7 @@ import torch
 
 from metalib import MAML, ProtoNet
 from metalib.course import fewshot_lab as fl, widgets
-from metalib.data import require_omniglot
+from _data import require_omniglot
 from metalib.course.widgets import _RIGHT, _WRONG
 
 from _nets import synthetic_images, tiny_conv4 as conv4

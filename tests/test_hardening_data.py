@@ -1,7 +1,7 @@
 """Issue 17, data layer: nothing corrupt is ever used silently; every bad input and a full disk
 give one clear line.
 
-All tests use miniature datasets written into tmp_path (metalib.data.testing); none needs the real
+All tests use miniature datasets written into tmp_path (tests/_data.py); none needs the real
 data.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from metalib.data import CorruptDataError, MiniImageNet, Omniglot, verify_miniim
 from metalib.data.__main__ import _parser
 from metalib.data.__main__ import main as cli
 from metalib.data.report import format_info, info
-from metalib.data.testing import (require_miniimagenet, require_omniglot, write_fake_miniimagenet,
+from _data import (require_miniimagenet, require_omniglot, write_fake_miniimagenet,
                                   write_fake_omniglot)
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ import resource, signal, sys, warnings
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a file-size limit: writes fail with EFBIG
 import metalib.data.omniglot as omni
 from metalib.data import MiniImageNet, Omniglot
-from metalib.data.testing import write_fake_miniimagenet, write_fake_omniglot
+from _data import write_fake_miniimagenet, write_fake_omniglot
 root = sys.argv[1]
 omni.EXPECTED = write_fake_omniglot(root)
 write_fake_miniimagenet(root, {"train": ["n111", "n222"]}, n_per_class=3)

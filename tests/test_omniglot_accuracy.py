@@ -15,7 +15,8 @@ import pytest
 
 import metalib
 from metalib import fewshot
-from metalib.data import Omniglot, require_omniglot
+from metalib.data import Omniglot
+from _data import require_omniglot
 
 pytestmark = pytest.mark.data
 

@@ -1,7 +1,6 @@
 """metalib.course.sinusoid_lab: seeded test tasks, evaluation that agrees with metalib.MAML, and the shipped
 sinusoid checkpoints reproducing the metrics their manifest entries record."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 import metalib
 from metalib import MAML
 from metalib.pretrained import WEIGHTS_DIR
-from metalib.course import sinusoid_lab as lab
+from metalib.course import full_mode, sinusoid_lab as lab
 from metalib.tasks import Sinusoid
 
 
@@ -151,9 +150,9 @@ def test_shipped_maml_beats_pretraining_like_the_paper():
 
 def test_full_mode_switch_trains_here_and_reports_it(monkeypatch):
     monkeypatch.setenv("METALIB_FULL", "1")
-    assert lab.full_mode()
+    assert full_mode()
     monkeypatch.setenv("METALIB_FULL", "0")
-    assert not lab.full_mode()
+    assert not full_mode()
     monkeypatch.setitem(lab.PAPER, "iterations", 4)
     monkeypatch.setattr(lab, "_TRAINED", {})
     models = lab.get_models(full=True, kinds=["maml"], progress=False)

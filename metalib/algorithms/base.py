@@ -196,6 +196,73 @@ class Learner(nn.Module):
                              f"(got train_way={config.train_way_}, n_way={config.n_way})")
 
 
+# ============================================================================ learners without an inner loop
+class EpisodeClassifier(Learner):
+    """A learner that classifies a task's queries in one computation from its support set — no inner
+    loop: the metric-based learners (ProtoNet, Matching and Relation Networks) and closed-form heads
+    (R2D2). A subclass implements :meth:`task_logits` for one task; batching, the checks, the loss,
+    ``meta_backward`` and ``predict`` are here, written once.
+    """
+
+    def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
+        """Logits ``[Q, N]`` of one task's queries (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]``)."""
+        raise NotImplementedError
+
+    def query_losses(self, logits: Tensor, y_q: Tensor) -> Tensor:
+        """Per-task query loss ``[T]`` from logits ``[T, Q, N]`` and labels ``[T, Q]`` (default:
+        cross-entropy of the softmax over the logits)."""
+        return F.cross_entropy(logits.flatten(0, 1), y_q.flatten(), reduction="none").view(y_q.shape).mean(1)
+
+    def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
+        """:meth:`task_logits` of one task (``y_s: [N*K]`` → ``[Q, N]``) or of a batch (``y_s: [T, N*K]``
+        → ``[T, Q, N]``): the labels' dimension tells which. ``n_way`` defaults to max label + 1."""
+        from ..batch import check_labels, check_pair
+
+        if y_s.dim() not in (1, 2):
+            raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
+        check_pair(x_s, y_s, "support", dims=y_s.dim())
+        if x_s.shape[y_s.dim():] != x_q.shape[y_s.dim():]:
+            raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
+        n_way = check_labels(y_s, n_way, "support")
+        if y_s.dim() == 1:
+            return self.task_logits(x_s, y_s, x_q, n_way)
+        if x_s.shape[0] != x_q.shape[0]:
+            raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
+        return torch.stack([self.task_logits(*t, n_way) for t in zip(x_s, y_s, x_q)])
+
+    def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """Per-task query losses ``[T]`` and logits ``[T, Q, N]`` of a batch of episodes."""
+        from ..batch import as_batch, check_labels
+
+        x_s, y_s, x_q, y_q = as_batch(batch)
+        n_way = check_labels(y_s, n_way, "support")
+        check_labels(y_q, n_way, "query")
+        logits = self.logits(x_s, y_s, x_q, n_way)
+        return self.query_losses(logits, y_q), logits
+
+    def meta_loss(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tensor:
+        """The mean query loss over the batch of episodes."""
+        return self.task_losses(batch, n_way)[0].mean()
+
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, with_predictions: bool = False):
+        """``meta_loss(batch).backward()``; returns the loss (and the logits ``[T, Q, N]``), detached.
+        ``loss_fn`` must be None: the loss is the algorithm's own (:meth:`query_losses`)."""
+        if loss_fn is not None:
+            raise ValueError(f"{self.describe()}'s loss is its own (query_losses); loss_fn must be None")
+        losses, logits = self.task_losses(batch)
+        loss = losses.mean()
+        check_finite(loss.detach(), "the query loss")
+        loss.backward()
+        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """:meth:`logits` (no inner loop: ``steps`` must be None or 0)."""
+        if steps not in (None, 0):
+            raise ValueError(f"{self.describe()} has no inner loop: steps must be None (or 0), got {steps!r}")
+        return self.logits(x_s, y_s, x_q, n_way)
+
+
 # ============================================================================ helpers for learners
 def check_loss_fn(loss_fn: Any) -> LossFn:
     if not callable(loss_fn):

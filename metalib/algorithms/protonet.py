@@ -1,15 +1,11 @@
 """Prototypical Networks (Snell, Swersky & Zemel, NeurIPS 2017)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import as_batch, check_labels, check_pair
-from ..functional import check_finite
-from .base import Learner, register
+from .base import EpisodeClassifier, register
 
 
 def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
@@ -37,7 +33,7 @@ def squared_distances(z_q: Tensor, protos: Tensor) -> Tensor:
     return (z_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
 
 
-class ProtoNet(Learner):
+class ProtoNet(EpisodeClassifier):
     r"""Prototypical Networks: classify a query by its distance to the class prototypes.
 
     :math:`p(y = k \mid x) \propto \exp(-\|f_\phi(x) - c_k\|^2)` (eq. 2), trained with the
@@ -89,61 +85,12 @@ class ProtoNet(Learner):
         return {"z_s": z_s, "z_q": z_q, "logits": -squared_distances(z_q, protos), "prototypes": protos,
                 "rule": lambda v: -squared_distances(v, protos)}
 
-    def _task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
+    def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
+        r"""Logits :math:`-\|f(x_q) - c_k\|^2` of one task ``[Q, N]``; :meth:`logits` takes one task or
+        a batch (``[T, Q, N]``); the loss is the cross-entropy of their softmax (eq. 2)."""
         z = self.embed(torch.cat([x_s, x_q]))
         z_s, z_q = z[: x_s.shape[0]], z[x_s.shape[0]:]
         return -squared_distances(z_q, prototypes(z_s, y_s, n_way))
-
-    def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
-        r"""Logits :math:`-\|f(x_q) - c_k\|^2`.
-
-        Accepts one task (``x_s: [N*K, C, H, W]``, ``y_s: [N*K]``, ``x_q: [n_query, C, H, W]`` →
-        ``[n_query, N]``) or a batch (``x_s: [T, N*K, ...]``, ``y_s: [T, N*K]``, ``x_q: [T, n_query, ...]``
-        → ``[T, n_query, N]``): the labels' dimension tells which. ``n_way`` defaults to max label + 1.
-        """
-        batched = y_s.dim() == 2
-        if y_s.dim() not in (1, 2):
-            raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
-        check_pair(x_s, y_s, "support", dims=y_s.dim())
-        if x_s.shape[y_s.dim():] != x_q.shape[y_s.dim():]:
-            raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
-        n_way = check_labels(y_s, n_way, "support")
-        if not batched:
-            return self._task_logits(x_s, y_s, x_q, n_way)
-        if x_s.shape[0] != x_q.shape[0]:
-            raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
-        return torch.stack([self._task_logits(*t, n_way) for t in zip(x_s, y_s, x_q)])
-
-    def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        """Per-task query cross-entropy ``[T]`` and logits ``[T, n_query, N]``."""
-        x_s, y_s, x_q, y_q = as_batch(batch)
-        n_way = check_labels(y_s, n_way, "support")
-        check_labels(y_q, n_way, "query")
-        logits = self.logits(x_s, y_s, x_q, n_way)
-        losses = F.cross_entropy(logits.flatten(0, 1), y_q.flatten(), reduction="none")
-        return losses.view(y_q.shape).mean(1), logits
-
-    def meta_loss(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tensor:
-        """Mean query cross-entropy over the batch of episodes (eq. 2 + cross-entropy)."""
-        return self.task_losses(batch, n_way)[0].mean()
-
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
-        """``meta_loss(batch).backward()``; returns the loss (and the query logits ``[T, Q, N]``), detached.
-        ``loss_fn`` must be None: the loss is the cross-entropy of eq. 2."""
-        if loss_fn is not None:
-            raise ValueError("ProtoNet's loss is the cross-entropy of its distance softmax; loss_fn must be None")
-        losses, logits = self.task_losses(batch)
-        loss = losses.mean()
-        check_finite(loss.detach(), "the query loss")
-        loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
-
-    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
-                steps: Optional[int] = None) -> Tensor:
-        """:meth:`logits` (ProtoNet has no inner loop: ``steps`` must be None or 0)."""
-        if steps not in (None, 0):
-            raise ValueError(f"ProtoNet has no inner loop: steps must be None (or 0), got {steps!r}")
-        return self.logits(x_s, y_s, x_q, n_way)
 
     def describe(self) -> str:
         return "ProtoNet"

@@ -10,3 +10,12 @@ It may import the library (``metalib.*``); the library never imports it (``docs/
 enforced by ``tests/test_architecture.py``). Import the modules you need:
 ``from metalib.course import widgets, plots``.
 """
+
+import os
+
+
+def full_mode() -> bool:
+    """The notebooks' switch: True when the environment variable ``METALIB_FULL`` is ``1`` (or ``true``,
+    ``yes``): train the paper-length runs in the notebook instead of loading the shipped weights.
+    Every notebook reads it once, in its first code cell (``FULL = full_mode()``)."""
+    return os.environ.get("METALIB_FULL", "0").strip().lower() in ("1", "true", "yes")

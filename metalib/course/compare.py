@@ -2,7 +2,7 @@
 
 >>> from metalib.course import compare
 >>> results = compare.shipped_results()              # every few-shot entry of metalib/weights/MANIFEST.json
->>> cost = compare.meta_iteration_cost(results[0].config)   # time + memory of one meta-iteration
+>>> cost = compare.meta_iteration_cost_isolated(results[0].config)   # time + memory of one meta-iteration
 >>> print(compare.markdown_table(results, {results[0].name: cost}))
 
 - **Accuracy** (:func:`shipped_results`): what the manifest recorded when the weights were shipped
@@ -14,14 +14,19 @@
   ``repeats`` steps after ``warmup`` untimed ones (:func:`metalib.device.time_it`) — and its peak
   memory (:func:`metalib.device.peak_memory_mb`): on CUDA the peak of allocated tensor memory
   (reset just before); on CPU the process's peak resident set size, which earlier work in the
-  process may have raised: ``benchmarks/costs.py`` runs the measurement in a fresh Python process,
-  where the increase over the peak before the first step is the meta-iteration's own memory.
+  process may have raised: :func:`meta_iteration_cost_isolated` runs the measurement in a fresh
+  Python process, where the increase over the peak before the first step is the meta-iteration's
+  own memory.
   The images are random uint8 of the dataset's shape (:func:`synthetic_images`): a Conv-4's cost
   does not depend on pixel values, and no dataset needs to be loaded to time it.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -38,7 +43,7 @@ if TYPE_CHECKING:  # only for the annotations of the exercise checks
     from .exercises import Feedback
 
 __all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images",
-           "meta_iteration_cost", "markdown_table", "mean_ci95",
+           "meta_iteration_cost", "meta_iteration_cost_isolated", "markdown_table", "mean_ci95",
            "episodes_for_ci", "check_mean_ci95", "check_episodes_for_ci", "check_anil_adapt"]
 
 DATASET_LABELS = {"omniglot": "Omniglot", "miniimagenet": "miniImageNet", "custom": "custom"}
@@ -166,8 +171,8 @@ def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup:
 
     The step is :class:`metalib.fewshot.FewShotTrainer`'s own (episode sampling, inner loops,
     meta-gradient, update), on :func:`synthetic_images`. On CPU the memory numbers are the process's
-    peak RSS, which earlier work in the same process may already have raised: for a clean CPU
-    measurement run it in a fresh process (``python benchmarks/costs.py``).
+    peak RSS, which earlier work in the same process may already have raised: use
+    :func:`meta_iteration_cost_isolated` for a clean CPU measurement.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
@@ -190,6 +195,20 @@ def meta_iteration_cost(config: fewshot.FewShotConfig, repeats: int = 3, warmup:
     return Cost(median_ms=timing.median_ms, min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=repeats,
                 warmup=warmup, peak_mb=peak_memory_mb(dev), before_mb=before, device=describe_device(dev),
                 memory_kind="CUDA allocated" if dev.type == "cuda" else "CPU peak RSS")
+
+
+def meta_iteration_cost_isolated(config: fewshot.FewShotConfig, repeats: int = 3, warmup: int = 1,
+                                 device: Optional[str] = None, threads: int = 1, timeout: float = 600) -> Cost:
+    """:func:`meta_iteration_cost` in a fresh Python process (``python -m metalib.course.compare``)
+    with ``threads`` torch threads, so that the CPU peak RSS belongs to this measurement alone."""
+    cmd = [sys.executable, "-m", "metalib.course.compare", "--config", json.dumps(config.to_dict()),
+           "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+    if device is not None:
+        cmd += ["--device", str(device)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"measuring {config.describe()} in a fresh process failed:\n{proc.stderr[-2000:]}")
+    return Cost(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 # ============================================================================ the table
@@ -248,64 +267,64 @@ def _in_notebook(feedback: "Feedback") -> "Feedback":
 def check_mean_ci95(fn) -> "Feedback":
     """Exercise of ``04_few_shot_data``: ``mean_ci95(acc) -> (mean, ci95)`` for a tensor of per-episode
     accuracies (in %), ``ci95 = 1.96 * std / sqrt(n)`` with the population std (``ddof=0``)."""
-    from .exercises import _Fail, _call, _run
+    from .exercises import CheckFailed, call_checked, run_check
 
     def body() -> str:
         g = torch.Generator().manual_seed(0)
         for n in (600, 50, 7):
             acc = (torch.rand(n, generator=g, dtype=torch.float64) * 40 + 60).round()
-            out = _call("mean_ci95", fn, acc.clone())
+            out = call_checked("mean_ci95", fn, acc.clone())
             if not isinstance(out, (tuple, list)) or len(out) != 2:
-                raise _Fail(f"return two numbers (mean, ci95); got {type(out).__name__}.")
+                raise CheckFailed(f"return two numbers (mean, ci95); got {type(out).__name__}.")
             mean, ci = (float(v) for v in out)
             m, c = mean_ci95(acc)
             if abs(mean - m) > 1e-6:
-                raise _Fail(f"the mean of {n} accuracies should be {m:.4f}, yours is {mean:.4f}.")
+                raise CheckFailed(f"the mean of {n} accuracies should be {m:.4f}, yours is {mean:.4f}.")
             sd1 = float(acc.std(unbiased=True))
             if abs(ci - 1.96 * sd1 / math.sqrt(n)) < 1e-9 and abs(ci - c) > 1e-9:
-                raise _Fail("you used the sample std (n - 1 in the denominator); the protocol uses the "
+                raise CheckFailed("you used the sample std (n - 1 in the denominator); the protocol uses the "
                             "population std (torch: unbiased=False / numpy: ddof=0), as Finn et al.'s code does.")
             if abs(ci - c * math.sqrt(n)) < 1e-6:
-                raise _Fail("you forgot to divide by sqrt(n): the CI is about the *mean*, whose spread shrinks "
+                raise CheckFailed("you forgot to divide by sqrt(n): the CI is about the *mean*, whose spread shrinks "
                             "as 1/sqrt(n) — not about single episodes.")
             if abs(ci - c / 1.96) < 1e-6:
-                raise _Fail("the 95% interval is 1.96 standard errors wide on each side; yours is one.")
+                raise CheckFailed("the 95% interval is 1.96 standard errors wide on each side; yours is one.")
             if abs(ci - c) > 1e-6:
-                raise _Fail(f"for {n} episodes the half-width should be {c:.4f}, yours is {ci:.4f}.")
+                raise CheckFailed(f"for {n} episodes the half-width should be {c:.4f}, yours is {ci:.4f}.")
         return "mean and 95% CI agree with metalib.compare.mean_ci95 on 600, 50 and 7 episodes."
 
-    return _in_notebook(_run("mean_ci95", body))
+    return _in_notebook(run_check("mean_ci95", body))
 
 
 def check_episodes_for_ci(fn) -> "Feedback":
     """Exercise of ``07_miniimagenet``: ``episodes_for_ci(std, half_width) -> int``, the fewest
     episodes with ``1.96 * std / sqrt(n) <= half_width``."""
-    from .exercises import _Fail, _call, _run
+    from .exercises import CheckFailed, call_checked, run_check
 
     def body() -> str:
         for std, h in ((17.0, 1.0), (17.0, 0.5), (5.0, 0.4), (9.9, 2.0), (0.0, 1.0)):
-            n = _call("episodes_for_ci", fn, std, h)
+            n = call_checked("episodes_for_ci", fn, std, h)
             want = episodes_for_ci(std, h)
             if isinstance(n, float) and n.is_integer():
                 n = int(n)
             if not isinstance(n, int):
-                raise _Fail(f"return a whole number of episodes (int); got {n!r}.")
+                raise CheckFailed(f"return a whole number of episodes (int); got {n!r}.")
             if n == want - 1 or (n < want and 1.96 * std / math.sqrt(max(n, 1)) > h):
-                raise _Fail(f"with sigma = {std} and half-width {h}, {n} episodes give a CI of "
+                raise CheckFailed(f"with sigma = {std} and half-width {h}, {n} episodes give a CI of "
                             f"±{1.96 * std / math.sqrt(max(n, 1)):.3f} > {h}: round *up*.")
             if n != want:
-                raise _Fail(f"with sigma = {std} and half-width {h} the answer is {want} episodes, yours is {n} "
+                raise CheckFailed(f"with sigma = {std} and half-width {h} the answer is {want} episodes, yours is {n} "
                             "(solve 1.96·sigma/sqrt(n) <= h for n).")
         return "the episode counts agree with metalib.compare.episodes_for_ci."
 
-    return _in_notebook(_run("episodes_for_ci", body))
+    return _in_notebook(run_check("episodes_for_ci", body))
 
 
 def check_anil_adapt(fn) -> "Feedback":
     """Exercise of ``08_compare_and_next``: ``anil_adapt(model, params, x_s, y_s, lr, steps)`` takes
     ``steps`` SGD steps on the cross-entropy of the support set **for the head's parameters only**
     (names starting with ``"head."``) and returns the full params dict, body unchanged."""
-    from .exercises import _Fail, _call, _close, _run
+    from .exercises import CheckFailed, call_checked, close, run_check
     from ..functional import buffers_of, inner_loop
     from ..models import Conv4
 
@@ -315,12 +334,12 @@ def check_anil_adapt(fn) -> "Feedback":
         params = {k: v.detach().clone() for k, v in model.named_parameters()}
         g = torch.Generator().manual_seed(1)
         x, y = torch.rand(6, 1, 16, 16, generator=g), torch.arange(3).repeat(2)
-        out = _call("anil_adapt", fn, model, dict(params), x, y, 0.5, 2)
+        out = call_checked("anil_adapt", fn, model, dict(params), x, y, 0.5, 2)
         if not isinstance(out, dict) or set(out) != set(params):
-            raise _Fail("return a dict with the same names as params (all of them, body included).")
+            raise CheckFailed("return a dict with the same names as params (all of them, body included).")
         for k, v in params.items():
-            if not k.startswith("head.") and not _close(out[k], v):
-                raise _Fail(f"{k} changed: ANIL adapts only the head; the body stays at theta.")
+            if not k.startswith("head.") and not close(out[k], v):
+                raise CheckFailed(f"{k} changed: ANIL adapts only the head; the body stays at theta.")
         head = {k: v for k, v in params.items() if k.startswith("head.")}
         frozen = {**buffers_of(model), **{k: v for k, v in params.items() if not k.startswith("head.")}}
         import torch.nn.functional as F
@@ -328,13 +347,32 @@ def check_anil_adapt(fn) -> "Feedback":
         want, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 2)
         one, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 1)
         for k in head:
-            if _close(out[k], head[k]):
-                raise _Fail(f"{k} did not change: take the SGD steps on the head.")
-            if _close(out[k], one[k]):
-                raise _Fail("you took one step; take `steps` of them (recompute the gradient each time).")
-            if not _close(out[k], want[k], 1e-4):
-                raise _Fail(f"{k} differs from two SGD steps of lr 0.5 on the support cross-entropy "
+            if close(out[k], head[k]):
+                raise CheckFailed(f"{k} did not change: take the SGD steps on the head.")
+            if close(out[k], one[k]):
+                raise CheckFailed("you took one step; take `steps` of them (recompute the gradient each time).")
+            if not close(out[k], want[k], 1e-4):
+                raise CheckFailed(f"{k} differs from two SGD steps of lr 0.5 on the support cross-entropy "
                             "(sign? learning rate? gradient of the head's parameters only?).")
         return "the head moved exactly as two SGD steps on the support loss; the body stayed put."
 
-    return _in_notebook(_run("anil_adapt", body))
+    return _in_notebook(run_check("anil_adapt", body))
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m metalib.course.compare",
+                                description="Time one meta-iteration of a few-shot config; print a JSON Cost.")
+    p.add_argument("--config", required=True, help="a FewShotConfig as JSON")
+    p.add_argument("--repeats", type=int, default=3, help="timed iterations (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: the best available)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    config = fewshot.FewShotConfig.from_dict(json.loads(a.config))
+    print(json.dumps(meta_iteration_cost(config, a.repeats, a.warmup, a.device).as_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

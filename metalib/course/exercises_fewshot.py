@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad
 
-from .exercises import Feedback, _as_float, _call, _close, _Fail, _run
+from .exercises import Feedback, as_float, call_checked, close, CheckFailed, run_check
 from ..functional import inner_loop
 from ..models import MLP
 
@@ -71,47 +71,47 @@ def check_proto_logits(fn: Callable) -> Feedback:
         for seed, (n, k, q, d) in enumerate(((5, 1, 7, 4), (3, 4, 5, 6), (20, 5, 9, 3))):
             z_s, y_s, z_q = _proto_case(seed, n, k, q, d)
             before = (z_s.clone(), y_s.clone(), z_q.clone())
-            out = _call("proto_logits", fn, z_s, y_s, z_q, n)
+            out = call_checked("proto_logits", fn, z_s, y_s, z_q, n)
             if not isinstance(out, Tensor):
-                raise _Fail(f"return a tensor of logits [n_query, n_way]; got {type(out).__name__}.")
+                raise CheckFailed(f"return a tensor of logits [n_query, n_way]; got {type(out).__name__}.")
             if not (torch.equal(z_s, before[0]) and torch.equal(y_s, before[1]) and torch.equal(z_q, before[2])):
-                raise _Fail("an input was modified in place; compute new tensors instead.")
+                raise CheckFailed("an input was modified in place; compute new tensors instead.")
             # independent computation: a plain double loop
             protos = [sum(z_s[i] for i in range(len(y_s)) if y_s[i] == c) / k for c in range(n)]
             ref = torch.tensor([[-float(((z_q[j] - protos[c]) ** 2).sum()) for c in range(n)] for j in range(q)],
                                dtype=torch.float64)
             if out.shape != ref.shape:
                 if out.shape == ref.T.shape:
-                    raise _Fail(f"the shape is [n_way, n_query] = {tuple(out.shape)}; return one row per query: "
+                    raise CheckFailed(f"the shape is [n_way, n_query] = {tuple(out.shape)}; return one row per query: "
                                 f"[n_query, n_way] = {tuple(ref.shape)}.")
-                raise _Fail(f"expected logits of shape [n_query, n_way] = {tuple(ref.shape)}, got {tuple(out.shape)}.")
-            got = _as_float(out)
-            if _close(got, ref):
+                raise CheckFailed(f"expected logits of shape [n_query, n_way] = {tuple(ref.shape)}, got {tuple(out.shape)}.")
+            got = as_float(out)
+            if close(got, ref):
                 continue
-            if _close(got, -ref):
-                raise _Fail("wrong sign: the logits are the *negative* squared distances (a closer prototype "
+            if close(got, -ref):
+                raise CheckFailed("wrong sign: the logits are the *negative* squared distances (a closer prototype "
                             "must get a larger logit).")
-            if _close(got, -(-ref).sqrt()) or _close(got, (-ref).sqrt()):
-                raise _Fail("you used the Euclidean distance; Snell et al. use the *squared* Euclidean "
+            if close(got, -(-ref).sqrt()) or close(got, (-ref).sqrt()):
+                raise CheckFailed("you used the Euclidean distance; Snell et al. use the *squared* Euclidean "
                             "distance, -||z - c||² (eq. 2; it makes the classifier linear in z).")
             sums = [p * k for p in protos]
             ref_sum = torch.tensor([[-float(((z_q[j] - sums[c]) ** 2).sum()) for c in range(n)] for j in range(q)],
                                    dtype=torch.float64)
-            if k > 1 and _close(got, ref_sum):
-                raise _Fail("the prototypes are sums of the support embeddings; take the mean (eq. 1).")
+            if k > 1 and close(got, ref_sum):
+                raise CheckFailed("the prototypes are sums of the support embeddings; take the mean (eq. 1).")
             sorted_protos = [z_s[c * k:(c + 1) * k].mean(0) for c in range(n)]
             ref_sorted = torch.tensor([[-float(((z_q[j] - sorted_protos[c]) ** 2).sum()) for c in range(n)]
                                        for j in range(q)], dtype=torch.float64)
-            if _close(got, ref_sorted):
-                raise _Fail("your prototypes assume the support set is sorted by class (rows c·K … c·K+K−1); "
+            if close(got, ref_sorted):
+                raise CheckFailed("your prototypes assume the support set is sorted by class (rows c·K … c·K+K−1); "
                             "select each class's rows by its label instead: z_s[y_s == k].")
-            if _close(got.softmax(-1), ref.softmax(-1)):
+            if close(got.softmax(-1), ref.softmax(-1)):
                 continue  # a constant shift per query changes nothing in the softmax: accept
             err = float((got - ref).abs().max())
-            raise _Fail(f"the logits differ from -||z_q - c_k||² by up to {err:.2e} (checked against a plain loop).")
+            raise CheckFailed(f"the logits differ from -||z_q - c_k||² by up to {err:.2e} (checked against a plain loop).")
         return "−‖z_q − c_k‖² with c_k the class means, for 1- and 5-shot, 3- to 20-way, support in any order."
 
-    return _run("proto_logits", body)
+    return run_check("proto_logits", body)
 
 
 # ============================================================================ 06: the inner loop with cross-entropy
@@ -136,35 +136,35 @@ def check_adapt_ce(fn: Callable) -> Feedback:
         for seed, lr, steps in ((1, 0.1, 1), (0, 0.5, 3), (2, 0.3, 2)):
             model, params, x, y = _ce_case(seed)
             before = {k: v.detach().clone() for k, v in params.items()}
-            out = _call("adapt_ce", fn, model, params, x, y, lr, steps)
+            out = call_checked("adapt_ce", fn, model, params, x, y, lr, steps)
             if not isinstance(out, dict) or set(out) != set(params):
-                raise _Fail("return a dict {name: tensor} with the same keys as params.")
+                raise CheckFailed("return a dict {name: tensor} with the same keys as params.")
             if any(not isinstance(v, Tensor) or v.shape != params[k].shape for k, v in out.items()):
-                raise _Fail("every entry of the result must be a tensor of its parameter's shape.")
+                raise CheckFailed("every entry of the result must be a tensor of its parameter's shape.")
             if any(not torch.equal(params[k].detach(), before[k]) for k in params):
-                raise _Fail("`params` was modified in place; build new dicts and leave θ alone.")
+                raise CheckFailed("`params` was modified in place; build new dicts and leave θ alone.")
             ref, _ = inner_loop(model, params, {}, x, y, F.cross_entropy, lr, steps)
-            got = {k: _as_float(v) for k, v in out.items()}
-            if not all(_close(got[k], ref[k].detach()) for k in params):
+            got = {k: as_float(v) for k, v in out.items()}
+            if not all(close(got[k], ref[k].detach()) for k in params):
                 one, _ = inner_loop(model, params, {}, x, y, F.cross_entropy, lr, 1)
-                unmoved = all(_close(got[k], before[k]) for k in params)
-                if steps > 1 and all(_close(got[k], one[k].detach()) for k in params):
-                    raise _Fail(f"only one step was taken; take `steps` (here {steps}) steps, each from the "
+                unmoved = all(close(got[k], before[k]) for k in params)
+                if steps > 1 and all(close(got[k], one[k].detach()) for k in params):
+                    raise CheckFailed(f"only one step was taken; take `steps` (here {steps}) steps, each from the "
                                 "result of the previous one.")
                 up, _ = inner_loop(model, params, {}, x, y, lambda a, b: -F.cross_entropy(a, b), lr, steps)
-                if all(_close(got[k], up[k].detach()) for k in params):
-                    raise _Fail("wrong sign: gradient *descent* is φ − lr·∇L.")
+                if all(close(got[k], up[k].detach()) for k in params):
+                    raise CheckFailed("wrong sign: gradient *descent* is φ − lr·∇L.")
                 if unmoved:
-                    raise _Fail("the parameters did not move: return φ − lr·∇L after each step.")
+                    raise CheckFailed("the parameters did not move: return φ − lr·∇L after each step.")
                 g0 = {k: (before[k] - one[k].detach()) / lr for k in params}
-                if steps == 1 and all(_close(got[k], before[k] - g0[k]) for k in params):
-                    raise _Fail("the learning rate is missing: φ − lr·∇L.")
+                if steps == 1 and all(close(got[k], before[k] - g0[k]) for k in params):
+                    raise CheckFailed("the learning rate is missing: φ − lr·∇L.")
                 err = max(float((got[k] - ref[k].detach()).abs().max()) for k in params)
-                raise _Fail(f"the adapted parameters differ from {steps} SGD steps on F.cross_entropy by up to "
+                raise CheckFailed(f"the adapted parameters differ from {steps} SGD steps on F.cross_entropy by up to "
                             f"{err:.2e}. Is the loss F.cross_entropy(functional_call(model, p, (x,)), y) "
                             "(logits first, integer labels second)?")
             if any(not v.requires_grad for v in out.values()):
-                raise _Fail("the result is detached from params: the outer loop cannot differentiate through "
+                raise CheckFailed("the result is detached from params: the outer loop cannot differentiate through "
                             "the adaptation. Avoid .detach(), .data, torch.no_grad().")
             v = {k: torch.randn(p.shape, generator=torch.Generator().manual_seed(7), dtype=p.dtype)
                  for k, p in params.items()}
@@ -178,19 +178,19 @@ def check_adapt_ce(fn: Callable) -> Feedback:
             try:
                 got_g = vjp(out)
             except RuntimeError as e:
-                raise _Fail(f"could not differentiate through your result: {e}") from None
-            if not all(_close(a, b) for a, b in zip(got_g, ref_g)):
-                if all(_close(a, v[k]) for a, k in zip(got_g, params)):
-                    raise _Fail("the values are right, but every inner gradient is treated as a constant "
+                raise CheckFailed(f"could not differentiate through your result: {e}") from None
+            if not all(close(a, b) for a, b in zip(got_g, ref_g)):
+                if all(close(a, v[k]) for a, k in zip(got_g, params)):
+                    raise CheckFailed("the values are right, but every inner gradient is treated as a constant "
                                 "(dφ/dθ = I): that is first-order MAML. For MAML keep the gradients in the "
                                 "graph (torch.func.grad does; torch.autograd.grad needs create_graph=True).")
-                raise _Fail("the values are right, but the gradient through your steps differs from MAML's "
+                raise CheckFailed("the values are right, but the gradient through your steps differs from MAML's "
                             "second-order one (is one of the steps detached?).")
             cases += 1
         return (f"matches metalib.functional.inner_loop with F.cross_entropy on {cases} cases (1-3 steps) — "
                 "values and the second-order gradient through every step.")
 
-    return _run("adapt_ce", body)
+    return run_check("adapt_ce", body)
 
 
 # ============================================================================ solutions

@@ -18,7 +18,6 @@ The shipped weights (``metalib.pretrained("sinusoid-maml")`` etc.) were trained 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -71,11 +70,6 @@ EVAL = dict(n_tasks=600, k_query=50, seed=2017, ks=(5, 10, 20), steps=(1, 10))
 """How the manifest's metrics are measured: the mean query MSE over ``n_tasks`` seeded test tasks
 (:func:`test_tasks`), ``k_query`` query points each, after 1 and 10 SGD steps from K = 5, 10, 20
 support points."""
-
-
-def full_mode() -> bool:
-    """True when the environment variable ``METALIB_FULL`` is ``1`` (train paper-length runs)."""
-    return os.environ.get("METALIB_FULL", "0").strip().lower() in ("1", "true", "yes")
 
 
 # --------------------------------------------------------------------------- models and learners
@@ -156,7 +150,7 @@ def train(
 
     hist = meta_train(
         learner, sample_batch, iterations, F.mse_loss, meta_lr=PAPER["meta_lr"],
-        anneal_outer_lr=kind == "reptile" and REPTILE["anneal"], progress=progress,
+        anneal_outer_lr=REPTILE["anneal"], progress=progress,  # only Reptile has a schedule of its own
         desc=desc or LABELS[kind], snapshot_at=snapshot_at,
     )
     snapshots = hist.snapshots

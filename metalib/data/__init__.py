@@ -23,7 +23,6 @@ from .omniglot import Omniglot, download_omniglot, split_classes, verify_omniglo
 from .paths import CorruptDataError, DataNotFoundError, cache_dir, data_root
 from .pickles import PickleNotAllowedError
 from .report import info, verify
-from .testing import require_miniimagenet, require_omniglot
 
 __all__ = [
     "ClassImageSet",
@@ -40,8 +39,6 @@ __all__ = [
     "verify_miniimagenet",
     "info",
     "verify",
-    "require_omniglot",
-    "require_miniimagenet",
     "DataNotFoundError",
     "CorruptDataError",
     "DownloadError",

@@ -106,7 +106,7 @@ class _Source:
     csv: Path | None = None  # the split CSV (None: use the shipped Ravi class list)
 
 
-def _find_source(split: str, root: str | os.PathLike[str] | None) -> _Source | None:
+def find_source(split: str, root: str | os.PathLike[str] | None) -> _Source | None:
     folder = miniimagenet_dir(root)
     images = folder / "images.zip"
     if not images.is_file():
@@ -335,7 +335,7 @@ class MiniImageNet(ClassImageSet):
         if not isinstance(allow_pickle, bool):
             raise TypeError(f"allow_pickle must be a bool, got {type(allow_pickle).__name__}")
         folder = miniimagenet_dir(root)
-        src = _find_source(split, root)
+        src = find_source(split, root)
         if src is None:
             raise DataNotFoundError(f"miniImageNet {split} split not found in {folder}/. " + how_to_get_miniimagenet(folder))
         list_file = src.csv if src.csv is not None else _SPLIT_DIR / f"{split}.txt"
@@ -376,7 +376,7 @@ def verify_miniimagenet(root: str | os.PathLike[str] | None = None) -> list[dict
     store: _ImageStore | None = None
     try:
         for split in SPLITS:
-            src = _find_source(split, root)
+            src = find_source(split, root)
             rep: dict[str, Any] = {"split": split, "source": None, "path": None, "classes": 0,
                                    "per_class": None, "ravi_classes": None, "missing_images": None}
             if src is None:

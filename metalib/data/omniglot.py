@@ -102,7 +102,7 @@ class _Source:
     kind: str  # "zip" or "folder"
 
 
-def _find_source(part: str, root: str | os.PathLike[str] | None) -> _Source | None:
+def find_source(part: str, root: str | os.PathLike[str] | None) -> _Source | None:
     """The zip if present (canonical form), else the extracted folder, else None."""
     folder = omniglot_dir(root)
     zpath = folder / ARCHIVES[part]
@@ -115,7 +115,7 @@ def _find_source(part: str, root: str | os.PathLike[str] | None) -> _Source | No
 
 
 def _require_source(part: str, root: str | os.PathLike[str] | None) -> _Source:
-    src = _find_source(part, root)
+    src = find_source(part, root)
     if src is None:
         folder = omniglot_dir(root)
         raise DataNotFoundError(
@@ -408,7 +408,7 @@ def verify_omniglot(root: str | os.PathLike[str] | None = None) -> list[dict[str
     """
     reports = []
     for part in PARTS:
-        src = _find_source(part, root)
+        src = find_source(part, root)
         rep: dict[str, Any] = {
             "part": part, "path": str(omniglot_dir(root) / ARCHIVES[part]), "kind": None,
             "present": src is not None, "complete": False, "md5": None,
@@ -465,7 +465,7 @@ def download_omniglot(
     urls = {**URLS, **(urls or {})}
     result = {}
     for part in PARTS:
-        src = _find_source(part, root)
+        src = find_source(part, root)
         if src is not None and not force:
             try:
                 _check_complete(src, _index(src))

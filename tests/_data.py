@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .miniimagenet import PICKLE_NAMES, _find_source as _find_mini, miniimagenet_dir
-from .omniglot import PARTS, _find_source as _find_omni, omniglot_dir
-from .paths import is_ci, where_to_put
+from metalib.data.miniimagenet import PICKLE_NAMES, find_source as _find_mini, miniimagenet_dir
+from metalib.data.omniglot import PARTS, find_source as _find_omni, omniglot_dir
+from metalib.data.paths import is_ci, where_to_put
 
 __all__ = [
     "require_omniglot",

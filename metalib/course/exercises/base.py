@@ -1,0 +1,91 @@
+"""What every exercise is made of: a verdict (:class:`Feedback`), the helpers its check uses, and the
+record that keeps an exercise's solution, check and common mistakes together (:class:`Exercise`)."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Feedback", "CheckFailed", "call_checked", "run_check", "close", "as_float", "Mistake", "Exercise"]
+
+
+@dataclass
+class Feedback:
+    """The verdict of a check: ``ok`` and a message that names the problem (or the success)."""
+
+    ok: bool
+    exercise: str
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        mark = "✓" if self.ok else "✗"
+        return f"{mark} {self.exercise}: {self.message}"
+
+    __str__ = __repr__
+
+
+class CheckFailed(Exception):
+    """Raised inside a check to stop at the first problem found."""
+
+
+def call_checked(exercise: str, fn: Callable, *args):
+    """Call the student's function; turn exceptions into a readable failure."""
+    if not callable(fn):
+        raise CheckFailed(f"expected a function, got {type(fn).__name__}.")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise CheckFailed(
+            "not written yet — the function still raises NotImplementedError. Replace the `raise` "
+            f"with your code, then run this cell again. (Stuck? Run `solution({exercise!r})`.)"
+        ) from None
+    except Exception as e:  # the student's bug: report it, don't crash the notebook
+        raise CheckFailed(f"your function raised {type(e).__name__}: {e}") from None
+
+
+def run_check(exercise: str, body: Callable[[], str]) -> Feedback:
+    """Run a check's ``body`` (which returns the success message or raises :class:`CheckFailed`)."""
+    try:
+        return Feedback(True, exercise, body())
+    except CheckFailed as f:
+        return Feedback(False, exercise, str(f))
+
+
+def close(a: Tensor, b: Tensor, tol: float = 1e-6) -> bool:
+    """Same shape and equal within ``tol`` (relative and absolute), compared in float64."""
+    return a.shape == b.shape and bool(torch.allclose(a.double(), b.double(), rtol=tol, atol=tol))
+
+
+def as_float(t: Tensor) -> Tensor:
+    return t.detach().double()
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A common wrong answer to an exercise and the words the check's message must name it with."""
+
+    what: str                 # the mistake, in a few words ("the sample std (n - 1)")
+    answer: Callable          # a function that makes it
+    names: str                # a phrase the check's message contains when it meets this answer
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise, in one place: its notebook, its reference solution (the function whose source
+    the notebook's Solution block shows), its automatic check and its common mistakes."""
+
+    name: str
+    notebook: str
+    solution: Callable
+    check: Callable
+    mistakes: Tuple[Mistake, ...] = field(default_factory=tuple)
+
+    def source(self) -> str:
+        """The reference solution's source code."""
+        return inspect.getsource(self.solution)
