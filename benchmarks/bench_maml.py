@@ -1,14 +1,20 @@
-"""MAML per meta-iteration: a plain loop over tasks versus torch.func.vmap over tasks.
+"""MAML per meta-iteration: the loop over tasks versus the batched path (vmap over tasks).
 
-Workloads (issue #2):
+Workloads (issue #2; W2 of issue #18):
   sinusoid   — MLP 1-40-40-1, meta-batch 25, K = 10 support + 10 query, 1 inner step (lr 0.01)
   conv4-5w1s — Conv-4 (64 filters, BatchNorm), 28x28 grey, 5-way 1-shot, 15 queries per class,
                meta-batch 32, 1 inner step (lr 0.4)
-each second-order (MAML) and first-order (FOMAML). One meta-iteration = meta_loss + backward.
-Inputs are random tensors of the workload's shapes (timing does not depend on pixel values).
+  conv4-W2   — the same with 1 query per class, as metalib.fewshot trains MAML on Omniglot
+each second-order (MAML) and first-order (FOMAML). One meta-iteration = ``MAML.meta_backward``
+(the trainers' step). Paths: ``loop`` (``batching="loop"``), ``vmap`` (``batching="vmap"``: the
+batched path, BatchNorm as plain tensor ops), ``vmap F.batch_norm`` (vmap with torch's BatchNorm,
+forced, to show its wrong second-order gradient). Inputs are random tensors of the workload's shapes
+(timing does not depend on pixel values).
 
 Every configuration runs in a fresh subprocess so that its peak memory (peak RSS on CPU, peak
-allocated on CUDA) is its own. Before timing, the vmap meta-gradient is compared with the loop's.
+allocated on CUDA) is its own. Before timing, each path's meta-gradient is compared with the loop's.
+The "paired" rows time loop and vmap alternately in one process (the median of per-round ratios is
+immune to load drift on a shared machine): they decide ``metalib.functional.BATCHED_BY_DEFAULT``.
 
     python benchmarks/bench_maml.py            # all workloads, writes the table into benchmarks/README.md
     python benchmarks/bench_maml.py --no-write # print only
@@ -33,7 +39,9 @@ from metalib.device import (
 WORKLOADS = {
     "sinusoid": dict(T=25, inner_lr=0.01),
     "conv4-5w1s": dict(T=32, inner_lr=0.4, n_way=5, k_shot=1, q_query=15),
+    "conv4-W2": dict(T=32, inner_lr=0.4, n_way=5, k_shot=1, q_query=1),
 }
+PATHS = ("loop", "vmap", "vmap F.batch_norm")
 
 
 def make(workload: str, device):
@@ -53,17 +61,46 @@ def make(workload: str, device):
 
 
 def learner(model, workload, path, first_order):
-    maml = MAML(model, inner_lr=WORKLOADS[workload]["inner_lr"], inner_steps=1, first_order=first_order, batching="loop")
-    if path == "vmap":
-        # Force vmap even where metalib refuses it (second order through BatchNorm), to measure it.
-        maml.uses_vmap = lambda: True
+    maml = MAML(model, inner_lr=WORKLOADS[workload]["inner_lr"], inner_steps=1, first_order=first_order,
+                batching="vmap" if path.startswith("vmap") else "loop")
+    if path == "vmap F.batch_norm":
+        # vmap with torch's BatchNorm (not metalib's plain-ops BatchNorm), to show its wrong gradient;
+        # each row runs in its own process, so the module-level switch touches no other row
+        import contextlib
+
+        import metalib.functional as mf
+
+        mf.plain_batchnorm = lambda model: contextlib.nullcontext()
     return maml
 
 
 def meta_grad(maml, batch, loss_fn):
     maml.model.zero_grad(set_to_none=True)
-    maml.meta_loss(batch, loss_fn).backward()
+    maml.meta_backward(batch, loss_fn)
     return torch.cat([p.grad.flatten() for p in maml.model.parameters()])
+
+
+def run_paired(workload: str, first_order: bool, rounds: int) -> dict:
+    """loop and vmap timed alternately in this one process; the median of per-round ratios."""
+    device = default_device()
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    model, batch, loss_fn = make(workload, device)
+    sides = {p: learner(model, workload, p, first_order) for p in ("loop", "vmap")}
+    ratios, times = [], {p: [] for p in sides}
+    for r in range(rounds + 1):
+        t = {}
+        for p in (("loop", "vmap") if r % 2 == 0 else ("vmap", "loop")):
+            t[p] = time_it(lambda: meta_grad(sides[p], batch, loss_fn), repeats=1, warmup=0, device=device).median_ms
+        if r:  # round 0 warms both up
+            ratios.append(t["loop"] / t["vmap"])
+            for p in t:
+                times[p].append(t[p])
+    import statistics
+
+    return dict(workload=workload, first_order=first_order, rounds=rounds, median_ratio=statistics.median(ratios),
+                min_ratio=min(ratios), max_ratio=max(ratios),
+                loop_ms=statistics.median(times["loop"]), vmap_ms=statistics.median(times["vmap"]))
 
 
 def run_one(workload: str, path: str, first_order: bool, repeats: int, warmup: int) -> dict:
@@ -86,25 +123,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=8, help="rounds of the paired loop/vmap timing (conv workloads)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--one", nargs=3, metavar=("WORKLOAD", "PATH", "ORDER"), help=argparse.SUPPRESS)
+    ap.add_argument("--paired", nargs=2, metavar=("WORKLOAD", "ORDER"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
         w, p, o = args.one
         print(json.dumps(run_one(w, p, o == "first", args.repeats, args.warmup)))
         return
-    rows = []
-    for workload in WORKLOADS:
+    if args.paired:
+        w, o = args.paired
+        print(json.dumps(run_paired(w, o == "first", args.rounds)))
+        return
+    rows, paired = [], []
+    extra = ["--threads", str(args.threads)] if args.threads else []
+    for workload in args.workloads:
         for order in ("second", "first"):
-            for path in ("loop", "vmap"):
+            paths = PATHS if workload.startswith("conv4") else ("loop", "vmap")
+            for path in paths:
                 out = subprocess.run(
                     [sys.executable, __file__, "--one", workload, path, order, "--repeats", str(args.repeats),
-                     "--warmup", str(args.warmup)], capture_output=True, text=True, check=True)
+                     "--warmup", str(args.warmup), *extra], capture_output=True, text=True, check=True)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 rows.append(row)
-                print(f"{workload:11s} {order:6s}-order {path:4s}: {row['median_ms']:8.1f} ms  "
+                print(f"{workload:11s} {order:6s}-order {path:18s}: {row['median_ms']:8.1f} ms  "
                       f"peak {row['peak_mb']:7.0f} MiB  grad rel.err vs loop {row['rel_err_vs_loop']:.1e}", flush=True)
-    table = render(rows, args)
+            if workload.startswith("conv4"):
+                out = subprocess.run([sys.executable, __file__, "--paired", workload, order, "--rounds",
+                                      str(args.rounds), *extra], capture_output=True, text=True, check=True)
+                pr = json.loads(out.stdout.strip().splitlines()[-1])
+                paired.append(pr)
+                print(f"{workload:11s} {order:6s}-order paired loop/vmap: {pr['median_ratio']:.3f} "
+                      f"({pr['min_ratio']:.2f}-{pr['max_ratio']:.2f})", flush=True)
+    table = render(rows, paired, args)
     print(table)
     if not args.no_write:
         sys.path.insert(0, os.path.dirname(__file__))
@@ -113,39 +169,54 @@ def main() -> None:
         write_section("bench_maml", table)
 
 
-def render(rows, args) -> str:
+def render(rows, paired, args) -> str:
+    from metalib.functional import BATCHED_BY_DEFAULT
+
     dev = default_device()
+    load = os.getloadavg()[0]
     lines = [
-        "## MAML: loop over tasks vs `torch.func.vmap` (`benchmarks/bench_maml.py`)",
+        "## Batched MAML: loop over tasks vs the batched path (`benchmarks/bench_maml.py`)",
         "",
-        f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)}, torch {torch.__version__}. "
-        f"One meta-iteration = `meta_loss` + `backward`; median (min–max) of {args.repeats} after {args.warmup} "
-        "warm-up; peak = peak RSS of the process while timing on CPU (peak allocated on CUDA). Random inputs of the "
-        "workload's shapes. CPU: both paths after `metalib.device.tune_cpu_allocator()`, as metalib's trainers run; "
-        "the loop takes its inner gradients with `torch.autograd.grad`, vmap with `torch.func.grad`.",
+        f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)} (torch threads: "
+        f"{torch.get_num_threads()}), torch {torch.__version__}; 1-min load average {load:.1f} at the end. "
+        f"One meta-iteration = `MAML.meta_backward` (the trainers' step); median (min–max) of {args.repeats} "
+        f"after {args.warmup} warm-up, each row in a fresh process; peak = peak RSS of the process while timing on "
+        "CPU (peak allocated on CUDA). Random inputs of the workload's shapes. CPU: every path after "
+        "`metalib.device.tune_cpu_allocator()`. `loop`: `batching=\"loop\"` (per-task backward, "
+        "`torch.autograd.grad` inner steps, `F.batch_norm`); `vmap`: `batching=\"vmap\"`, the batched path "
+        "(`torch.func.vmap` over tasks, one backward, BatchNorm as plain tensor ops); `vmap F.batch_norm`: "
+        "the same with torch's BatchNorm, forced, to show its wrong second-order meta-gradient.",
         "",
-        "| workload | order | path | ms / meta-iteration | peak MiB | meta-grad rel. error vs loop | default path |",
+        "| workload | order | path | ms / meta-iteration | peak MiB | meta-grad rel. error vs loop | default on this device |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        model = r["workload"]
         order = "first" if r["first_order"] else "second"
         maml = MAML(make(r["workload"], "cpu")[0], first_order=r["first_order"])
-        try:
-            default = "vmap" if maml.uses_vmap() else "loop"
-        except ValueError:
-            default = "loop"
-        refused = r["path"] == "vmap" and not r["first_order"] and r["workload"].startswith("conv4")
-        err = f"{r['rel_err_vs_loop']:.1e}" + (" (**wrong**: refused by metalib)" if refused else "")
+        maml.to(dev)
+        default = "vmap" if maml.uses_vmap() else "loop"
+        err = f"{r['rel_err_vs_loop']:.1e}"
+        if r["rel_err_vs_loop"] > 1e-4:
+            err += " (**wrong**)"
         lines.append(
-            f"| {model} | {order} | {r['path']} | {r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | "
+            f"| {r['workload']} | {order} | {r['path']} | {r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | "
             f"{r['peak_mb']:.0f} | {err} | {'✓' if default == r['path'] else ''} |"
         )
+    if paired:
+        lines += ["", "Paired (loop and vmap alternately in one process; ratio > 1: the batched path is faster):", "",
+                  "| workload | order | loop ms | vmap ms | loop / vmap, median (min–max, rounds) |",
+                  "|---|---|---:|---:|---:|"]
+        for pr in paired:
+            lines.append(f"| {pr['workload']} | {'first' if pr['first_order'] else 'second'} | {pr['loop_ms']:.0f} | "
+                         f"{pr['vmap_ms']:.0f} | **{pr['median_ratio']:.3f}×** ({pr['min_ratio']:.2f}–"
+                         f"{pr['max_ratio']:.2f}, {pr['rounds']}) |")
     lines += [
         "",
         "Workloads: sinusoid = MLP 1-40-40-1, meta-batch 25, K = 10 (+10 query), 1 inner step; "
-        "conv4-5w1s = Conv-4 (64 filters, BatchNorm), 28×28, 5-way 1-shot, 15 queries/class, meta-batch 32, 1 inner step.",
-        "`batching=\"auto\"` picks the default path shown (✓): vmap for models without convolutions/BatchNorm, the loop otherwise.",
+        "conv4-5w1s = Conv-4 (64 filters, BatchNorm), 28×28, 5-way 1-shot, 15 queries/class, meta-batch 32, 1 inner step; "
+        "conv4-W2 = the same with 1 query/class (how `metalib.fewshot` trains MAML on Omniglot).",
+        f"`batching=\"auto\"` picks the path marked ✓: vmap for models without convolutions/BatchNorm; for conv nets "
+        f"`metalib.functional.BATCHED_BY_DEFAULT` = `{BATCHED_BY_DEFAULT}`.",
     ]
     return "\n".join(lines)
 

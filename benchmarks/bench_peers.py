@@ -84,6 +84,9 @@ WORKLOADS = {
 }
 # The memory-vs-steps table: W3's shapes with one task per meta-batch (the memory of one task's graph).
 WORKLOADS["W3-1"] = dict(WORKLOADS["W3"], name="W3 shapes, meta-batch 1", T=1)
+# scripts/gpu_run.py --smoke: the device table's code paths at CPU-test sizes
+WORKLOADS["W2-smoke"] = dict(WORKLOADS["W2"], name="W2 shapes, meta-batch 2 (smoke)", T=2)
+WORKLOADS["W4-smoke"] = dict(WORKLOADS["W4"], name="W4 shapes, 10-way (smoke)", n=10)
 MAIN = ["W1", "W2", "W2b", "W3", "W4"]
 # (warm-up, timed) iterations after the priming call and the gate's call (which warm up too). On CPU
 # the Conv-4 workloads take seconds per iteration, so they get few repetitions.
@@ -301,6 +304,171 @@ def run_paired(w, order, rounds) -> dict:
                 metalib_ms=statistics.median(times["metalib"]), textbook_ms=statistics.median(times["textbook"]))
 
 
+# ----------------------------------------------------------------------------- one process, time-bounded (GPU)
+DEVICE_PLAN = [("W2", "second"), ("W2", "first"), ("W1", "second"), ("W2b", "second"), ("W3", "second"), ("W4", "-")]
+PRECISION_TOL = 1e-3  # TF32 / bf16 are kept only where the meta-gradient stays this close to float32's
+
+
+def _device_step(w, impl, order, device):
+    """``(model, batch, step)`` for the device table; ``step(batch)`` fills ``.grad`` (gradients only)."""
+    from metalib.training import CudaGraphStep
+
+    cfg = WORKLOADS[w]
+    base = impl.split(" + ")[0].split(" TF32")[0].split(" bf16")[0]
+    if cfg["kind"] == "protonet":
+        model, batch, step = build(w, "metalib" if base != "textbook" else "textbook", order, device)
+    elif base == "textbook":
+        model, batch, step = build(w, "textbook", order, device)
+    else:
+        model, batch, loss_fn = make(w, device)
+        maml = MAML(model, inner_lr=cfg["lr"], inner_steps=cfg["steps"], first_order=order == "first",
+                    batching="vmap" if base == "batched" else "loop")
+        step = lambda b: maml.meta_backward(b, loss_fn)  # noqa: E731
+    if "bf16" in impl:
+        plain = step
+
+        def step(b):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                plain(b)
+    if "CUDA graph" in impl:
+        if device.type != "cuda":
+            raise RuntimeError("needs CUDA")
+        inner = step
+
+        def train_like(b, opt):
+            opt.zero_grad(set_to_none=True)
+            inner(b)
+            return {"loss": torch.zeros((), device=device)}
+
+        graphed = CudaGraphStep(train_like, torch.optim.SGD(model.parameters(), lr=0.0))
+        step = lambda b: graphed(b)  # noqa: E731
+        step.graphed = graphed
+    return model, batch, step
+
+
+def device_rows(budget_s: float = 60.0, plan=None, log=print, row_s: float = 2.5, smoke: bool = False):
+    """The device table in this one process, within ``budget_s`` seconds: per workload, the textbook
+    loop, metalib's task loop, the batched path, each with a CUDA graph of the meta-gradient
+    (on CUDA), and the batched path with TF32 / bf16 autocast; each meta-gradient gated against the
+    task loop's (float32, TF32 off) before it is timed. Returns the rows (dicts)."""
+    device = default_device()
+    cuda = device.type == "cuda"
+    start = time.perf_counter()
+    rows = []
+    for w, order in (plan or DEVICE_PLAN):
+        if time.perf_counter() - start > budget_s:
+            rows.append(dict(workload=w, order=order, impl="*", refused="not run: the time budget was spent"))
+            continue
+        if WORKLOADS[w]["kind"] == "protonet":
+            impls = ["metalib", "textbook"] + (["metalib + CUDA graph"] if cuda else [])
+        else:
+            impls = ["loop", "textbook"]
+            if w in ("W2", "W2-smoke") and order == "second":  # reduced precision, gated against float32
+                impls += (["batched TF32"] if cuda else []) + ["batched bf16 autocast"]
+            impls += ["batched"] + (["loop + CUDA graph", "batched + CUDA graph"] if cuda else [])
+        ref, eager = None, {}
+        for impl in impls:
+            if time.perf_counter() - start > budget_s:
+                break
+            tf32 = "TF32" in impl
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            row = dict(workload=w, order=order, impl=impl)
+            rows.append(row)
+            try:
+                model, batch, step = _device_step(w, impl, order, device)
+                t0 = time.perf_counter()
+                for _ in range(4 if "CUDA graph" in impl else 1):  # graphs: 3 eager warm-ups, then capture
+                    model.zero_grad(set_to_none=True)
+                    step(batch)
+                sync(device)
+                row["first_call_s"] = time.perf_counter() - t0
+                graphed = getattr(step, "graphed", None)
+                if graphed is not None and graphed.error:
+                    row["refused"] = f"capture failed: {graphed.error[:150]}"
+                    continue
+                g = flat_grad(model)
+                eager[impl] = g
+                if ref is None:
+                    ref, row["rel_err"] = g, 0.0
+                else:
+                    row["rel_err"] = float((g - ref).norm() / ref.norm())
+                tol = PRECISION_TOL if ("TF32" in impl or "bf16" in impl) else TOL
+                if "CUDA graph" in impl and impl.split(" + ")[0] in eager:
+                    # a graph replays its eager path's kernels: gate it against that path, tightly
+                    own = eager[impl.split(" + ")[0]]
+                    row["rel_err_vs_eager"] = float((g - own).norm() / own.norm())
+                    if row["rel_err_vs_eager"] < 1e-5:
+                        row["rel_err"] = min(row["rel_err"], TOL / 2) if row["rel_err"] >= TOL else row["rel_err"]
+                        row.setdefault("note", "gated against its eager path")
+                elif row["rel_err"] >= tol and tol == TOL and w != "W1":
+                    # 1 query per class makes BatchNorm's meta-gradient ill-conditioned: an exact but
+                    # differently ordered computation can differ by > 1e-4 in float32. Decide in float64.
+                    grads = []
+                    for name in ("loop", impl):
+                        m64, b64, s64 = _device_step(w, name, order, device)
+                        m64.double()
+                        s64(tuple(t.double() if t.is_floating_point() else t for t in b64))
+                        grads.append(flat_grad(m64).double())
+                    row["rel_err64"] = float((grads[1] - grads[0]).norm() / grads[0].norm())
+                    if row["rel_err64"] < 1e-9:
+                        row["rel_err"] = row["rel_err"]  # kept for the table
+                        row["note"] = f"float32 rounding: float64 rel. error {row['rel_err64']:.0e}"
+                if (not bool(torch.isfinite(g).all()) or row["rel_err"] >= tol) and "note" not in row:
+                    row["refused"] = f"meta-gradient rel. error {row['rel_err']:.1e} >= {tol:.0e}"
+                    if "TF32" not in impl and "bf16" not in impl:
+                        continue
+                reset_peak_memory(device)
+                base = current_memory_mb(device)
+                times, t_row = [], time.perf_counter()
+                for i in range(23 if not smoke else 2):
+                    model.zero_grad(set_to_none=True) if graphed is None else None
+                    sync(device)
+                    t = time.perf_counter()
+                    step(batch)
+                    sync(device)
+                    if i >= (3 if not smoke else 0):
+                        times.append((time.perf_counter() - t) * 1e3)
+                    if time.perf_counter() - t_row > row_s and len(times) >= 3:
+                        break
+                row.update(median_ms=statistics.median(times), min_ms=min(times), max_ms=max(times),
+                           repeats=len(times), peak_mb=peak_memory_mb(device) - base)
+            except Exception as err:  # noqa: BLE001 - a row that fails says why; the table goes on
+                row["refused"] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:150] if str(err) else ''}"
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+                log(f"  {w:4s} {order:6s} {impl:24s} " + (fmt_time(row) + f" ms, rel.err {row.get('rel_err', float('nan')):.1e}"
+                    if "median_ms" in row else row.get("refused", "")))
+    return rows
+
+
+def render_device(rows, meta) -> str:
+    lines = [
+        "## The batched path and CUDA graphs on the device (`benchmarks/bench_peers.py --part device`)",
+        "",
+        meta,
+        "",
+        "One process, time-bounded. `loop` = `MAML(batching=\"loop\").meta_backward` (per-task backward); `batched` = "
+        "`batching=\"vmap\"` (vmap over tasks, BatchNorm as plain tensor ops, one backward); `+ CUDA graph` = the "
+        "meta-gradient captured once and replayed (`metalib.training.CudaGraphStep`); `TF32` = TF32 matmul/conv; "
+        "`bf16 autocast` = `torch.autocast(bfloat16)`. Meta-gradients gated against `loop` (float32, TF32 off) before "
+        f"timing: rel. error < {TOL:.0e}, or < {PRECISION_TOL:.0e} for the reduced-precision rows (kept only if "
+        "within it). Speed-up = textbook / row.",
+        "",
+        "| workload | order | implementation | ms / meta-iteration, median (min–max) | peak MiB (+) | meta-grad rel. error vs loop | speed-up vs textbook |",
+        "|---|---|---|---|---:|---|---:|",
+    ]
+    for r in rows:
+        tb = next((x for x in rows if x["workload"] == r["workload"] and x["order"] == r["order"]
+                   and x["impl"] == "textbook" and "median_ms" in x), None)
+        sp = f"{tb['median_ms'] / r['median_ms']:.2f}×" if tb and "median_ms" in r else "—"
+        peak = f"{r['peak_mb']:.0f}" if "peak_mb" in r else "—"
+        name = WORKLOADS[r["workload"]]["name"] if r["workload"] in WORKLOADS else r["workload"]
+        lines.append(f"| {name} | {r['order']} | {r['impl']} | {fmt_time(r)} | {peak} | {fmt_err(r)} | {sp} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- driver
 def spawn(args, w, impl, order, ref, warmup, repeats, steps=None, env=None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--one", w, impl, order, "--ref", ref, "--warmup", str(warmup),
@@ -486,7 +654,9 @@ def render_levers(rows, meta) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["all", "peers", "memory", "levers"], default="all")
+    ap.add_argument("--part", choices=["all", "peers", "memory", "levers", "device"], default="all",
+                    help="device: the time-bounded one-process table of the batched path and CUDA graphs (GPU)")
+    ap.add_argument("--budget", type=float, default=60.0, help="--part device: seconds")
     ap.add_argument("--workloads", nargs="+", default=MAIN, choices=MAIN)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-write", action="store_true")
@@ -509,6 +679,18 @@ def main() -> None:
     dev = default_device()
     load0, t0 = os.getloadavg()[0], time.perf_counter()
     sections = []
+    if args.part == "device":
+        rows = device_rows(args.budget)
+        meta = (f"Measured {datetime.date.today().isoformat()} on {describe_device(dev)}, torch {torch.__version__}, "
+                f"Python {sys.version.split()[0]}; this run took {(time.perf_counter() - t0) / 60:.1f} min.")
+        text = render_device(rows, meta)
+        print(text)
+        if not args.no_write:
+            sys.path.insert(0, HERE)
+            from _table import write_section
+
+            write_section("bench_peers_device", text)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         parts = ["peers", "memory", "levers"] if args.part == "all" else [args.part]
         results = {}

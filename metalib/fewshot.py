@@ -223,6 +223,15 @@ def build_learner(config: FewShotConfig, model: Optional[nn.Module] = None) -> a
 
 
 # ============================================================================ the trainer
+def _world() -> Tuple[int, int]:
+    """``(rank, world_size)`` of a torch.distributed process group, ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class _Validation(Callback):
     """Validate every ``val_every`` iterations (and at the last), keep the best weights (``best.pt``)."""
 
@@ -299,6 +308,12 @@ class FewShotTrainer:
             allocator is tuned (:func:`metalib.device.tune_cpu_allocator`).
         progress: show a ``tqdm`` progress bar. log: print the validation/resume/interrupt lines
             (default: as ``progress``).
+        deferred, check_every, capture: the GPU options of :class:`metalib.training.TrainingLoop`
+            (no host sync per iteration, the finiteness check interval, CUDA graphs / compile).
+        distributed: train as one process of a ``torchrun`` job (:mod:`metalib.distributed`); default:
+            when a process group of more than one process is initialised. Every rank builds the
+            same trainer; rank 0 alone validates, logs and writes ``run_dir``, and the others start
+            from its state (fresh or resumed).
 
     Reproducibility: the learner is initialised from ``torch.manual_seed(config.seed)``; training
     episodes come from a generator seeded with ``config.seed``; validation and test episodes from
@@ -309,7 +324,8 @@ class FewShotTrainer:
 
     def __init__(self, config: FewShotConfig, train_data=None, val_data=None, run_dir: Optional[PathLike] = None,
                  resume: bool = True, device: DeviceLike = None, progress: bool = True,
-                 log: Optional[bool] = None) -> None:
+                 log: Optional[bool] = None, deferred: Optional[bool] = None, check_every: Optional[int] = None,
+                 capture: Optional[str] = None, distributed: Optional[bool] = None) -> None:
         from .data import EpisodeSampler
 
         if not isinstance(config, FewShotConfig):
@@ -318,6 +334,11 @@ class FewShotTrainer:
         self.device = default_device(device)
         if self.device.type == "cpu":
             tune_cpu_allocator()
+        rank, size = _world()
+        self.distributed = size > 1 if distributed is None else bool(distributed)
+        self.rank, self.world_size = (rank, size) if self.distributed else (0, 1)
+        if self.rank != 0:  # rank 0 alone logs, validates and writes the run folder
+            progress, log, run_dir, val_data = False, False, None, False
         self.progress = progress
         self.log = progress if log is None else bool(log)
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -337,10 +358,21 @@ class FewShotTrainer:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, c.lr_decay_every, c.lr_decay)
         self.generator = torch.Generator().manual_seed(c.seed)
         self._validation = _Validation(self)
+        step_fn, sample = None, lambda: self.train_sampler.sample(c.meta_batch, generator=self.generator)
+        if self.distributed:
+            from .distributed import DistributedStep, shard_range
+
+            step_fn = DistributedStep(self.learner, c.meta_batch)
+            a, b = shard_range(c.meta_batch, self.rank, self.world_size)
+
+            def sample():  # the same seeded indices on every rank; the images of this rank's share only
+                classes, picks = self.train_sampler.sample_indices(c.meta_batch, generator=self.generator)
+                return self.train_sampler.gather(classes[a:b], picks[a:b])
         self.loop = TrainingLoop(
-            self.learner, lambda: self.train_sampler.sample(c.meta_batch, generator=self.generator), c.iterations,
+            self.learner, sample, c.iterations,
             optimizer, scheduler, callbacks=[self._validation, _Checkpoints(self)], generator=self.generator,
-            keep_every=c.checkpoint_every or None)
+            keep_every=c.checkpoint_every or None, deferred=deferred, check_every=check_every, step_fn=step_fn,
+            capture=capture)
         self.last_checkpoint_iteration: Optional[int] = None
 
         if self.run_dir is not None:
@@ -354,6 +386,12 @@ class FewShotTrainer:
                 for name in ("last.pt", "best.pt"):
                     (self.run_dir / name).unlink(missing_ok=True)
                 ckpt.save_config(self.run_dir / "config.json", c.to_dict())
+        if self.distributed:  # every rank starts from rank 0's state (fresh or resumed)
+            from .distributed import broadcast_state
+
+            state = broadcast_state(self.loop.state() if self.rank == 0 else None)
+            if self.rank != 0:
+                self.loop.load_state(state)
 
     def _check_images(self, images: Tensor, what: str) -> None:
         c = self.config
@@ -441,8 +479,12 @@ class FewShotTrainer:
         return self.best
 
     # ------------------------------------------------------------------ training and evaluation
-    def fit(self, until: Optional[int] = None) -> History:
+    def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None) -> History:
         """Train until iteration ``until`` (default ``config.iterations``), from where the run stands.
+
+        ``max_seconds``: also stop at the end of the first iteration that ends after that many
+        seconds of this call (a time budget; ``last.pt`` is written there). One process only: the
+        ranks of a distributed run must agree on where to stop, so they stop at ``until``.
 
         Interrupting (Ctrl-C, a notebook's "interrupt kernel") stops at the end of a complete
         iteration (see :mod:`metalib.training`), writes ``last.pt`` and re-raises
@@ -457,6 +499,9 @@ class FewShotTrainer:
         until = c.iterations if until is None else until
         if isinstance(until, bool) or not isinstance(until, int) or until > c.iterations:
             raise ValueError(f"until must be an int <= config.iterations={c.iterations}, got {until!r}")
+        if max_seconds is not None and self.distributed:
+            raise ValueError("max_seconds is for one process: the ranks of a distributed run stop at an iteration "
+                             "(until=...)")
         bar = ProgressBar(c.describe()) if self.progress else None
         if self.iteration < until:
             self._log(f"{c.describe()} on {describe_device(self.device)}: the bar shows loss/acc = means over the "
@@ -466,7 +511,10 @@ class FewShotTrainer:
         if bar is not None:
             self.loop.callbacks.append(bar)
         try:
-            return self.loop.run(until)
+            history = self.loop.run(until, max_seconds=max_seconds)
+            if self.iteration < until and self.last_checkpoint_iteration != self.iteration:
+                self.save()  # stopped by the time budget: the state where it stopped
+            return history
         except TrainingDiverged as err:
             raise self._diverged(err) from err
         finally:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Dict, Iterator, Literal, Tuple, Union
+import threading
+import types
+from typing import Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -73,43 +75,108 @@ def transductive_batchnorm(model: nn.Module) -> Iterator[None]:
             m.training, m.track_running_stats = training, track
 
 
-def batchnorm_context(model: nn.Module, bn_mode: str):
+def _plain_batchnorm_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+    r"""BatchNorm as plain tensor operations (what :func:`plain_batchnorm` installs).
+
+    ``x: [n, C, *spatial]``. With batch statistics (training mode, or no running statistics):
+
+    .. math:: \mu_c = \operatorname{mean}_{n, *} x, \quad
+              \sigma^2_c = \operatorname{mean}_{n, *} (x - \mu_c)^2, \quad
+              y = \gamma_c \frac{x - \mu_c}{\sqrt{\sigma^2_c + \epsilon}} + \beta_c
+
+    (the biased variance, as ``F.batch_norm`` normalises with); otherwise the running statistics.
+    Running statistics are never updated here (callers refuse the modes that would update them).
+    """
+    dims = [0] + list(range(2, x.dim()))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    if self.training or self.running_mean is None or self.running_var is None:
+        mean = x.mean(dims, keepdim=True)
+        var = (x - mean).square().mean(dims, keepdim=True)
+    else:
+        mean, var = self.running_mean.view(shape), self.running_var.view(shape)
+    y = (x - mean) * torch.rsqrt(var + self.eps)
+    if self.affine:
+        y = y * self.weight.view(shape) + self.bias.view(shape)
+    return y
+
+
+@contextlib.contextmanager
+def plain_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Make every BatchNorm layer of ``model`` compute with plain tensor operations
+    (:func:`_plain_batchnorm_forward`: mean, variance, rsqrt) instead of ``F.batch_norm``.
+
+    Why: under :func:`torch.func.vmap` over tasks, the second-order meta-gradient through
+    ``F.batch_norm`` is silently wrong (torch 2.x; relative error ~1e-2 even in float64,
+    ``tests/test_batched.py`` shows it), while vmap's double backward of these plain operations is
+    exact. This is what MAML's batched path (``batching="vmap"``) runs; the task loop keeps
+    ``F.batch_norm`` (the same values up to float rounding). Nothing else changes: parameters and
+    buffers are those of the module (so :func:`torch.func.functional_call` substitutes them as usual).
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.forward = types.MethodType(_plain_batchnorm_forward, m)  # an instance attribute shadows the class's
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.__dict__.pop("forward", None)
+
+
+def batchnorm_context(model: nn.Module, bn_mode: str, plain: bool = False):
     """The context in which an algorithm runs ``model``: see :func:`transductive_batchnorm`.
 
     ``bn_mode="transductive"`` forces batch statistics; ``"module"`` leaves BatchNorm as configured.
+    ``plain``: also compute BatchNorm with plain tensor operations (:func:`plain_batchnorm`; the
+    batched path under ``vmap``).
     """
     if bn_mode == "transductive":
-        return transductive_batchnorm(model)
-    if bn_mode == "module":
-        return contextlib.nullcontext()
-    raise ValueError(f"bn_mode must be 'transductive' or 'module', got {bn_mode!r}")
+        ctx = transductive_batchnorm(model)
+    elif bn_mode == "module":
+        ctx = contextlib.nullcontext()
+    else:
+        raise ValueError(f"bn_mode must be 'transductive' or 'module', got {bn_mode!r}")
+    if not plain:
+        return ctx
+    stack = contextlib.ExitStack()
+    stack.enter_context(ctx)
+    stack.enter_context(plain_batchnorm(model))
+    return stack
 
 
-def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: str = "transductive") -> bool:
+# Whether batching="auto" runs a conv/BatchNorm network's tasks batched (vmap with plain BatchNorm)
+# rather than in a loop, per device type: decided by `benchmarks/bench_maml.py` (numbers and the
+# decision in benchmarks/README.md, section "Batched MAML"). Devices not listed: the loop.
+BATCHED_BY_DEFAULT: Dict[str, bool] = {"cpu": False, "cuda": True}
+
+
+def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: str = "transductive",
+                device: Optional[torch.device] = None) -> bool:
     """Whether to process a batch of tasks with :func:`torch.func.vmap` rather than a Python loop.
 
-    ``"auto"`` picks vmap only for models without convolutions or BatchNorm: on CPU, vmap is much
-    faster than the loop on the sinusoid MLP but slower (and GBs heavier) on Conv-4 (measured by
-    ``benchmarks/bench_maml.py``; the numbers are in ``benchmarks/README.md``). ``"vmap"`` is refused where it would be wrong: a second-order
-    gradient through BatchNorm (torch 2.x returns a silently wrong meta-gradient, rel. error ~1e-2)
-    and BatchNorm layers that update running statistics.
+    ``"loop"``: never. ``"vmap"``: always, where it is right: BatchNorm layers then run as plain
+    tensor operations (:func:`plain_batchnorm`, which the caller enters with
+    ``batchnorm_context(..., plain=True)``), whose second-order meta-gradient under vmap equals the
+    loop's; refused only for BatchNorm layers that would update running statistics. ``"auto"``:
+    vmap for models without convolutions or BatchNorm (the sinusoid MLP: several times faster on
+    CPU); for conv/BatchNorm models, :data:`BATCHED_BY_DEFAULT` of ``device``'s type (the numbers
+    that decided it are in ``benchmarks/README.md``), the loop when ``device`` is None (callers that
+    never run the plain-BatchNorm path, e.g. Reptile, pass none and keep the loop).
+
+    ``second_order`` is kept for callers' clarity; with plain BatchNorm it no longer restricts vmap.
     """
     if batching not in ("auto", "loop", "vmap"):
         raise ValueError(f"batching must be 'auto', 'loop' or 'vmap', got {batching!r}")
     if batching == "loop":
         return False
     bn = has_batchnorm(model)
+    updates_stats = bn and bn_mode == "module" and model.training and any(
+        getattr(m, "track_running_stats", False) for m in model.modules())
     if batching == "auto":
-        return not bn and not has_conv(model)
-    if bn and second_order:
-        raise ValueError(
-            "batching='vmap' with a second-order meta-gradient through BatchNorm is refused: on torch "
-            "2.x, vmap returns a silently wrong gradient there (relative error ~1e-2). Use "
-            "batching='loop' (or first_order=True)."
-        )
-    if bn and bn_mode == "module" and model.training and any(
-        getattr(m, "track_running_stats", False) for m in model.modules()
-    ):
+        if not bn and not has_conv(model):
+            return True
+        kind = torch.device(device).type if device is not None else None
+        return bool(kind is not None and BATCHED_BY_DEFAULT.get(kind, False)) and not updates_stats
+    if updates_stats:
         raise ValueError(
             "BatchNorm layers that update running statistics cannot run under vmap; use "
             "bn_mode='transductive' or batching='loop'"
@@ -117,8 +184,57 @@ def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: st
     return True
 
 
+class FiniteChecks:
+    """Finiteness flags collected on the device instead of one host sync per check.
+
+    Inside ``with deferred_finite_checks() as checks:`` every :func:`check_finite` appends
+    ``isfinite(x).all()`` (a device tensor) here and returns at once; the caller reads
+    :meth:`all_finite` when it chooses (metalib's training loop: once per ``check_every``
+    iterations on the GPU, where a ``bool()`` per check would stall the queue of kernels).
+    """
+
+    def __init__(self) -> None:
+        self.flags: List[Tensor] = []
+        self.whats: List[str] = []
+
+    def add(self, t: Tensor, what: str) -> None:
+        self.flags.append(torch.isfinite(t.detach()).all())
+        self.whats.append(what)
+
+    def all_finite(self) -> Optional[Tensor]:
+        """A 0-dim bool tensor (on the checked tensors' device), or None if nothing was checked."""
+        if not self.flags:
+            return None
+        return torch.stack([f.to(self.flags[0].device) for f in self.flags]).all()
+
+
+_DEFERRED = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_finite_checks() -> Iterator[FiniteChecks]:
+    """Collect :func:`check_finite`'s checks in a :class:`FiniteChecks` instead of raising (no host
+    sync); nested uses collect into the innermost."""
+    stack = getattr(_DEFERRED, "stack", None)
+    if stack is None:
+        stack = _DEFERRED.stack = []
+    checks = FiniteChecks()
+    stack.append(checks)
+    try:
+        yield checks
+    finally:
+        stack.pop()
+
+
 def check_finite(loss: Tensor, what: str) -> None:
-    """Raise :class:`NonFiniteLossError` if any element of ``loss`` is NaN or infinite."""
+    """Raise :class:`NonFiniteLossError` if any element of ``loss`` is NaN or infinite.
+
+    Inside :func:`deferred_finite_checks` the check is recorded on the device instead (no sync).
+    """
+    stack = getattr(_DEFERRED, "stack", None)
+    if stack:
+        stack[-1].add(loss, what)
+        return
     if not bool(torch.isfinite(loss).all()):
         raise NonFiniteLossError(
             f"{what} is not finite ({loss.detach().flatten()[:5].tolist()}). Usual causes: an inner "

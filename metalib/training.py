@@ -18,6 +18,20 @@ What the loop guarantees:
   (:class:`TrainingDiverged`, weights untouched); weights that become non-finite after an update
   (checked every ``check_every`` iterations) are rolled back to the last good state — the one
   kept at the start and every ``keep_every`` iterations (no copy of the weights per iteration).
+
+On a GPU the loop runs **without a host synchronisation per iteration** (``deferred``, the default
+on CUDA): the metrics stay device tensors and every finiteness check of the step is recorded on the
+device (:func:`metalib.functional.deferred_finite_checks`); once every ``check_every`` iterations
+(and at the end of a run, before a checkpoint or a kept state) one sync reads them all. A NaN/inf
+found there rolls the run back to the last good state and stops it with :class:`TrainingDiverged`
+naming the first bad iteration (the update was taken: the GPU did not wait to be asked). On the CPU
+nothing changes (``check_every=1``, the loss checked before every update).
+
+Optionally (``capture=``) the meta-iteration is captured once per batch shape and replayed:
+``"cuda_graph"`` (:class:`CudaGraphStep`: the gradient computation — inner steps, outer backward —
+as one CUDA graph, the optimiser step after it) or ``"compile"`` (``torch.compile``). Without CUDA,
+``"cuda_graph"`` falls back to the plain step with a warning, and a capture that fails falls back
+to it too (the reason is kept in ``loop.capture_error``).
 """
 from __future__ import annotations
 
@@ -34,7 +48,7 @@ from torch import Tensor
 
 from . import checkpoint as ckpt
 from .device import tune_cpu_allocator
-from .functional import LossFn, NonFiniteLossError
+from .functional import LossFn, NonFiniteLossError, check_finite, deferred_finite_checks
 
 
 # ============================================================================ what a run records
@@ -125,14 +139,16 @@ class ProgressBar(Callback):
         if self.bar is None:
             return
         h = loop.history
+        self.bar.update(1)
         tail = h.loss[-self.window:]
+        if not tail:  # deferred metrics (GPU): the history fills at the next check
+            return
         post = {"loss": f"{sum(tail) / len(tail):.3f}"}
         accs = [a for a in h.accuracy[-self.window:] if not math.isnan(a)]
         if accs:
             post["acc"] = f"{sum(accs) / len(accs):.1f}%"
         if h.val:
             post["val"] = f"{h.val[-1][1]:.1f}%"
-        self.bar.update(1)
         self.bar.set_postfix(post, refresh=False)
 
     def close(self, loop=None, *_):
@@ -208,6 +224,109 @@ class _InterruptGuard:
         return held
 
 
+# ============================================================================ CUDA graphs
+class _NoStep:
+    """An optimiser stand-in inside the captured graph: ``zero_grad`` is the real one's, ``step``
+    does nothing (the real step runs eagerly after each replay)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self._opt = optimizer
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None) -> None:
+        return None
+
+    def __getattr__(self, name: str):
+        return getattr(self._opt, name)
+
+
+class CudaGraphStep:
+    """A meta-iteration captured as one CUDA graph and replayed (static shapes per capture).
+
+    The graph holds the gradient computation of ``step_fn(batch, optimizer)`` — ``zero_grad``, the
+    inner steps, the outer backward, the finiteness checks (recorded on the device, see
+    :func:`metalib.functional.deferred_finite_checks`) and the metrics; the optimiser's ``step()``
+    (and the schedule) run eagerly after each replay, so any optimiser and learning-rate schedule
+    work unchanged. The first ``warmup`` calls per shape run eagerly on a side stream (as
+    :func:`torch.cuda.graph` requires before a capture); a batch of another shape is captured anew.
+    Each call copies the batch into the static input tensors, replays, and returns clones of the
+    metrics (the static outputs are overwritten by the next replay).
+
+    If the capture fails (an operation that needs a host sync, an unsupported kernel), the error is
+    kept in :attr:`error` and every later call runs the plain step.
+    """
+
+    def __init__(self, step_fn: Callable[..., Dict[str, Tensor]], optimizer: torch.optim.Optimizer,
+                 warmup: int = 3) -> None:
+        self.step_fn, self.optimizer, self.warmup = step_fn, optimizer, warmup
+        self.graph = None
+        self.shapes = None
+        self.calls = 0           # eager calls since the last change of shape
+        self.captures = 0
+        self.error: Optional[str] = None
+        self._static_in: Tuple[Tensor, ...] = ()
+        self._static_out: Dict[str, Tensor] = {}
+        self._static_ok: Optional[Tensor] = None
+        self._static_grads: List[Tuple[Tensor, Tensor]] = []
+
+    @staticmethod
+    def _signature(batch: Sequence[Tensor]):
+        return tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
+
+    def __call__(self, batch: Sequence[Tensor]) -> Dict[str, Tensor]:
+        if self.error is not None:
+            return self.step_fn(batch, self.optimizer)
+        sig = self._signature(batch)
+        if sig != self.shapes:
+            self.shapes, self.graph, self.calls = sig, None, 0
+        if self.graph is None and self.calls < self.warmup:
+            self.calls += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                out = self.step_fn(batch, self.optimizer)
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.graph is None:
+            try:
+                self._capture(batch)
+            except Exception as err:  # noqa: BLE001 - any capture failure: fall back, say why
+                self.error = f"{type(err).__name__}: {err}"
+                import warnings
+
+                warnings.warn(f"CUDA graph capture failed ({self.error}); continuing without graphs", stacklevel=2)
+                torch.cuda.synchronize()
+                return self.step_fn(batch, self.optimizer)
+        for dst, src in zip(self._static_in, batch):
+            dst.copy_(src, non_blocking=True)
+        self.graph.replay()
+        for param, grad in self._static_grads:  # a zero_grad(set_to_none) outside the graph dropped them
+            param.grad = grad
+        self.optimizer.step()
+        # the graph's checks, reported to the caller's deferred checks (a NaN marker when one failed)
+        check_finite(torch.where(self._static_ok, 0.0, float("nan")), "the captured meta-iteration")
+        return {k: v.clone() for k, v in self._static_out.items()}
+
+    def _capture(self, batch: Sequence[Tensor]) -> None:
+        self._static_in = tuple(t.clone() for t in batch)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        proxy = _NoStep(self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)  # .grad is allocated inside the graph's pool
+        with torch.cuda.graph(graph):
+            with deferred_finite_checks() as checks:
+                out = self.step_fn(self._static_in, proxy)
+            ok = checks.all_finite()
+            self._static_ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=batch[0].device)
+            self._static_out = {k: v.detach() for k, v in out.items()}
+        self._static_grads = [(q, q.grad) for g in self.optimizer.param_groups for q in g["params"]
+                              if q.grad is not None]
+        self.graph = graph
+        self.captures += 1
+
+
 # ============================================================================ the loop
 class TrainingLoop:
     """Meta-train ``learner`` on batches from ``sample_batch()`` (see the module docstring).
@@ -220,36 +339,73 @@ class TrainingLoop:
         scheduler: default ``learner.outer_schedule(optimizer, iterations)`` (Reptile's annealing) or none.
         generator: the ``torch.Generator`` ``sample_batch`` draws from, if any: its state is part of
             the run's state (resumable, and restored when an iteration is undone).
-        check_every: check that the weights are finite every that many iterations (one device sync).
+        check_every: check that the weights (and, ``deferred``, the losses) are finite every that
+            many iterations (one device sync). Default: 1, or 50 when ``deferred``.
         keep_every: keep an in-memory copy of the complete state every that many iterations (and at
             the start): what non-finite weights are rolled back to. ``None``: at the start only.
+        deferred: no host sync per iteration (see the module docstring). Default: on CUDA devices.
+        step_fn: ``step_fn(batch, optimizer) -> metrics``, the meta-iteration (default
+            ``learner.train_step``; :mod:`metalib.distributed` passes its all-reducing step).
+        capture: ``None`` (default), ``"cuda_graph"`` or ``"compile"`` (see the module docstring);
+            implies ``deferred``. Shapes are static per capture: a batch of another shape is captured anew.
+        compile_options: keyword arguments of ``torch.compile`` for ``capture="compile"``.
     """
 
     def __init__(self, learner, sample_batch: Callable[[], Sequence[Tensor]], iterations: int,
                  optimizer: Optional[torch.optim.Optimizer] = None, scheduler=None, meta_lr: float = 1e-3,
                  callbacks: Sequence[Callback] = (), generator: Optional[torch.Generator] = None,
-                 check_every: int = 1, keep_every: Optional[int] = None) -> None:
+                 check_every: Optional[int] = None, keep_every: Optional[int] = None,
+                 deferred: Optional[bool] = None, step_fn: Optional[Callable[..., Dict[str, Tensor]]] = None,
+                 capture: Optional[str] = None, compile_options: Optional[Dict[str, Any]] = None) -> None:
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
         if not callable(getattr(learner, "train_step", None)):
             raise TypeError(f"expected a metalib learner (with train_step), got {type(learner).__name__}")
+        if capture not in (None, "cuda_graph", "compile"):
+            raise ValueError(f"capture must be None, 'cuda_graph' or 'compile', got {capture!r}")
+        if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int)
+                                        or check_every < 1):
+            raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
         self.learner, self.sample_batch, self.iterations = learner, sample_batch, iterations
         self.optimizer = optimizer if optimizer is not None else learner.outer_optimizer(meta_lr)
         self.scheduler = scheduler if scheduler is not None else learner.outer_schedule(self.optimizer, iterations)
         self.callbacks: List[Callback] = list(callbacks)
         self.generator = generator
-        self.check_every, self.keep_every = max(1, int(check_every)), keep_every
+        on_cuda = getattr(learner, "device", torch.device("cpu")).type == "cuda"
+        self.deferred = bool(on_cuda if deferred is None else deferred) or capture is not None
+        self.check_every = check_every if check_every is not None else (50 if self.deferred else 1)
+        self.keep_every = keep_every
         self.iteration = 0
         self.history = History()
         self.pending_callbacks = False  # the last iteration's callbacks were interrupted: redo them first
         self._good: Optional[Dict[str, Any]] = None
         self._guard: Optional[_InterruptGuard] = None
+        self._pending: List[Tuple[int, Dict[str, Tensor], Optional[Tensor]]] = []  # deferred: (iteration, metrics, ok)
+        self.step_fn = step_fn if step_fn is not None else learner.train_step
+        self.capture, self.capture_error = capture, None
+        self._step = self._plain_step
+        if capture == "cuda_graph":
+            if on_cuda:
+                self._step = CudaGraphStep(self.step_fn, self.optimizer)
+            else:
+                import warnings
+
+                self.capture_error = "capture='cuda_graph' needs a learner on a CUDA device; running without graphs"
+                warnings.warn(self.capture_error, stacklevel=2)
+        elif capture == "compile":
+            compiled = torch.compile(lambda batch: self.step_fn(batch, self.optimizer), **(compile_options or {}))
+            self._step = compiled
+
+    def _plain_step(self, batch: Sequence[Tensor]) -> Dict[str, Tensor]:
+        return self.step_fn(batch, self.optimizer)
 
     # ------------------------------------------------------------------ state
     def state(self) -> Dict[str, Any]:
-        """The complete resumable state: learner, optimiser, schedule, generator, RNG, iteration, history."""
+        """The complete resumable state: learner, optimiser, schedule, generator, RNG, iteration, history
+        (deferred: after :meth:`sync`, so that a state is never taken over unchecked iterations)."""
         import copy
 
+        self.sync()
         return {
             "iteration": self.iteration,
             "model": {k: v.detach().clone() for k, v in self.learner.state_dict().items()},
@@ -271,6 +427,7 @@ class TrainingLoop:
         if self.generator is not None and state.get("generator") is not None:
             self.generator.set_state(state["generator"])
         ckpt.set_rng_state(state["rng"])
+        self._pending.clear()
         self.iteration = int(state["iteration"])
         self.pending_callbacks = bool(state.get("pending_callbacks", False))
         if history:
@@ -286,9 +443,10 @@ class TrainingLoop:
         """What undoing an unfinished iteration needs (small: no weights)."""
         return {"iteration": self.iteration, "rng": ckpt.rng_state(), "lengths": self.history._lengths(),
                 "generator": self.generator.get_state() if self.generator is not None else None,
-                "seconds": self.history.seconds}
+                "seconds": self.history.seconds, "pending": len(self._pending)}
 
     def _undo(self, mark: Dict[str, Any]) -> None:
+        del self._pending[mark.get("pending", len(self._pending)):]
         self.iteration = mark["iteration"]
         ckpt.set_rng_state(mark["rng"])
         if self.generator is not None:
@@ -303,6 +461,7 @@ class TrainingLoop:
 
     def _rollback(self) -> int:
         """Back to the last good state (history, RNG and all); returns its iteration."""
+        self._pending.clear()
         good = self._good
         self.load_state(good, history=False)
         self.history = History.from_dict(good["history"])
@@ -313,11 +472,15 @@ class TrainingLoop:
         if self._guard is not None:
             self._guard.begin()
 
-    def run(self, until: Optional[int] = None) -> History:
-        """Train until iteration ``until`` (default ``iterations``) from where the run stands."""
+    def run(self, until: Optional[int] = None, max_seconds: Optional[float] = None) -> History:
+        """Train until iteration ``until`` (default ``iterations``) from where the run stands;
+        ``max_seconds``: or until the end of the first iteration that ends after that many seconds."""
         until = self.iterations if until is None else until
         if isinstance(until, bool) or not isinstance(until, int) or not 0 <= until <= self.iterations:
             raise ValueError(f"until must be an int in [0, iterations={self.iterations}], got {until!r}")
+        if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                        or not max_seconds >= 0):
+            raise ValueError(f"max_seconds must be a number >= 0, got {max_seconds!r}")
         if self.learner.device.type == "cpu":
             tune_cpu_allocator()  # reuse freed activation memory (metalib.device.tune_cpu_allocator)
         if self._good is None or self._good["iteration"] > self.iteration:
@@ -334,12 +497,15 @@ class TrainingLoop:
                     self._callbacks({})
                 while self.iteration < until:
                     mark = self._mark()
-                    metrics, held = self._iteration(mark, start, base)
+                    metrics, held = self._iteration(mark, start, base, until)
                     mark = None  # complete: nothing to undo from here on
                     if held:  # a Ctrl-C came during the update: stop here, the callbacks run on resume
                         self.pending_callbacks = True
                         raise KeyboardInterrupt
                     self._callbacks(metrics)
+                    if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                        break
+                self.sync()  # deferred: a run ends on checked iterations
         except KeyboardInterrupt:
             if mark is None:  # between iterations (e.g. in a validation): the iteration is complete
                 self.history.seconds = base + time.perf_counter() - start
@@ -371,11 +537,18 @@ class TrainingLoop:
         if self.keep_every and self.iteration % self.keep_every == 0:
             self.keep_good_state()
 
-    def _iteration(self, mark: Dict[str, Any], start: float, base: float) -> Tuple[Dict[str, float], bool]:
+    def _iteration(self, mark: Dict[str, Any], start: float, base: float,
+                   until: Optional[int] = None) -> Tuple[Dict[str, Any], bool]:
         it = self.iteration
+        ok = None
         try:
             batch = self.sample_batch()
-            out = self.learner.train_step(batch, self.optimizer)
+            if self.deferred:
+                with deferred_finite_checks() as checks:
+                    out = self._step(batch)
+                ok = checks.all_finite()
+            else:
+                out = self._step(batch)
         except NonFiniteLossError as err:  # raised before the update: the weights are untouched
             self._undo(mark)
             self._diverged(f"training stopped at iteration {it}: {err} The weights are those before that "
@@ -384,6 +557,14 @@ class TrainingLoop:
         guard.begin()  # from the update (or now, if the learner had none) to the end of the bookkeeping
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.deferred:  # no host sync: metrics stay device tensors until the next check
+            metrics: Dict[str, Any] = {k: v.detach() for k, v in out.items()}
+            self._pending.append((it, metrics, ok))
+            self.iteration = it + 1
+            if self.iteration % self.check_every == 0 or self.iteration in (self.iterations, until):
+                self.sync()
+            self.history.seconds = base + time.perf_counter() - start
+            return metrics, guard.end()
         metrics = {k: float(v) for k, v in out.items()}
         if (it + 1) % self.check_every == 0 or it + 1 == self.iterations:
             self._check_weights(it)
@@ -393,13 +574,54 @@ class TrainingLoop:
         self.history.seconds = base + time.perf_counter() - start
         return metrics, guard.end()  # the iteration is complete; was a Ctrl-C held during the update?
 
+    def sync(self) -> None:
+        """Deferred mode: read the pending iterations' metrics and finiteness flags, and the weights'
+        finiteness, in one host sync; record the metrics in the history. A non-finite loss or weight
+        rolls the run back to the last good state and raises :class:`TrainingDiverged`. No-op when
+        nothing is pending (and always on the non-deferred path)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        first = pending[0][0]
+        nan = torch.tensor(float("nan"))
+        rows = []
+        for _, m, ok in pending:
+            vals = [m.get("loss", nan), m.get("accuracy", nan), ok if ok is not None else torch.tensor(True)]
+            dev = next((v.device for v in vals if v.device.type != "cpu"), torch.device("cpu"))
+            rows.append(torch.stack([v.detach().to(dev, torch.float64).reshape(()) for v in vals]))
+        params = dict(self.learner.named_parameters())
+        finite = [torch.isfinite(p).all() for p in params.values()]
+        dev = rows[0].device
+        host = torch.cat([torch.stack(rows).flatten()] + ([torch.stack(finite).to(dev, torch.float64)] if finite else [])
+                         ).cpu().tolist()  # the one sync
+        table, weights_ok = host[:3 * len(rows)], host[3 * len(rows):]
+        bad = [first + i for i in range(len(rows)) if table[3 * i + 2] < 0.5
+               or not math.isfinite(table[3 * i])]
+        bad_weights = [n for n, v in zip(params, weights_ok) if v < 0.5]
+        if not bad and not bad_weights:
+            for i in range(len(rows)):
+                self.history.loss.append(table[3 * i])
+                self.history.accuracy.append(table[3 * i + 1])
+            return
+        it = bad[0] if bad else pending[-1][0]
+        if self._guard is not None:
+            self._guard.in_critical = False
+        back = self._rollback()
+        what = (f"the loss became non-finite at iteration {it}" if bad
+                else f"the weights became non-finite by iteration {it} ({', '.join(bad_weights[:3])})")
+        self._diverged(f"{what} (found at the check after iteration {pending[-1][0]}: on this device the loop "
+                       f"checks every {self.check_every} iterations without a host sync per iteration); the learner "
+                       f"was rolled back to its last good state (iteration {back}). The learning rate is probably "
+                       "too large.", it, None)
+
     def _check_weights(self, it: int) -> None:
         params = dict(self.learner.named_parameters())
         finite = torch.stack([torch.isfinite(p).all() for p in params.values()]) if params else torch.ones(1, dtype=torch.bool)
         if bool(finite.all()):
             return
         bad = [n for n, ok in zip(params, finite.tolist()) if not ok]
-        self._guard.in_critical = False
+        if self._guard is not None:
+            self._guard.in_critical = False
         back = self._rollback()
         self._diverged(f"the weights became non-finite after the update at iteration {it} ({', '.join(bad[:3])}); "
                        f"the learner was rolled back to its last good state (iteration {back}). The learning rate "

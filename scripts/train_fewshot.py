@@ -9,6 +9,12 @@ Examples (run from the repository root; METALIB_DATA must point at the data, see
     python scripts/train_fewshot.py --algorithm protonet --way 5 --shot 1 --iterations 2000 \\
         --ship protonet-omniglot-5w1s --note "CPU-budget run"
 
+Several processes (data parallel, metalib.distributed: each takes a share of every meta-batch's
+tasks, one all-reduce per iteration; NCCL on GPUs, gloo on CPU; rank 0 alone logs, validates, tests,
+writes checkpoints and ships):
+
+    torchrun --nproc-per-node 2 scripts/train_fewshot.py --algorithm maml --way 5 --shot 1 ...
+
 Every setting not given on the command line is the paper's (metalib.fewshot.default_config; printed
 at the start). Checkpoints go to --run-dir (default runs/<algorithm>-<dataset>-<N>w<K>s); running the
 same command again after an interruption (Ctrl-C) resumes the run exactly where it stopped.
@@ -69,6 +75,17 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--note", default="", help="a note for the manifest (e.g. 'CPU-budget run')")
     p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--batching", choices=["auto", "loop", "vmap"], default=None,
+                   help="MAML-family learners: the task loop or the batched path (vmap; default: per device, "
+                        "see benchmarks/README.md); recorded in the config's options")
+    p.add_argument("--capture", choices=["none", "cuda_graph", "compile"], default="none",
+                   help="GPU: capture the meta-iteration as a CUDA graph, or torch.compile it (metalib.training)")
+    p.add_argument("--check-every", type=int, default=None, metavar="N",
+                   help="check losses/weights for NaN every N iterations (default: 1 on CPU, 50 on GPU, no host sync "
+                        "in between)")
+    p.add_argument("--dist-timeout", type=float, default=600, metavar="S",
+                   help="torchrun: seconds a process waits for the others before the run fails (must exceed a "
+                        "validation on rank 0)")
     return p.parse_args(argv)
 
 
@@ -76,9 +93,28 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from metalib import distributed
+
+    try:
+        rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
+        return run(args, argv, rank, world_size, dist_device)
+    finally:
+        distributed.teardown()
+
+
+def run(args, argv, rank: int, world_size: int, dist_device) -> int:
+    if rank != 0:  # rank 0 alone prints, tests and ships; the others train their shares (errors still show)
+        import os
+
+        sys.stdout = open(os.devnull, "w")
+        args.no_progress = True
+    if dist_device is not None:
+        args.device = str(dist_device)
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.first_order:
         overrides["first_order"] = True
+    if args.batching is not None:
+        overrides["options"] = {"batching": args.batching}
     config = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset, **overrides)
     name = f"{args.algorithm}-{args.dataset}-{args.way}w{args.shot}s"
     run_dir = args.run_dir or ROOT / "runs" / name
@@ -89,8 +125,12 @@ def main(argv=None) -> int:
     print("  " + json.dumps(config.to_dict(), sort_keys=True))
 
     trainer = fewshot.FewShotTrainer(config, run_dir=run_dir, resume=not args.fresh, device=args.device,
-                                     progress=not args.no_progress)
-    print(f"device: {describe_device(trainer.device)}; starting at iteration {trainer.iteration}/{config.iterations}")
+                                     progress=not args.no_progress, check_every=args.check_every,
+                                     capture=None if args.capture == "none" else args.capture)
+    print(f"device: {describe_device(trainer.device)}; starting at iteration {trainer.iteration}/{config.iterations}"
+          + (f"; {world_size} processes (torchrun), each {config.meta_batch // world_size}-"
+             f"{-(-config.meta_batch // world_size)} of the {config.meta_batch} tasks per meta-batch"
+             if world_size > 1 else ""))
     if not args.eval_only:
         t0 = time.perf_counter()
         try:
@@ -114,6 +154,8 @@ def main(argv=None) -> int:
     elif trainer.iteration == 0:
         print("error: --eval-only, but the run folder holds no checkpoint", file=sys.stderr)
         return 2
+    if rank != 0:
+        return 0
     if trainer.best:
         b = trainer.best
         print(f"best validation: {b['accuracy']:.2f}% ± {b['ci95']:.2f}% at iteration {b['iteration']} "

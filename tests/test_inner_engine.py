@@ -142,3 +142,23 @@ def test_support_grad_engines_agree_and_first_order_has_no_history():
         assert torch.equal(la, lf) and rel_error(detached(ga), detached(gf)) < 1e-12
         assert all(g.requires_grad == c for g in ga.values())  # second order keeps the history
     assert float(sum(g.abs().sum() for g in out["autograd", False][0].values())) > 0
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_func_engine_under_vmap_with_plain_batchnorm_equals_the_autograd_loop(first_order):
+    """The batched path's engine: torch.func.grad under vmap, BatchNorm as plain tensor ops
+    (metalib.functional.plain_batchnorm), against the task loop's torch.autograd.grad through
+    F.batch_norm — the same meta-gradient in float64, 3 inner steps."""
+    from metalib.functional import plain_batchnorm
+
+    model, batch = tiny_convbn(seed=11), conv_batch(seed=11)
+    theta, buf = params_of(model), buffers_of(model)
+
+    def one(xs, ys, xq, yq):
+        phi, _ = inner_loop(model, theta, buf, xs, ys, F.cross_entropy, 0.3, 3, first_order, engine="func")
+        return F.cross_entropy(forward(model, phi, buf, xq), yq)
+
+    with transductive_batchnorm(model), plain_batchnorm(model):
+        batched = grads_of(model, vmap(one)(*batch).mean())
+    loop = grads_of(model, meta_objective(model, batch, "autograd", 3, first_order))
+    assert rel_error(batched, loop) < 1e-12

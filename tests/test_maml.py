@@ -116,9 +116,24 @@ def test_vmap_and_loop_agree():
     assert rel_error(vm, loop) < 1e-10
 
 
-def test_vmap_with_second_order_batchnorm_is_refused():
-    with pytest.raises(ValueError, match="BatchNorm"):
-        MAML(tiny_convbn(), batching="vmap").uses_vmap()
+def test_vmap_with_second_order_batchnorm_equals_the_loop():
+    """The batched path runs BatchNorm as plain tensor ops (tests/test_batched.py has the details),
+    so second order through BatchNorm under vmap is now right, not refused."""
+    model = tiny_convbn(seed=5)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 6, 1, 5, 5, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2]).repeat(3, 1)
+    assert MAML(model, batching="vmap").uses_vmap()
+    loop = meta_grad(MAML(model, 0.5, 2, batching="loop"), (x, y, x, y), F.cross_entropy)
+    vm = meta_grad(MAML(model, 0.5, 2, batching="vmap"), (x, y, x, y), F.cross_entropy)
+    assert rel_error(vm, loop) < 1e-10
+
+
+def test_vmap_with_batchnorm_that_updates_running_stats_is_refused():
+    net = _bn_net(True)  # track_running_stats, train mode: bn_mode="module" would update them
+    with pytest.raises(ValueError, match="running statistics"):
+        MAML(net, batching="vmap", bn_mode="module").uses_vmap()
+    assert not MAML(net, bn_mode="module").uses_vmap()  # auto: the loop, never an error
 
 
 def test_adapt_is_sgd_on_the_support_set():

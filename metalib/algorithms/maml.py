@@ -38,12 +38,16 @@ class MAML(Learner):
         inner_steps: inner SGD steps at meta-training (override per call with ``steps=``).
         first_order: drop the second-order terms (FOMAML).
         batching: how a batch of tasks is processed. ``"loop"`` — one task after another;
-            ``"vmap"`` — all tasks at once with :func:`torch.func.vmap`; ``"auto"`` (default) —
-            ``vmap`` for models without convolutions or BatchNorm (on the sinusoid MLP it is
-            several times faster), ``loop`` otherwise (on CPU, vmap over Conv-4 tasks is slower
-            and uses GBs; see ``benchmarks/README.md``). The loop takes its inner gradients with
-            :func:`torch.autograd.grad` (the same meta-gradient as :func:`torch.func.grad`, which
-            vmap needs, for less per-step overhead: ``metalib.functional.inner_loop``'s ``engine``).
+            ``"vmap"`` — the batched path: all tasks at once with :func:`torch.func.vmap`, BatchNorm
+            computed with plain tensor operations (:func:`metalib.functional.plain_batchnorm`),
+            which makes its second-order meta-gradient equal the loop's (``F.batch_norm`` under
+            vmap gives a wrong one); ``"auto"`` (default) — ``vmap`` for models without
+            convolutions or BatchNorm (on the sinusoid MLP it is several times faster); for conv
+            nets, the path :data:`metalib.functional.BATCHED_BY_DEFAULT` names for the model's
+            device (chosen from the measurements in ``benchmarks/README.md``: the loop on CPU).
+            The loop takes its inner gradients with :func:`torch.autograd.grad` (the same
+            meta-gradient as :func:`torch.func.grad`, which vmap needs, for less per-step
+            overhead: ``metalib.functional.inner_loop``'s ``engine``).
         bn_mode: ``"transductive"`` (default, as the original MAML code): every BatchNorm layer uses
             the statistics of the batch it sees — support at adaptation, query at prediction — at
             meta-training *and* meta-test time; running statistics are ignored and never updated.
@@ -106,14 +110,16 @@ class MAML(Learner):
             raise ValueError("recompute_steps=True runs the tasks in a loop; it cannot be combined with batching='vmap'")
         self.eval_steps = self.inner_steps if eval_steps is None else check_steps("eval_steps", eval_steps)
 
-    def _bn_context(self):
-        return batchnorm_context(self.model, self.bn_mode)
+    def _bn_context(self, plain: bool = False):
+        """The BatchNorm mode (``bn_mode``); ``plain``: BatchNorm as plain tensor ops (the vmap path)."""
+        return batchnorm_context(self.model, self.bn_mode, plain=plain)
 
     def uses_vmap(self) -> bool:
-        """Whether a batch of tasks is processed with ``vmap`` (see ``batching``)."""
+        """Whether a batch of tasks is processed with ``vmap`` (see ``batching``; ``"auto"``
+        depends on the device the model is on)."""
         if self.recompute_steps and not self.first_order:
             return False
-        return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode)
+        return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode, device=self.device)
 
     # ------------------------------------------------------------------ public API
     def initial_params(self) -> Params:
@@ -206,7 +212,7 @@ class MAML(Learner):
             pred = forward(model, phi, buffers, xq)
             return (loss_fn(pred, yq) if yq is not None else pred.new_zeros(())), pred, inner
 
-        with self._bn_context():
+        with self._bn_context(plain=vmapped):  # plain BatchNorm: vmap's double backward is exact
             if vmapped:
                 if y_q is None:
                     losses, preds, inner = vmap(lambda xs, ys, xq: one_task(xs, ys, xq, None),
