@@ -84,6 +84,12 @@ def check_labels(y: Tensor, n_way: Optional[int], what: str) -> int:
         raise ValueError(f"{what} labels are empty")
     lo, hi = int(y.min()), int(y.max())
     if n_way is None:
+        present = torch.unique(y).tolist()
+        if lo >= 0 and len(present) != hi + 1:
+            missing = sorted(set(range(hi + 1)) - set(present))
+            raise ValueError(f"{what} labels must be 0..N-1 with every class present; got labels {present} (no "
+                             f"{', '.join(map(str, missing[:5]))}{'...' if len(missing) > 5 else ''}): relabel the "
+                             f"{len(present)} classes 0..{len(present) - 1}, or pass n_way")
         n_way = hi + 1
     if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
         raise ValueError(f"n_way must be a positive int, got {n_way!r}")

@@ -45,7 +45,7 @@ DATASETS = ("omniglot", "miniimagenet", "custom")
 
 __all__ = [
     "FewShotConfig", "default_config", "paper_settings", "load_split", "build_learner", "FewShotTrainer",
-    "pretrained_learner", "evaluate_pretrained", "ship", "evaluate", "EvalResult", "seeded_episodes",
+    "pretrained_learner", "evaluate_pretrained", "ship", "load_run", "evaluate", "EvalResult", "seeded_episodes",
     "TrainingDiverged", "History", "TEST_SEED", "VAL_SEED", "DATASETS",
 ]
 
@@ -197,7 +197,7 @@ def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str
 
 
 # ============================================================================ data and learners
-def load_split(config: FewShotConfig, split: str, progress: bool = False):
+def load_split(config: FewShotConfig, split: str, progress: Optional[bool] = False):
     """The ``split`` ("train" / "val" / "test") of ``config.dataset`` (a :class:`metalib.data.ClassImageSet`)."""
     from . import data
 
@@ -304,6 +304,8 @@ class FewShotTrainer:
         resume: if ``run_dir`` holds a checkpoint, continue from it (its config must equal
             ``config``, else :class:`metalib.checkpoint.ConfigMismatchError`); ``False`` starts over
             and overwrites the run's checkpoints.
+        longer: resuming, accept a config that differs only by a larger ``iterations`` (train a
+            finished run longer; the command line's ``--longer``).
         device: where to train (default :func:`metalib.device.default_device`). On the CPU the
             allocator is tuned (:func:`metalib.device.tune_cpu_allocator`).
         progress: show a ``tqdm`` progress bar. log: print the validation/resume/interrupt lines
@@ -324,7 +326,7 @@ class FewShotTrainer:
 
     def __init__(self, config: FewShotConfig, train_data=None, val_data=None, run_dir: Optional[PathLike] = None,
                  resume: bool = True, device: DeviceLike = None, progress: bool = True,
-                 log: Optional[bool] = None, deferred: Optional[bool] = None, check_every: Optional[int] = None,
+                 log: Optional[bool] = None, longer: bool = False, deferred: Optional[bool] = None, check_every: Optional[int] = None,
                  capture: Optional[str] = None, distributed: Optional[bool] = None) -> None:
         from .data import EpisodeSampler
 
@@ -342,16 +344,19 @@ class FewShotTrainer:
         self.progress = progress
         self.log = progress if log is None else bool(log)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        train = images_of(train_data if train_data is not None else load_split(c, "train", progress))
+        self.longer = bool(longer)
+        train = images_of(train_data if train_data is not None else load_split(c, "train", None if progress else False))
         self._check_images(train, "train_data")
         self.train_sampler = EpisodeSampler(train, c.train_way_, c.train_shot_, c.train_query, device=self.device)
         self.val_data = None
         if c.val_every and val_data is not False:
-            self.val_data = images_of(val_data if val_data is not None else load_split(c, "val", progress))
+            self.val_data = images_of(val_data if val_data is not None else load_split(c, "val", None if progress else False))
             self._check_images(self.val_data, "val_data")
 
         torch.manual_seed(c.seed)
         self.learner = build_learner(c).to(self.device)
+        if self.val_data is not None:
+            self.check_episodes(self.val_data, what="validation")  # before any training, not at the first validation
         optimizer = self.learner.outer_optimizer(c.meta_lr)
         scheduler = self.learner.outer_schedule(optimizer, c.iterations)
         if scheduler is None and c.lr_decay_every:
@@ -392,6 +397,21 @@ class FewShotTrainer:
             state = broadcast_state(self.loop.state() if self.rank == 0 else None)
             if self.rank != 0:
                 self.loop.load_state(state)
+
+    def check_episodes(self, data, n_way: Optional[int] = None, what: str = "test") -> None:
+        """Raise ``ValueError`` (one line) if ``data`` cannot give this run's ``n_way``-way
+        ``k_shot``-shot episodes with ``test_query`` queries per class, or the learner cannot
+        classify them — before any training (the command line checks the test split this way)."""
+        from .data import EpisodeSampler
+
+        c, n = self.config, n_way or self.config.n_way
+        images = images_of(data)
+        self._check_images(images, f"the {what} data")
+        try:
+            EpisodeSampler(images, n, c.k_shot, c.test_query)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"the {what} episodes cannot be drawn: {err}") from None
+        self.learner.check_task(n)
 
     def _check_images(self, images: Tensor, what: str) -> None:
         c = self.config
@@ -439,12 +459,24 @@ class FewShotTrainer:
         """Restore a state from :meth:`state` (or a checkpoint)."""
         self.loop.load_state(state)
 
+    def _same_run(self, saved: Dict[str, Any], where: Path) -> None:
+        """The saved config must equal this one — but for a larger ``iterations`` when ``longer``."""
+        now = self.config.to_dict()
+        if self.longer and int(saved.get("iterations", 0)) <= now["iterations"]:
+            saved = {**saved, "iterations": now["iterations"]}
+        ckpt.check_same_config(saved, now, where)
+
     def _resume(self, path: Path) -> None:
         cfg_file = self.run_dir / "config.json"
         if cfg_file.exists():
-            ckpt.check_same_config(ckpt.load_config(cfg_file), self.config.to_dict(), self.run_dir)
+            self._same_run(ckpt.load_config(cfg_file), self.run_dir)
         state = ckpt.load_checkpoint(path, map_location=self.device)
-        ckpt.check_same_config(state["config"], self.config.to_dict(), path)
+        self._same_run(state["config"], path)
+        if self.longer and state["config"]["iterations"] != self.config.iterations:
+            self._log(f"training the run longer: {state['config']['iterations']} -> {self.config.iterations} iterations"
+                      " (a learning-rate schedule over the whole run is stretched to the new length)")
+            state = {**state, "config": self.config.to_dict()}
+            ckpt.save_config(cfg_file, self.config.to_dict())
         try:
             self.load_state(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -574,6 +606,25 @@ class FewShotTrainer:
     def __repr__(self) -> str:
         return (f"FewShotTrainer({self.config.describe()}, iteration {self.iteration}/{self.config.iterations}, "
                 f"device={self.device}, run_dir={self.run_dir})")
+
+
+def load_run(run_dir: PathLike, which: str = "best", device: DeviceLike = None):
+    """``(learner, config)`` from a run folder: its ``best.pt`` (best validation weights; ``which="best"``)
+    or ``last.pt`` (where training stands; ``which="last"``), built from the ``config.json`` beside it.
+
+    >>> learner, config = fewshot.load_run("runs/protonet-omniglot-5w1s")
+    >>> evaluate(learner, load_split(config, "test"), config.n_way, config.k_shot, config.test_query)
+    """
+    run_dir = Path(run_dir)
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    config = FewShotConfig.from_dict(ckpt.load_config(run_dir / "config.json"))
+    state = ckpt.load_checkpoint(run_dir / f"{which}.pt", map_location="cpu")
+    learner = build_learner(config)
+    learner.load_state_dict(state["model"])
+    return learner.to(default_device(device)), config
 
 
 # ============================================================================ shipped weights

@@ -301,6 +301,15 @@ def inner_loop(
     return params, torch.stack(losses)
 
 
+def scalar_loss(loss: Tensor) -> Tensor:
+    """``loss`` if it is a scalar; one clear line if ``loss_fn`` returned something else."""
+    if not isinstance(loss, Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar (e.g. the mean over the examples), got {shape}: "
+                         "reduction='none' losses need a .mean()")
+    return loss
+
+
 def support_grad(
     model: nn.Module,
     params: Params,
@@ -323,7 +332,7 @@ def support_grad(
     """
     _check_engine(engine)
     if engine == "func" or (engine == "auto" and _under_functorch()):
-        grads, loss = grad_and_value(lambda p: loss_fn(forward(model, p, buffers, x), y))(params)
+        grads, loss = grad_and_value(lambda p: scalar_loss(loss_fn(forward(model, p, buffers, x), y)))(params)
         if not create_graph:
             grads = {k: g.detach() for k, g in grads.items()}
         return grads, loss.detach()
@@ -332,7 +341,7 @@ def support_grad(
     create = create_graph and torch.is_grad_enabled()
     with torch.enable_grad():
         src = {k: p if create and p.requires_grad else p.detach().requires_grad_() for k, p in params.items()}
-        loss = loss_fn(forward(model, src, buffers, x), y)
+        loss = scalar_loss(loss_fn(forward(model, src, buffers, x), y))
         grads = torch.autograd.grad(loss, list(src.values()), create_graph=create, allow_unused=True,
                                     materialize_grads=True)
     return dict(zip(src, grads)), loss.detach()

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Train a few-shot classifier (ProtoNet, MAML, first-order MAML, Reptile) on a Conv-4, evaluate it
+"""Train a few-shot classifier (any registered algorithm: metalib.algorithms.available()), evaluate it
 on 600 seeded test episodes, and optionally ship it to metalib/weights/.
 
-Examples (run from the repository root; METALIB_DATA must point at the data, see docs/data.md):
+Examples (run from the repository root; the data is read from data/ by default, or from the folder
+$METALIB_DATA names: see docs/data.md):
 
     python scripts/train_fewshot.py --algorithm protonet --way 5 --shot 1 --iterations 2000
     python scripts/train_fewshot.py --algorithm maml --way 5 --shot 1 --iterations 1000 --meta-batch 8
@@ -40,26 +41,56 @@ from metalib.io import atomic_write_json  # noqa: E402
 
 # command-line flag -> FewShotConfig field (None on the command line = keep the paper's default)
 OVERRIDES = {
-    "iterations": int, "meta_batch": int, "train_way": int, "train_shot": int, "train_query": int,
-    "meta_lr": float, "lr_decay_every": int, "inner_lr": float, "inner_steps": int, "test_inner_steps": int,
-    "outer_lr": float, "outer_lr_final": float, "inner_optimizer": str, "hidden": int, "splits": str,
-    "val_every": int, "val_episodes": int, "test_episodes": int, "test_query": int, "checkpoint_every": int,
-    "seed": int,
+    "iterations": (int, "meta-iterations of the run"),
+    "meta_batch": (int, "tasks per meta-iteration"),
+    "train_way": (int, "N of the training episodes (default: --way)"),
+    "train_shot": (int, "K of the training episodes (default: --shot)"),
+    "train_query": (int, "queries per class in the training episodes"),
+    "meta_lr": (float, "Adam's learning rate (the outer loop)"),
+    "lr_decay_every": (int, "halve the outer learning rate every N iterations (0: never)"),
+    "inner_lr": (float, "inner-loop step size (optimisation-based learners)"),
+    "inner_steps": (int, "inner steps in training"),
+    "test_inner_steps": (int, "inner steps at validation and test"),
+    "outer_lr": (float, "Reptile's meta step size epsilon"),
+    "outer_lr_final": (float, "what Reptile's epsilon is annealed to"),
+    "inner_optimizer": (str, "Reptile's inner optimiser: sgd or adam"),
+    "hidden": (int, "Conv-4 filters per layer"),
+    "splits": (str, "Omniglot split scheme: vinyals or maml"),
+    "val_every": (int, "validate every N iterations (0: never)"),
+    "val_episodes": (int, "seeded validation episodes"),
+    "test_episodes": (int, "seeded test episodes"),
+    "test_query": (int, "queries per class at validation and test"),
+    "checkpoint_every": (int, "write last.pt every N iterations"),
+    "seed": (int, "seeds the initial weights and the training episodes"),
 }
+DEFAULT = "the paper's (printed at the start)"
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring as it is, and every option's default (where it has one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithm", required=True, choices=algorithms.available(),
-                   help="a registered algorithm (metalib.algorithms.available()); fomaml = MAML with first_order=True")
-    p.add_argument("--dataset", default="omniglot", choices=["omniglot", "miniimagenet"])
+    p = argparse.ArgumentParser(description=__doc__.replace("``", ""), formatter_class=_Formatter)
+    p.add_argument("--algorithm", required=True, choices=algorithms.available(), metavar="NAME",
+                   help="a registered algorithm: " + ", ".join(algorithms.available())
+                        + " (fomaml = MAML with first_order=True)")
+    p.add_argument("--dataset", default="omniglot", choices=["omniglot", "miniimagenet"], help="the dataset")
     p.add_argument("--way", type=int, default=5, help="N (test and validation episodes)")
     p.add_argument("--shot", type=int, default=1, help="K (test and validation episodes)")
-    for name, typ in OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None)
+    for name, (typ, what) in OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=f"{what} (default: {DEFAULT})")
     p.add_argument("--first-order", action="store_true", help="MAML without second-order terms")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints + config.json (default runs/<name>)")
     p.add_argument("--fresh", action="store_true", help="start over even if --run-dir holds a checkpoint")
+    p.add_argument("--longer", action="store_true",
+                   help="train an existing run longer: its settings may differ only by a larger --iterations")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
@@ -74,7 +105,8 @@ def parse(argv=None) -> argparse.Namespace:
                    help="save the evaluated weights to metalib/weights/NAME.pt and the manifest")
     p.add_argument("--note", default="", help="a note for the manifest (e.g. 'CPU-budget run')")
     p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (the validation and result lines are still printed, e.g. for a nohup log)")
     p.add_argument("--batching", choices=["auto", "loop", "vmap"], default=None,
                    help="MAML-family learners: the task loop or the batched path (vmap; default: per device, "
                         "see benchmarks/README.md); recorded in the config's options")
@@ -89,17 +121,36 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class UsageError(Exception):
+    """A problem with the command, reported in one line (exit 2)."""
+
+
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.threads is not None and args.threads < 1:
+        return _error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from metalib import distributed
+    from metalib import checkpoint, distributed
+    from metalib.data import CorruptDataError, DataNotFoundError
 
     try:
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
         return run(args, argv, rank, world_size, dist_device)
+    except checkpoint.ConfigMismatchError as err:
+        return _error(str(err).split(". Resume with")[0] + ". Run with --fresh to start over (this overwrites the "
+                      "run's checkpoints), --run-dir DIR for another folder, or --longer to train a run longer with "
+                      "a larger --iterations.")
+    except (UsageError, ValueError, TypeError, DataNotFoundError, CorruptDataError, checkpoint.CheckpointError,
+            OSError) as err:
+        return _error(str(err))
     finally:
         distributed.teardown()
+
+
+def _error(message: str) -> int:
+    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return 2
 
 
 def run(args, argv, rank: int, world_size: int, dist_device) -> int:
@@ -125,8 +176,16 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     print("  " + json.dumps(config.to_dict(), sort_keys=True))
 
     trainer = fewshot.FewShotTrainer(config, run_dir=run_dir, resume=not args.fresh, device=args.device,
-                                     progress=not args.no_progress, check_every=args.check_every,
+                                     progress=not args.no_progress, log=True, longer=args.longer,
+                                     check_every=args.check_every,
                                      capture=None if args.capture == "none" else args.capture)
+    # the whole run is checked before the first iteration: the test episodes too
+    test_data = fewshot.load_split(config, "test") if rank == 0 else None
+    if args.test_way and args.test_way != config.n_way and trainer.learner.fixed_way is not None:
+        raise UsageError(f"--test-way is for learners without a fixed head; {trainer.learner.describe()} has a "
+                         f"{trainer.learner.fixed_way}-way head")
+    if test_data is not None:
+        trainer.check_episodes(test_data, args.test_way or config.n_way)
     print(f"device: {describe_device(trainer.device)}; starting at iteration {trainer.iteration}/{config.iterations}"
           + (f"; {world_size} processes (torchrun), each {config.meta_batch // world_size}-"
              f"{-(-config.meta_batch // world_size)} of the {config.meta_batch} tasks per meta-batch"
@@ -162,19 +221,16 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
               f"({config.val_episodes} seeded val episodes); testing those weights")
     ship_config = None
     if args.test_way and args.test_way != config.n_way:
-        if trainer.learner.fixed_way is not None:
-            print(f"error: --test-way is for learners without a fixed head; {trainer.learner.describe()} has a "
-                  f"{trainer.learner.fixed_way}-way head", file=sys.stderr)
-            return 2
         ship_config = fewshot.copy_config(config, n_way=args.test_way)
-        result = trainer.test(n_way=args.test_way)
+        result = trainer.test(test_data, n_way=args.test_way)
     else:
-        result = trainer.test()
+        result = trainer.test(test_data)
     print(f"test accuracy: {result}")
+    result_file = Path(run_dir) / f"result-{result.n_way}w{result.k_shot}s.json"
     atomic_write_json({"test": result.as_dict(), "best_validation": trainer.best, "iterations": trainer.iteration,
                        "minutes": round(trainer.history.seconds / 60, 2), "command": command,
-                       "device": describe_device(trainer.device)},
-                      Path(run_dir) / f"result-{result.n_way}w{result.k_shot}s.json")
+                       "device": describe_device(trainer.device)}, result_file)
+    print(f"result written to {result_file}")
     if args.ship:
         entry = fewshot.ship(args.ship, trainer, result, command=command, note=args.note, config=ship_config,
                              directory=args.weights_dir)

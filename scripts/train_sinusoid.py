@@ -26,17 +26,29 @@ from metalib.pretrained import save_pretrained
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kinds", nargs="+", default=list(lab.KINDS), choices=lab.KINDS)
-    ap.add_argument("--iterations", type=int, default=lab.PAPER["iterations"])
-    ap.add_argument("--seed", type=int, default=0)
+    """Every error is one line on stderr and exit code 2."""
+    try:
+        return _main(argv)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--kinds", nargs="+", default=list(lab.KINDS), choices=lab.KINDS, help="which learners to train")
+    ap.add_argument("--iterations", type=int, default=lab.PAPER["iterations"], help="meta-iterations")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the tasks")
     ap.add_argument("--snapshots", type=int, default=30, help="about this many log-spaced weight snapshots")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this tiny MLP)")
     ap.add_argument("--no-save", action="store_true", help="train and evaluate, write nothing")
     ap.add_argument("--reevaluate", action="store_true",
                     help="train nothing: re-measure the metrics of the shipped weights and update their manifest entries")
     args = ap.parse_args(argv)
-
+    if args.iterations < 0 or args.threads < 1 or args.snapshots < 1:
+        raise ValueError(f"--iterations must be >= 0, --threads and --snapshots >= 1 (got {args.iterations}, "
+                         f"{args.threads}, {args.snapshots})")
     torch.set_num_threads(args.threads)
     if args.reevaluate:
         return reevaluate(args.kinds)

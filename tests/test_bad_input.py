@@ -105,3 +105,84 @@ def test_bad_model_and_loss():
 def test_conv4_wrong_image_shape():
     with pytest.raises(ValueError, match=r"\[n, 1, H, W\]"):
         models.Conv4(1, 5)(torch.randn(2, 3, 28, 28))
+
+
+# ----------------------------------------------------------------------------- one clear line, before any work
+def conv_task(n_way=3, k=2, q=2, T=2, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    x_s = torch.rand(T, n_way * k, 1, 16, 16, generator=g, dtype=dtype)
+    x_q = torch.rand(T, n_way * q, 1, 16, 16, generator=g, dtype=dtype)
+    y_s = torch.arange(n_way).repeat_interleave(k).expand(T, -1).clone()
+    y_q = torch.arange(n_way).repeat_interleave(q).expand(T, -1).clone()
+    return x_s, y_s, x_q, y_q
+
+
+def head_learners():
+    torch.manual_seed(0)
+    net = models.Conv4(1, 3, hidden=4, image_size=16)
+    return [MAML(net, inner_lr=0.1), Reptile(net, inner_lr=0.01, inner_steps=1)]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda y: y + 3, r"labels must lie in \[0, 3\) for this 3-way head; found 3..5"),
+    (lambda y: y.float(), "labels must be an integer tensor"),
+    (lambda y: torch.where(y == 0, torch.full_like(y, -100), y), "-100 is cross_entropy's ignore_index"),
+])
+def test_classification_labels_are_checked_against_the_head(bad, match):
+    x_s, y_s, x_q, y_q = conv_task()
+    for learner in head_learners():
+        with pytest.raises((ValueError, TypeError), match=match):
+            learner.meta_backward((x_s, bad(y_s), x_q, y_q))
+        with pytest.raises((ValueError, TypeError), match=match):
+            learner.meta_backward((x_s, y_s, x_q, bad(y_q)))
+        with pytest.raises((ValueError, TypeError), match=match):
+            learner.adapt(x_s[0], bad(y_s[0]))
+        assert all(p.grad is None for p in learner.parameters())  # refused before any work
+
+
+def test_dtype_and_device_mismatches_name_both():
+    x_s, y_s, x_q, y_q = conv_task(dtype=torch.float64)
+    for learner in head_learners():
+        with pytest.raises(TypeError, match="torch.float64 but the learner's weights torch.float32"):
+            learner.meta_backward((x_s, y_s, x_q, y_q))
+    protonet = ProtoNet(models.Conv4(1, None, hidden=4, image_size=16))
+    with pytest.raises(TypeError, match="torch.float64 but the learner's weights torch.float32"):
+        protonet.predict(x_s, y_s, x_q)
+    with pytest.raises(ValueError, match="on meta but the learner's weights on cpu"):
+        protonet.predict(x_s.to("meta").float(), y_s, x_q)
+
+
+def test_protonet_with_nan_images_raises_nonfinite():
+    x_s, y_s, x_q, y_q = conv_task()
+    x_s[0, 0, 0, 0, 0] = float("nan")
+    protonet = ProtoNet(models.Conv4(1, None, hidden=4, image_size=16))
+    with pytest.raises(NonFiniteLossError):
+        protonet.meta_loss((x_s, y_s, x_q, y_q))
+
+
+def test_adapt_refuses_a_whole_batch_and_an_empty_support_set():
+    x_s, y_s, x_q, y_q = sin_batch(T=3)
+    maml = MAML(models.sinusoid_mlp(), loss_fn=F.mse_loss)
+    with pytest.raises(ValueError, match="adapt takes one task.*a batch of 3 tasks"):
+        maml.adapt(x_s, y_s)
+    cx_s, cy_s, _, _ = conv_task()
+    for learner in head_learners():
+        with pytest.raises(ValueError, match="adapt takes one task"):
+            learner.adapt(cx_s, cy_s)
+    with pytest.raises(ValueError, match="the support set is empty"):
+        maml.adapt(x_s[0, :0], y_s[0, :0])
+
+
+def test_a_non_scalar_loss_is_named():
+    x_s, y_s, x_q, y_q = sin_batch()
+    per_point = lambda p, y: F.mse_loss(p, y, reduction="none")  # noqa: E731
+    for batching in ("loop", "vmap"):
+        with pytest.raises(ValueError, match="loss_fn must return a scalar"):
+            MAML(models.sinusoid_mlp(), batching=batching).meta_loss((x_s, y_s, x_q, y_q), per_point)
+
+
+def test_labels_with_a_gap_name_the_gap():
+    x_s, y_s, x_q, _ = conv_task(n_way=5, k=1, T=1)
+    y = torch.tensor([[0, 1, 2, 3, 7]])
+    with pytest.raises(ValueError, match=r"got labels \[0, 1, 2, 3, 7\] \(no 4, 5, 6\)"):
+        ProtoNet(models.Conv4(1, None, hidden=4, image_size=16)).predict(x_s, y, x_q)

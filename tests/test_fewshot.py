@@ -345,9 +345,11 @@ def test_command_line_trains_resumes_evaluates_and_ships(tmp_path, monkeypatch, 
     assert cli.main(args + ["--eval-only", "--test-way", "5", "--ship", "p5", "--weights-dir", str(tmp_path / "w")]) == 0
     assert metalib.pretrained_info("p5", directory=tmp_path / "w")["metrics"]["episodes"] == 10
     assert fewshot.pretrained_learner("p5", directory=tmp_path / "w")[1].n_way == 5
-    # a different setting for the same run folder is refused with a clear message
-    with pytest.raises(metalib.checkpoint.ConfigMismatchError, match="meta_lr"):
-        cli.main(args + ["--meta-lr", "0.01"])
+    # a different setting for the same run folder is refused with a clear message naming the flags
+    capsys.readouterr()
+    assert cli.main(args + ["--meta-lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "meta_lr" in err and "--fresh" in err
     # a run planned for 6 iterations, stopped early at 3 by a time budget (--until): validated where it
     # stopped (3 is not a multiple of val_every=2), tested, shipped with the iterations really trained
     early = [a if a != "4" or args[i - 1] != "--iterations" else "6" for i, a in enumerate(args)]

@@ -116,6 +116,31 @@ class Learner(nn.Module):
             raise ValueError(f"this {self.describe()} learner has a {n}-way linear head: it classifies {n}-way "
                              f"tasks only (got {n_way}-way); metric-based learners work for any N")
 
+    def check_data(self, x: Tensor, y: Optional[Tensor], what: str, loss_fn: Optional[LossFn] = None) -> None:
+        """One clear line, before any work: inputs on the learner's device and in its float dtype; with
+        cross-entropy, integer labels in ``[0, fixed_way)`` — a ``-100`` label would be silently left
+        out by ``F.cross_entropy`` (its ``ignore_index``). The label range is checked where it costs
+        no device synchronisation (labels on the CPU)."""
+        p = next((t for t in self.parameters() if t.is_floating_point()), None)
+        if p is not None and isinstance(x, Tensor):
+            if x.device != p.device:
+                raise ValueError(f"the {what} inputs are on {x.device} but the learner's weights on {p.device}: "
+                                 "move one of them with .to(...)")
+            if x.is_floating_point() and x.dtype != p.dtype:
+                raise TypeError(f"the {what} inputs are {x.dtype} but the learner's weights {p.dtype}: convert one "
+                                f"(x.to({p.dtype}) or learner.to({x.dtype}))")
+        if y is None or (loss_fn or self.loss_fn) is not F.cross_entropy:
+            return
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise TypeError(f"the {what} labels must be an integer tensor (class indices) for cross-entropy, got {y.dtype}")
+        if y.device.type != "cpu" or y.numel() == 0:
+            return
+        lo, hi, n = int(y.min()), int(y.max()), self.fixed_way
+        if lo < 0 or (n is not None and hi >= n):
+            hint = " (-100 is cross_entropy's ignore_index: those examples would be silently left out)" if lo == -100 else ""
+            raise ValueError(f"the {what} labels must lie in [0, {n if n is not None else 'n_way'})"
+                             + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}")
+
     @property
     def fixed_way(self) -> Optional[int]:
         """The number of classes of the network's linear head (``model.head``), or None (any N)."""
@@ -224,6 +249,7 @@ class EpisodeClassifier(Learner):
         if x_s.shape[y_s.dim():] != x_q.shape[y_s.dim():]:
             raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
         n_way = check_labels(y_s, n_way, "support")
+        self.check_data(x_s, None, "support")
         if y_s.dim() == 1:
             return self.task_logits(x_s, y_s, x_q, n_way)
         if x_s.shape[0] != x_q.shape[0]:
@@ -241,8 +267,10 @@ class EpisodeClassifier(Learner):
         return self.query_losses(logits, y_q), logits
 
     def meta_loss(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tensor:
-        """The mean query loss over the batch of episodes."""
-        return self.task_losses(batch, n_way)[0].mean()
+        """The mean query loss over the batch of episodes (``NonFiniteLossError`` if it is NaN/inf)."""
+        loss = self.task_losses(batch, n_way)[0].mean()
+        check_finite(loss.detach(), "the query loss")
+        return loss
 
     def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, with_predictions: bool = False):
         """``meta_loss(batch).backward()``; returns the loss (and the logits ``[T, Q, N]``), detached.
@@ -276,6 +304,21 @@ def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
     if not y_q.is_floating_point() and predictions.dim() == y_q.dim() + 1:
         out["accuracy"] = (predictions.detach().argmax(-1) == y_q).float().mean() * 100
     return out
+
+
+def check_one_task(x_s: Tensor, y_s: Tensor) -> None:
+    """``adapt`` takes one task's support set: refuse an empty one, and a whole batch ``[T, k, ...]``
+    (which would silently be treated as one task)."""
+    from ..batch import check_pair
+
+    check_pair(x_s, y_s, "support")
+    if x_s.shape[0] == 0:
+        raise ValueError("the support set is empty: adapting needs at least one example (k_shot >= 1)")
+    integer = not (y_s.is_floating_point() or y_s.is_complex())
+    if (integer and y_s.dim() >= 2) or (not integer and x_s.dim() == 3 and y_s.dim() == 3):
+        raise ValueError(f"adapt takes one task (x_s [n_support, ...]), but got inputs {tuple(x_s.shape)} and targets "
+                         f"{tuple(y_s.shape)}, a batch of {x_s.shape[0]} tasks: index one task (adapt(x_s[i], y_s[i])) "
+                         "or use task_losses / meta_loss / predict for a batch")
 
 
 def as_task_batch(x_s: Tensor, y_s: Tensor, x_q: Tensor) -> Tuple[Tensor, Tensor, Tensor, bool]:

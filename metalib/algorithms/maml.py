@@ -7,12 +7,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from ..batch import as_batch, check_pair
+from ..batch import as_batch
 from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_positive, check_steps,
     choose_vmap, forward, inner_loop, inner_loop_checkpointed, params_of,
 )
-from .base import Learner, as_task_batch, callable_loss, register
+from .base import Learner, as_task_batch, callable_loss, check_one_task, register
 
 Batching = Literal["auto", "loop", "vmap"]
 BNMode = Literal["transductive", "module"]
@@ -148,7 +148,8 @@ class MAML(Learner):
             (second-order) unless ``first_order``.
         """
         loss_fn = callable_loss(loss_fn, self.loss_fn)
-        check_pair(x_s, y_s, "support")
+        check_one_task(x_s, y_s)
+        self.check_data(x_s, y_s, "support", loss_fn)
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         fo = self.first_order if first_order is None else first_order
         start = self.initial_params() if params is None else params
@@ -198,6 +199,8 @@ class MAML(Learner):
             x_s, y_s, x_q, _ = as_batch((*batch[:3], batch[2].new_zeros(batch[2].shape[:2], dtype=torch.long)))
         else:
             x_s, y_s, x_q, y_q = as_batch(batch)
+        self.check_data(x_s, y_s, "support", loss_fn)
+        self.check_data(x_q, y_q, "query", loss_fn)
         T = x_s.shape[0]
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         theta, buffers = self.initial_params(), buffers_of(self.model)

@@ -7,12 +7,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
-from ..batch import as_batch, check_pair
+from ..batch import as_batch
 from ..functional import (
     LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
     check_steps, choose_vmap, forward, params_of, sgd_step, support_grad,
 )
-from .base import Learner, as_task_batch, callable_loss, register
+from .base import Learner, as_task_batch, callable_loss, check_one_task, register
 
 
 class Reptile(Learner):
@@ -142,7 +142,8 @@ class Reptile(Learner):
             x_s: ``[n_support, *x_shape]``; y_s: ``[n_support, *y_shape]`` (one task).
         """
         self._set_loss_fn(loss_fn)
-        check_pair(x_s, y_s, "support")
+        check_one_task(x_s, y_s)
+        self.check_data(x_s, y_s, "support", self._loss_fn)
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         theta = {k: p.detach() for k, p in (self.initial_params() if params is None else params).items()}
         with self._bn_context(), torch.no_grad():
@@ -184,6 +185,8 @@ class Reptile(Learner):
         self._set_loss_fn(loss_fn)
         loss_fn = self._loss_fn
         x_s, y_s, x_q, y_q = as_batch(batch)
+        self.check_data(x_s, y_s, "support", loss_fn)
+        self.check_data(x_q, y_q, "query", loss_fn)
         theta = self.initial_params()
         start = {k: p.detach() for k, p in theta.items()}
         buffers, steps, model = buffers_of(self.model), self.inner_steps, self.model

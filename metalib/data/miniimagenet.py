@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .base import ClassImageSet, check_choice, check_image_size
 from .cache import fingerprint, load_cache, path_tag, save_cache, warn_not_cached
-from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, where_to_put
+from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, show_progress, where_to_put
 from .pickles import read_pickle
 
 __all__ = [
@@ -89,13 +89,13 @@ def how_to_get_miniimagenet(folder: Path) -> str:
     """The instructions every 'missing miniImageNet' error ends with (``folder`` is
     ``<data root>/mini-imagenet``): the default data folder first, then ``$METALIB_DATA``."""
     return (
-        f"miniImageNet has no stable public download, so put the files by hand "
+        "miniImageNet has no stable public download, so put the files by hand "
         + where_to_put("mini-imagenet", Path(folder).parent)
         + ": either images.zip (holding images/<file>.jpg, as in Ravi & Larochelle's release) or an "
-        f"images/ folder, together with train.csv, val.csv and test.csv (filename,label); or, if "
-        f"you trust them, learn2learn's mini-imagenet-cache-{{train,validation,test}}.pkl or "
-        f"miniImageNet_category_split_{{train_phase_train,val,test}}.pickle, loaded with "
-        f"allow_pickle=True. See docs/data.md."
+        "images/ folder, together with train.csv, val.csv and test.csv (filename,label); or, if "
+        "you trust them, learn2learn's mini-imagenet-cache-{train,validation,test}.pkl or "
+        "miniImageNet_category_split_{train_phase_train,val,test}.pickle, loaded with "
+        "allow_pickle=True. See docs/data.md."
     )
 
 
@@ -249,7 +249,7 @@ def _decode_images(src: _Source, split: str, size: int, progress: bool) -> tuple
         out = torch.empty((len(names), per_class, 3, size, size), dtype=torch.uint8)
         view = out.numpy()
         with tqdm(total=len(names) * per_class, desc=f"decoding miniImageNet {split}",
-                  unit="img", disable=not progress, leave=False) as bar, warnings.catch_warnings():
+                  unit="img", disable=not show_progress(progress), leave=False) as bar, warnings.catch_warnings():
             # an image declaring > MAX_IMAGE_PIXELS is a decompression bomb, not an 84x84 photo
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             for ci, name in enumerate(names):
@@ -309,7 +309,8 @@ class MiniImageNet(ClassImageSet):
             later loads use the tensor cache and need no opt-in.
         cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if writable,
             else ``~/.cache/metalib``).
-        progress: show a progress bar while decoding (first use only).
+        progress: show a progress bar while decoding (first use only); default: only when stderr is a
+            terminal (never inside a notebook, whose stored outputs must not depend on a cold cache).
 
     Attributes:
         images: uint8 ``[n_classes, n_per_class, 3, image_size, image_size]``, RGB 0..255.
@@ -328,7 +329,7 @@ class MiniImageNet(ClassImageSet):
         image_size: int = 84,
         allow_pickle: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
-        progress: bool = True,
+        progress: Optional[bool] = None,
     ) -> None:
         split = _split_name(split)
         size = check_image_size(image_size, ORIGINAL_SIZE)

@@ -23,7 +23,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from .base import ClassImageSet, check_choice, check_image_size
 from .cache import fingerprint, load_cache, md5_file, path_tag, save_cache, warn_not_cached
 from .download import download_file
-from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, where_to_put
+from .paths import CorruptDataError, DataNotFoundError, cache_dir as resolve_cache_dir, data_root, show_progress, where_to_put
 
 __all__ = [
     "Omniglot",
@@ -85,9 +85,9 @@ def how_to_get_omniglot(folder: Path) -> str:
     """The instructions every 'missing/corrupt Omniglot' error ends with (``folder`` is
     ``<data root>/omniglot``): the default data folder first, then ``$METALIB_DATA``."""
     return (
-        f"Put images_background.zip and images_evaluation.zip (from "
-        f"https://github.com/brendenlake/omniglot, folder python/), or their extracted folders "
-        f"images_background/ and images_evaluation/, " + where_to_put("omniglot", Path(folder).parent)
+        "Put images_background.zip and images_evaluation.zip (from "
+        "https://github.com/brendenlake/omniglot, folder python/), or their extracted folders "
+        "images_background/ and images_evaluation/, " + where_to_put("omniglot", Path(folder).parent)
         + ". With network access, `python -m metalib.data download omniglot` fetches and checks them."
     )
 
@@ -213,7 +213,7 @@ def _decode_part(
     view = out.numpy()  # shares memory: writing here fills the tensor without a copy
     zf = zipfile.ZipFile(src.path) if src.kind == "zip" else None
     bar = tqdm(total=len(chars) * N_DRAWINGS, desc=f"decoding Omniglot {src.part}",
-               unit="img", disable=not progress, leave=False)
+               unit="img", disable=not show_progress(progress), leave=False)
     try:
         with warnings.catch_warnings():
             # a PNG declaring > MAX_IMAGE_PIXELS is a decompression bomb, not a 105x105 drawing
@@ -244,7 +244,7 @@ def load_part(
     root: str | os.PathLike[str] | None = None,
     image_size: int = 28,
     cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
+    progress: Optional[bool] = None,
 ) -> tuple[torch.Tensor, list[str], Path, bool, str]:
     """Load one archive (``"background"`` or ``"evaluation"``), unrotated, through the cache.
 
@@ -330,7 +330,8 @@ class Omniglot(ClassImageSet):
             papers do). For ``vinyals``, False keeps only the ``rot000`` lines.
         cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if writable,
             else ``~/.cache/metalib``).
-        progress: show a progress bar while decoding the archives (first use only).
+        progress: show a progress bar while decoding the archives (first use only); default: only when
+            stderr is a terminal (never inside a notebook, whose stored outputs must not depend on a cold cache).
 
     Attributes:
         images: uint8 ``[n_classes, 20, 1, image_size, image_size]``, background 0, strokes 255.
@@ -345,7 +346,7 @@ class Omniglot(ClassImageSet):
         root: str | os.PathLike[str] | None = None,
         rotations: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
-        progress: bool = True,
+        progress: Optional[bool] = None,
     ) -> None:
         check_choice("splits", splits, tuple(SPLIT_SCHEMES))
         check_choice(f"split for splits={splits!r}", split, SPLIT_SCHEMES[splits])
@@ -448,7 +449,7 @@ def download_omniglot(
     *,
     force: bool = False,
     opener: Any = None,
-    progress: bool = True,
+    progress: Optional[bool] = None,
     urls: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Fetch the two archives from the dataset's home (brendenlake/omniglot on GitHub) into

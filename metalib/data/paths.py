@@ -172,3 +172,10 @@ def cache_dir(
 def is_ci() -> bool:
     """True when the ``CI`` environment variable is set to something other than empty/0/false/no."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def show_progress(progress) -> bool:
+    """``progress`` if given; by default a decode bar only where stderr is a terminal."""
+    import sys
+
+    return bool(progress) if progress is not None else bool(getattr(sys.stderr, "isatty", lambda: False)())
