@@ -34,12 +34,23 @@ class ChecksumMismatchError(RuntimeError):
     """A weights file does not match the sha256 recorded in the manifest."""
 
 
+class CorruptWeightsError(RuntimeError):
+    """The manifest or a weights file cannot be used (unreadable, malformed, or pointing elsewhere)."""
+
+
 def _manifest(directory: PathLike = WEIGHTS_DIR) -> Dict[str, Dict[str, Any]]:
     path = Path(directory) / MANIFEST
     if not path.exists():
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptWeightsError(f"{path} is not valid JSON ({err}): restore it from the repository "
+                                  "(git checkout -- metalib/weights/MANIFEST.json)") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise CorruptWeightsError(f"{path} is not a manifest ({{name: entry}}): restore it from the repository")
+    return data
 
 
 def manifest(directory: PathLike = WEIGHTS_DIR) -> Dict[str, Dict[str, Any]]:
@@ -70,7 +81,12 @@ def build_model(builder: str, kwargs: Optional[Dict[str, Any]] = None) -> nn.Mod
 
 def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
     info = pretrained_info(name, directory)
-    path = Path(directory) / info["file"]
+    file = info.get("file")
+    # a manifest names a file *in* its folder: no path separators, no "..", nothing absolute
+    if not isinstance(file, str) or Path(file).name != file or file in ("", ".", ".."):
+        raise CorruptWeightsError(f"the manifest entry of {name!r} names the file {file!r}, which is not a file in "
+                                  f"{Path(directory)}: refusing to load it")
+    path = Path(directory) / file
     if not path.exists():
         raise FileNotFoundError(f"the weights file of {name!r} is missing: {path}")
     digest = sha256_file(path)
@@ -79,7 +95,12 @@ def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
             f"{path} has sha256 {digest}, but the manifest records {info['sha256']}: the file is "
             "corrupt or was changed. Restore it from the repository (git checkout -- <file>)."
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch's message advises weights_only=False: never pass that on to a user
+        raise CorruptWeightsError(f"{path} holds something other than plain tensors and numbers "
+                                  f"({type(err).__name__}), so it is not loaded; restore it from the repository "
+                                  "(git checkout -- <file>)") from None
 
 
 # the task losses a manifest may name (settings are JSON: a loss is stored by its name)

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 import metalib
 from metalib import MAML, models
-from metalib.pretrained import ChecksumMismatchError, save_pretrained
+from metalib.pretrained import ChecksumMismatchError, CorruptWeightsError, save_pretrained
 
 SPEC = {"learner": {"algorithm": "maml", "settings": {"inner_lr": 0.05, "inner_steps": 2, "loss_fn": "mse_loss"}}}
 
@@ -64,3 +64,47 @@ def test_builder_must_be_metalib(tmp_path):
 def test_every_shipped_weight_file_loads_as_a_learner(name):
     learner = metalib.pretrained(name)
     assert isinstance(learner, metalib.Learner) and isinstance(learner.model, torch.nn.Module)
+
+
+def _shipped(tmp_path):
+    torch.manual_seed(0)
+    save_pretrained("demo", MAML(models.sinusoid_mlp()), "metalib.models:sinusoid_mlp", info=SPEC, directory=tmp_path)
+    return tmp_path / "MANIFEST.json"
+
+
+def test_a_manifest_path_outside_the_weights_folder_is_refused(tmp_path):
+    import json
+
+    manifest = _shipped(tmp_path / "w")
+    entry = json.loads(manifest.read_text())
+    (tmp_path / "outside.pt").write_bytes((tmp_path / "w" / "demo.pt").read_bytes())
+    for bad in ("../outside.pt", str(tmp_path / "outside.pt"), "sub/demo.pt"):
+        entry["demo"]["file"] = bad
+        manifest.write_text(json.dumps(entry))
+        with pytest.raises(CorruptWeightsError, match="not a file in"):
+            metalib.pretrained("demo", directory=tmp_path / "w")
+
+
+def test_a_corrupt_manifest_is_one_clear_error(tmp_path):
+    manifest = _shipped(tmp_path)
+    manifest.write_text('{"demo": {"file": ')
+    with pytest.raises(CorruptWeightsError, match="not valid JSON.*git checkout"):
+        metalib.list_pretrained(tmp_path)
+    manifest.write_text("[1, 2]")
+    with pytest.raises(CorruptWeightsError, match="not a manifest"):
+        metalib.pretrained("demo", directory=tmp_path)
+
+
+def test_a_refused_weights_file_never_advises_weights_only_false(tmp_path):
+    import json
+
+    from metalib.io import sha256_file
+
+    manifest = _shipped(tmp_path)
+    torch.save({"state_dict": {}, "evil": ChecksumMismatchError("x")}, tmp_path / "demo.pt")  # not plain data
+    entry = json.loads(manifest.read_text())
+    entry["demo"]["sha256"] = sha256_file(tmp_path / "demo.pt")
+    manifest.write_text(json.dumps(entry))
+    with pytest.raises(CorruptWeightsError) as err:
+        metalib.pretrained("demo", directory=tmp_path)
+    assert "weights_only" not in str(err.value) and "not loaded" in str(err.value)
