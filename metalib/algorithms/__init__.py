@@ -7,11 +7,14 @@
 """
 from .base import Learner, available, entry, get, learner_registry, query_metrics, register
 from .maml import MAML
+from .matching import MatchingNetworks
 from .pretrain import Pretrain
 from .protonet import ProtoNet, prototypes, squared_distances
+from .relation import RelationNetworks
 from .reptile import Reptile
 
 __all__ = [
     "Learner", "register", "get", "available", "entry", "learner_registry", "query_metrics",
     "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
+    "MatchingNetworks", "RelationNetworks",
 ]
