@@ -36,15 +36,15 @@ Shapes: support images ``[N*K, *x_shape]`` → embeddings ``[N*K, d]``; queries 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import as_batch, check_labels, check_pair
-from ..functional import Params, buffers_of, check_finite, check_steps, forward, params_of
-from .base import Learner, register
+from ..batch import check_labels
+from ..functional import Params, buffers_of, check_steps, forward, params_of
+from .base import EpisodeClassifier, register
 
 
 # ============================================================================ the equations
@@ -78,7 +78,7 @@ def label_mixture_log_probs(similarities: Tensor, y_s: Tensor, n_way: int) -> Te
 
 
 # ============================================================================ the learner
-class MatchingNetworks(Learner):
+class MatchingNetworks(EpisodeClassifier):
     r"""Matching Networks: attention over the support set, cosine similarity, label mixture (see the
     module docstring for the equations).
 
@@ -183,21 +183,10 @@ class MatchingNetworks(Learner):
         return {"z_s": z_s, "z_q": z_q, "g_s": g_s, "f_q": f_q, "similarities": sims,
                 "log_probs": label_mixture_log_probs(sims, y_s, n_way)}
 
-    def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
-        r""":math:`\log \hat y` for one task (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]`` →
-        ``[Q, N]``) or a batch (``[T, N*K, ...]``, ``[T, N*K]``, ``[T, Q, ...]`` → ``[T, Q, N]``): the
-        labels' dimension tells which. ``n_way`` defaults to max label + 1."""
-        if y_s.dim() not in (1, 2):
-            raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
-        check_pair(x_s, y_s, "support", dims=y_s.dim())
-        if x_s.shape[y_s.dim():] != x_q.shape[y_s.dim():]:
-            raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
-        n_way = check_labels(y_s, n_way, "support")
-        if y_s.dim() == 1:
-            return self._task(x_s, y_s, x_q, n_way)["log_probs"]
-        if x_s.shape[0] != x_q.shape[0]:
-            raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
-        return torch.stack([self._task(*t, n_way)["log_probs"] for t in zip(x_s, y_s, x_q)])
+    def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
+        r""":math:`\log \hat y` ``[Q, N]`` of one task (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]``);
+        :meth:`logits` (from :class:`EpisodeClassifier`) batches it."""
+        return self._task(x_s, y_s, x_q, n_way)["log_probs"]
 
     def attention(self, x_s: Tensor, y_s: Tensor, x_q: Tensor) -> Tensor:
         """The attention :math:`a(\\hat x, x_i)` of each query over each support image, one task:
@@ -224,36 +213,10 @@ class MatchingNetworks(Learner):
                 "rule": rule}
 
     # ------------------------------------------------------------------ training
-    def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        r"""Per-task query cross-entropy :math:`-\log \hat y_{y}` ``[T]`` and :math:`\log \hat y` ``[T, Q, N]``."""
-        x_s, y_s, x_q, y_q = as_batch(batch)
-        n_way = check_labels(y_s, n_way, "support")
-        check_labels(y_q, n_way, "query")
-        log_probs = self.logits(x_s, y_s, x_q, n_way)
-        losses = F.nll_loss(log_probs.flatten(0, 1), y_q.flatten(), reduction="none")
-        return losses.view(y_q.shape).mean(1), log_probs
-
-    def meta_loss(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tensor:
-        """Mean query cross-entropy of the attention mixture over the batch of episodes."""
-        return self.task_losses(batch, n_way)[0].mean()
-
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
-        """``meta_loss(batch).backward()``; returns the loss (and :math:`\\log \\hat y` ``[T, Q, N]``),
-        detached. ``loss_fn`` must be None: the loss is the cross-entropy of the label mixture."""
-        if loss_fn is not None:
-            raise ValueError("Matching Networks' loss is the cross-entropy of the attention mixture; loss_fn must be None")
-        losses, log_probs = self.task_losses(batch)
-        loss = losses.mean()
-        check_finite(loss.detach(), "the query loss")
-        loss.backward()
-        return (loss.detach(), log_probs.detach()) if with_predictions else loss.detach()
-
-    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
-                steps: Optional[int] = None) -> Tensor:
-        """:meth:`logits` (:math:`\\log \\hat y`; no inner loop: ``steps`` must be None or 0)."""
-        if steps not in (None, 0):
-            raise ValueError(f"Matching Networks have no inner loop: steps must be None (or 0), got {steps!r}")
-        return self.logits(x_s, y_s, x_q, n_way)
+    def query_losses(self, log_probs: Tensor, y_q: Tensor) -> Tensor:
+        r"""Per-task query cross-entropy :math:`-\log \hat y_{y}` ``[T]``: the logits are already the
+        log of a distribution (the label mixture), so no further softmax."""
+        return F.nll_loss(log_probs.flatten(0, 1), y_q.flatten(), reduction="none").view(y_q.shape).mean(1)
 
     def describe(self) -> str:
         return f"Matching Networks ({'FCE' if self.fce else 'no FCE'})"

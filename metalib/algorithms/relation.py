@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import as_batch, check_labels, check_pair
+from ..batch import check_labels
 from ..functional import Params, buffers_of, check_finite, check_positive, forward, params_of, transductive_batchnorm
-from .base import Learner, query_metrics, register
+from .base import EpisodeClassifier, query_metrics, register
 
 
 # ============================================================================ the networks
@@ -148,7 +148,7 @@ def one_hot_mse(scores: Tensor, y_q: Tensor) -> Tensor:
 
 
 # ============================================================================ the learner
-class RelationNetworks(Learner):
+class RelationNetworks(EpisodeClassifier):
     r"""Relation Networks: a learned relation module scores each (class, query) pair of feature maps
     (see the module docstring for the equations and the networks).
 
@@ -202,6 +202,7 @@ class RelationNetworks(Learner):
         self.encoder = encoder
         self.feature_shape = tuple(int(v) for v in shape)
         self.relation_dim, self.relation_bn = relation_dim, relation_bn
+        self._training_pass = False  # task_losses sets it: BatchNorm of the relation module as in training
         self.clip_grad_norm = check_positive("clip_grad_norm", clip_grad_norm, allow_zero=True)
         self.relation = RelationModule(self.feature_shape, channels=self.feature_shape[0], hidden=relation_dim)
 
@@ -258,24 +259,12 @@ class RelationNetworks(Learner):
         return {"maps_s": maps_s, "maps_q": maps_q, "class_maps": classes,
                 "log_odds": self.relation_log_odds(classes, maps_q)}
 
-    def _logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int], training: bool) -> Tensor:
-        if y_s.dim() not in (1, 2):
-            raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
-        check_pair(x_s, y_s, "support", dims=y_s.dim())
-        if x_s.shape[y_s.dim():] != x_q.shape[y_s.dim():]:
-            raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
-        n_way = check_labels(y_s, n_way, "support")
-        with self._relation_mode(training):
-            if y_s.dim() == 1:
-                return self._task(x_s, y_s, x_q, n_way)["log_odds"]
-            if x_s.shape[0] != x_q.shape[0]:
-                raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
-            return torch.stack([self._task(*t, n_way)["log_odds"] for t in zip(x_s, y_s, x_q)])
-
-    def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
-        r"""Log-odds of the relation scores, as at prediction: one task (``x_s [N*K, ...]``, ``y_s
-        [N*K]``, ``x_q [Q, ...]`` → ``[Q, N]``) or a batch (``[T, ...]`` → ``[T, Q, N]``)."""
-        return self._logits(x_s, y_s, x_q, n_way, training=False)
+    def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
+        """Log-odds of the relation scores ``[Q, N]`` of one task (``x_s [N*K, ...]``, ``y_s [N*K]``,
+        ``x_q [Q, ...]``); :meth:`logits` (from :class:`EpisodeClassifier`) batches it. The relation
+        module's BatchNorm is in the mode :meth:`task_losses` / :meth:`predict` set."""
+        with self._relation_mode(self._training_pass):
+            return self._task(x_s, y_s, x_q, n_way)["log_odds"]
 
     def relation_scores(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
         """The relation scores :math:`r \\in (0, 1)`: ``sigmoid`` of :meth:`logits`."""
@@ -302,28 +291,18 @@ class RelationNetworks(Learner):
                 "class_features": classes.flatten(1), "rule": rule}
 
     # ------------------------------------------------------------------ training
+    def query_losses(self, log_odds: Tensor, y_q: Tensor) -> Tensor:
+        """Per-task MSE of the relation scores against one-hot targets ``[T]`` (eq. 3)."""
+        return one_hot_mse(log_odds.sigmoid(), y_q)
+
     def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        """Per-task MSE against one-hot targets ``[T]`` (eq. 3) and the log-odds ``[T, Q, N]``, computed
-        as in meta-training (the relation module's BatchNorm over the batch of pairs)."""
-        x_s, y_s, x_q, y_q = as_batch(batch)
-        n_way = check_labels(y_s, n_way, "support")
-        check_labels(y_q, n_way, "query")
-        log_odds = self._logits(x_s, y_s, x_q, n_way, training=True)
-        return one_hot_mse(log_odds.sigmoid(), y_q), log_odds
-
-    def meta_loss(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tensor:
-        """Mean over the batch of episodes of the one-hot MSE (eq. 3)."""
-        return self.task_losses(batch, n_way)[0].mean()
-
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
-        """``meta_loss(batch).backward()``; returns the loss (and the log-odds ``[T, Q, N]``), detached."""
-        if loss_fn is not None:
-            raise ValueError("Relation Networks' loss is the MSE against one-hot targets (eq. 3); loss_fn must be None")
-        losses, log_odds = self.task_losses(batch)
-        loss = losses.mean()
-        check_finite(loss.detach(), "the query loss")
-        loss.backward()
-        return (loss.detach(), log_odds.detach()) if with_predictions else loss.detach()
+        """Per-task losses ``[T]`` (eq. 3) and the log-odds ``[T, Q, N]``, computed as in meta-training
+        (the relation module's BatchNorm over the batch of pairs, running statistics updated)."""
+        self._training_pass = True
+        try:
+            return super().task_losses(batch, n_way)
+        finally:
+            self._training_pass = False
 
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer):
         """:meth:`metalib.algorithms.Learner.train_step` with the official code's gradient clipping:
@@ -336,13 +315,6 @@ class RelationNetworks(Learner):
             nn.utils.clip_grad_norm_(self.relation.parameters(), self.clip_grad_norm)
         optimizer.step()
         return query_metrics(loss, out, batch[3])
-
-    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
-                steps: Optional[int] = None) -> Tensor:
-        """:meth:`logits` (the relation scores' log-odds; no inner loop: ``steps`` must be None or 0)."""
-        if steps not in (None, 0):
-            raise ValueError(f"Relation Networks have no inner loop: steps must be None (or 0), got {steps!r}")
-        return self.logits(x_s, y_s, x_q, n_way)
 
     def describe(self) -> str:
         return "Relation Networks"
