@@ -5,9 +5,9 @@
 - Every shipped few-shot checkpoint (metalib/weights/MANIFEST.json) reproduces its manifest
   accuracy on the same seeded test episodes the manifest used. Two of them (the fastest to
   evaluate) are re-measured on all 600 episodes (within the manifest's 95% CI; in practice exactly,
-  on the same thread count); the others on the first 100 of those 600 episodes, whose mean must lie
-  within 3 standard errors of the difference between a 100-episode prefix mean and the 600-episode
-  mean, 3·σ·√(1/100 − 1/600) ≈ 0.27·σ (2.6 points for σ = 9.4): wrong or corrupt weights (chance is
+  on the same thread count); the others on the first 50 of those 600 episodes, whose mean must lie
+  within 3 standard errors of the difference between a 50-episode prefix mean and the 600-episode
+  mean, 3·σ·√(1/50 − 1/600) ≈ 0.41·σ (3.9 points for σ = 9.4): wrong or corrupt weights (chance is
   20%) fail it, and CI stays within its time budget (all 600 episodes of every weight would take
   about 40 CPU minutes, mostly the gradient-adapting learners).
 
@@ -60,7 +60,7 @@ def test_protonet_5w1s_from_scratch_reaches_96_percent(omniglot):
 # Re-measured on all 600 episodes: one metric-based and one gradient-adapting learner, the two
 # cheapest to evaluate. Every other weight: the first PREFIX of the same 600 seeded episodes.
 FULL_REPRODUCTION = ("protonet-omniglot-5w1s", "maml-omniglot-5w1s")
-PREFIX = 100
+PREFIX = 50
 
 
 @pytest.mark.slow
