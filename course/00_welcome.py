@@ -12,10 +12,14 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 · Welcome: learning to learn
 #
-# *Notebook 0 of the metalib suite · about 20 minutes*
+# *Notebook 0 of the metalib suite · about 20 minutes to read*
+#
+# > **Runs in** about 15 s on a laptop CPU (default mode; measured 11 s of CPU time on one AMD EPYC core, kernel start included) · **needs** nothing but metalib
+# > and its shipped sinusoid weights; the last cell only *reports* whether the Omniglot and miniImageNet
+# > data are found · **FULL mode** changes nothing here.
 #
 # **After this notebook you can**
 # - say what a *task*, a *support set* and a *query set* are, and what the *inner* and *outer* loops do;
@@ -29,13 +33,13 @@ import torch
 import torch.nn.functional as F
 import metalib
 from metalib.course import plots, sinusoid_lab as lab
-from metalib.course.exercises import check_split_task
+from metalib.course.exercises import check_split_task, solution  # noqa: F401 (solution(): the checks' "Stuck?" hint)
 
 plots.style()
 torch.manual_seed(0)
 print("metalib imported")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · From learning to learning to learn
 #
 # Ordinary supervised learning fits one function to one dataset $\mathcal{D}$:
@@ -57,7 +61,7 @@ print("metalib imported")
 # Meta-*training* and meta-*testing* use disjoint sets of tasks: at test time the learner meets tasks it
 # has never seen, gets $K$ examples of each, and is scored on their query sets.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · Tasks in code
 #
 # In `metalib` every batch of tasks is a tuple `(x_s, y_s, x_q, y_q)` with a leading task dimension.
@@ -76,7 +80,8 @@ fig = plots.show_task_batch(batch, title="Four tasks: learn from the support poi
 # The learner sees only the five black points of a task and must predict the red circles. Five points
 # could be fitted by infinitely many functions — what makes the problem solvable is everything the learner
 # picked up from *other* tasks of the same family during meta-training.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · The inner and outer loop, as a picture
 #
 # The optimisation-based view (MAML, notebook 02): the outer loop moves the shared starting point $\theta$
@@ -102,20 +107,21 @@ phi_lib = metalib.MAML(model, inner_lr=0.01).adapt(x_s, y_s, F.mse_loss)   # wit
 print("ours and metalib's adapted weights agree:", all(torch.allclose(a, b, atol=1e-6) for a, b in zip(phi, phi_lib.values())))
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Three families
 #
 # | family | what is meta-learned | adaptation to a new task | examples | in this suite |
 # |---|---|---|---|---|
-# | **metric-based** | an embedding $f_\phi$ in which classes are easy to compare | none: classify a query by its distance to the support examples (or their mean, the *prototype*) | Matching Networks, **Prototypical Networks** | `metalib.ProtoNet`, few-shot notebooks |
-# | **optimisation-based** | an initialisation $\theta$ (sometimes also step sizes) | a few steps of gradient descent on the support set | **MAML**, first-order MAML, **Reptile**, Meta-SGD | `metalib.MAML`, `metalib.Reptile` — notebooks 02–03 |
-# | **model-based** | a network that *reads* the support set | one forward pass: the support set is the input (memory, attention, recurrence) | memory-augmented networks, SNAIL, neural processes | described only |
+# | **metric-based** | an embedding $f_\phi$ in which classes are easy to compare | none: classify a query by its distance to the support examples (or their mean, the *prototype*) | Matching Networks, **Prototypical Networks** | `metalib.ProtoNet` — notebook 05 |
+# | **optimisation-based** | an initialisation $\theta$ (sometimes also step sizes) | a few steps of gradient descent on the support set | **MAML**, first-order MAML, **Reptile**, Meta-SGD | `metalib.MAML`, `metalib.Reptile` — notebooks 02, 03, 06 |
+# | **model-based** | a network that *reads* the support set | one forward pass: the support set is the input (memory, attention, recurrence) | memory-augmented networks, SNAIL, neural processes | later notebooks |
 #
 # The families trade flexibility for speed: a metric-based learner adapts in one forward pass but only to
 # classification-like tasks; an optimisation-based learner can adapt any differentiable model to any loss,
 # at the cost of gradient steps (and, for MAML, second derivatives); a model-based learner is the most
 # general and the hardest to train.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · Exercise: split a task
 #
 # The support and query sets of a task must be **disjoint** — the query set measures how well the adapted
@@ -131,7 +137,7 @@ def split_task(x, y, k):
 
 check_split_task(split_task)
 
-# %% [markdown]
+# %% [markdown] tags=["solution"] slideshow={"slide_type": "fragment"}
 # <details><summary><b>Solution</b> (click to open — try first!)</summary>
 #
 # ```python
@@ -140,10 +146,10 @@ check_split_task(split_task)
 # ```
 # Slicing x and y with the *same* indices keeps every (x, y) pair together, and `[:k]` / `[k:]` can
 # never overlap. The points were drawn at random, so the first k are as random as any k.
-# (`metalib.course.exercises.solution("split_task")` prints it too.)
+# (`solution("split_task")` prints it too.)
 # </details>
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · How to use the suite
 #
 # | notebook | what you do there |
@@ -152,20 +158,27 @@ check_split_task(split_task)
 # | **01 sinusoid tasks** | the task family of Finn et al.; why one network trained on all tasks cannot adapt from 5–10 points |
 # | **02 MAML from scratch** | the inner step and the second-order meta-gradient in a few lines of `torch.func`, then `metalib.MAML`; FOMAML |
 # | **03 Reptile and comparison** | Reptile; MAML, FOMAML, Reptile and pretraining on the same test tasks, as in the MAML paper's figure |
-# | later notebooks | few-shot image classification on Omniglot and miniImageNet (ProtoNet, MAML, Reptile) |
+# | **04–08** | few-shot image classification on Omniglot and miniImageNet: the data and the evaluation protocol, ProtoNet, MAML / FOMAML / Reptile, miniImageNet, one table of everything |
+# | later notebooks | the rest of each family |
 #
-# - **Run top to bottom.** Each notebook runs in about a minute on a laptop CPU in its default mode: the
-#   expensive meta-training is replaced by weights the project trained and ships (`metalib.pretrained(...)`,
+# - **Run top to bottom.** Each notebook runs in one to two minutes on a laptop CPU in its default mode (the
+#   banner under its title says what it needs and how long it took when measured): the expensive
+#   meta-training is replaced by weights the project trained and ships (`metalib.pretrained(...)`,
 #   checksum-verified; each notebook prints how they were made), after a short *live* training demo.
 # - **The switch.** `FULL = True` at the top of a notebook — or `METALIB_FULL=1` in the environment before
 #   starting Jupyter — trains the paper-length versions from scratch instead (minutes to hours).
-# - **Exercises** end with a check such as `check_inner_step(inner_step)` that says what is wrong; the
-#   solution sits in a collapsed *Solution* block below it, and `metalib.course.exercises.solution(name)` prints it.
+# - **Exercises** end with a check such as `check_inner_step(inner_step)` that says what is wrong;
+#   `solution("inner_step")` prints the reference solution (each notebook imports `solution` with its check),
+#   the notebooks in the repository show it in a collapsed *Solution* block below the exercise (the
+#   student version, `python scripts/notebooks.py release --student DIR`, leaves those blocks out).
+# - **Lecture mode.** Every notebook is also a slide deck (View → Cell toolbar → Slideshow shows each cell's
+#   slide type; RISE presents it live, `python scripts/notebooks.py slides --out slides/` writes HTML slides).
 # - **Widgets** (sliders) need a live kernel; a static figure follows each one.
 # - **The code** in the cells is short on purpose: each idea is first written from scratch in a few lines,
 #   then the `metalib` call that does the same is shown and checked against it. The heavy lifting lives in
 #   `metalib/` and is tested (`python -m pytest`), notebooks included.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7 · Environment check
 
 # %%
@@ -192,7 +205,8 @@ for key, name in (("omniglot", "Omniglot"), ("mini-imagenet", "miniImageNet")):
 # %% [markdown]
 # If a dataset is missing, the sinusoid notebooks (01–03) still run; `docs/data.md` says where to put the
 # files (or point `METALIB_DATA` at a folder holding `omniglot/` and `mini-imagenet/`).
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Meta-learning trains on a *distribution of tasks*; each task has a support set (learn from it) and a

@@ -12,10 +12,14 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 · Sinusoid tasks: the MAML paper's toy problem
 #
-# *Notebook 1 of the metalib suite · about 20 minutes · needs: 00*
+# *Notebook 1 of the metalib suite · about 20 minutes to read · needs: 00*
+#
+# > **Runs in** about 20 s on a laptop CPU (default mode; measured 17 s of CPU time on one AMD EPYC core, kernel start included) · **needs** the shipped
+# > `sinusoid-pretrain` weights (part of metalib) · **FULL mode** retrains them here (70,000
+# > meta-iterations, about a minute of CPU).
 #
 # **After this notebook you can**
 # - write down the sinusoid task distribution of Finn et al. (2017) and sample from it in four lines;
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 import metalib
 from metalib.course import full_mode, plots, sinusoid_lab as lab
-from metalib.course.exercises import check_sinusoid_sampler
+from metalib.course.exercises import check_sinusoid_sampler, solution  # noqa: F401 (solution(): the checks' "Stuck?" hint)
 
 # ▶ THE SWITCH. False: load the network the project trained and ships (the notebook runs in about a
 #   minute). True — or METALIB_FULL=1 in the environment — trains the paper-length version here instead.
@@ -42,7 +46,7 @@ torch.set_num_threads(1)  # the networks here are tiny: one thread is fastest, a
 torch.manual_seed(0)
 print("mode:", "FULL: paper-length training in this notebook" if FULL else "default: shipped weights + a short live demo")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · The task distribution
 #
 # Each task is a sine wave with its own amplitude and phase (Finn, Abbeel & Levine 2017, §5.1):
@@ -85,7 +89,8 @@ plots.plot_task_spread(ax2)
 # %% [markdown]
 # Left: tasks differ a lot — amplitudes from 0.1 to 5, shifted phases. Right: what they have in common is
 # little — at every $x$ the tasks spread over several units around their mean.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · Exercise: write the sampler
 #
 # Write `sample_sinusoid_tasks(n_tasks, k, generator)` returning `(amplitude [n], phase [n], x [n, k, 1], y [n, k, 1])`
@@ -100,7 +105,7 @@ def sample_sinusoid_tasks(n_tasks, k, generator=None):
 
 check_sinusoid_sampler(sample_sinusoid_tasks)
 
-# %% [markdown]
+# %% [markdown] tags=["solution"] slideshow={"slide_type": "fragment"}
 # <details><summary><b>Solution</b> (click to open — try first!)</summary>
 #
 # ```python
@@ -112,10 +117,10 @@ check_sinusoid_sampler(sample_sinusoid_tasks)
 #     return amplitude, phase, x, y
 # ```
 # `view(-1, 1, 1)` lines each task's amplitude and phase up with its own `k` points.
-# (`metalib.course.exercises.solution("sample_sinusoid")` prints it too.)
+# (`solution("sample_sinusoid")` prints it too.)
 # </details>
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · One network for all tasks: the average task
 #
 # The obvious baseline ("pretrained" in the MAML paper) trains one network on the points of all tasks at once,
@@ -132,8 +137,9 @@ check_sinusoid_sampler(sample_sinusoid_tasks)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# a progress bar (its timing and widget id change on every run).
+# a progress bar and a time (they change on every run).
 demo = lab.train("pretrain", 2000, seed=1)
+print(demo.summary())
 
 # %% [markdown]
 # The paper-length run (70,000 iterations, as for MAML) is shipped; `FULL = True` retrains it here.
@@ -156,7 +162,7 @@ ax.legend(loc="lower left")
 plt.show()
 print(f"largest gap between the paper-length network and −1.62·cos x over [−5, 5]: {gap:.1f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Adapting it to a new task from K points
 #
 # Now the real test: a new task, $K$ support points, and a few steps of gradient descent on their MSE,
@@ -176,6 +182,10 @@ for ax, k in zip(axes, (5, 10)):
     ax.plot(x, fresh(x).detach(), color="0.45", label="fresh network fit to the K points")
     plots.plot_support_query(ax, x_s, y_s, support_label=f"K = {k} support points")
     plots.sinusoid_axes(ax, f"K = {k}")
+    err = (fresh(x).detach() - lab.true_curve(x, amplitude, phase)) ** 2           # [200, 1] on the grid
+    inside = (x >= x_s.min()) & (x <= x_s.max())                                   # within the points' range
+    print(f"K = {k:>2}: the fresh network's squared error against the true curve, mean over the grid: "
+          f"{err[inside].mean():.2f} between the support points, {err[~inside].mean():.2f} outside their range")
 axes[0].legend(loc="lower left", fontsize=8)
 plt.show()
 
@@ -195,12 +205,16 @@ print(f"        predicting 0 everywhere:                 {batch.y_q.pow(2).mean(
 # predicting $-1.62\cos x$ scores. Gradient steps on $K$ points then move it slowly — each step of
 # $\alpha = 0.01$ nudges a network that was never trained to change quickly, and ten of them remove only a
 # third to a half of the error. A larger step or many more steps would fit the $K$ points, and then behave like
-# the fresh network: it passes through the support points and is wrong in between, because $K$ points alone do
-# not pin down a sine wave for a network that knows nothing about sine waves.
+# the fresh network (grey): it passes through the support points and, where they lie close together, even
+# follows the sine wave between them — but where there are no points (left of the leftmost one in both panels)
+# nothing tells it that the curve goes on, and it is far off (the error printed above the figure is many times
+# larger outside the points' range than between them). $K$ points alone do not pin down a sine wave for a
+# network that knows nothing about sine waves.
 #
 # What we want is a starting point that *knows the family* and moves to the right member in one or a few steps.
 # That starting point can be learned — by differentiating through the adaptation itself.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Sinusoid tasks $y = A\sin(x-\varphi)$: $A \sim \mathcal{U}[0.1, 5]$, $\varphi \sim \mathcal{U}[0, \pi]$,

@@ -12,10 +12,14 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · Few-shot data: Omniglot, episodes and how to measure accuracy
 #
-# *Notebook 4 of the metalib suite · about 20 minutes · needs: 00 (tasks, support and query sets)*
+# *Notebook 4 of the metalib suite · about 20 minutes to read · needs: 00 (tasks, support and query sets)*
+#
+# > **Runs in** about 45 s on a laptop CPU (default mode; measured 42 s of CPU time on one AMD EPYC core, kernel start included) · **needs** Omniglot
+# > (`METALIB_DATA`, see `docs/data.md`) and the shipped `protonet-omniglot-5w1s` weights · **FULL mode**
+# > retrains those weights here first (700 episodes of 60-way training, about 20 minutes of CPU).
 #
 # **After this notebook you can**
 # - describe Omniglot — alphabets, characters, drawers — and the two class splits in use (Vinyals et al.'s and
@@ -32,7 +36,7 @@ import torch
 import metalib
 from metalib import fewshot
 from metalib.course import full_mode, compare, plots, fewshot_lab as fl
-from metalib.course.compare import check_mean_ci95
+from metalib.course.exercises import check_mean_ci95, solution  # noqa: F401 (solution(): the checks' "Stuck?" hint)
 from metalib.data import EpisodeSampler, Omniglot, split_classes
 
 # ▶ THE SWITCH. False: use the ProtoNet weights the project trained and ships for the evaluation
@@ -45,7 +49,7 @@ torch.set_num_threads(1)  # results must not depend on the thread count; one thr
 torch.manual_seed(0)
 print("mode:", "FULL: re-train ProtoNet 5-way 1-shot here" if FULL else "default: shipped weights")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1 · Omniglot: 1,623 characters, 20 drawings each
 #
 # Lake, Salakhutdinov & Tenenbaum (2015) asked 20 people on Amazon Mechanical Turk to draw each of the
@@ -60,7 +64,7 @@ print(test)
 names = test.class_names
 print("a class is 'Alphabet/characterNN/rotDDD', e.g.", names[0])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · The splits: which characters are for meta-training, which for testing
 #
 # Meta-learning needs **disjoint classes** for meta-training and meta-testing: a test episode must be made of
@@ -86,7 +90,8 @@ for scheme in ("vinyals", "maml"):
 # episode asks for *new scripts*. Finn et al.'s random split puts every alphabet on both sides — its test
 # characters have siblings from the same script in training, an easier transfer. Numbers measured on
 # different splits are not directly comparable; `RESULTS.md` says which split every number used.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · Rotations are new classes
 #
 # Both splits multiply the classes by four: each character rotated by 90°, 180° and 270° becomes a class of
@@ -110,7 +115,7 @@ fig.suptitle(f"{char}: 10 of its 20 drawers (columns), four rotations (rows)", f
 plt.show()
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · An $N$-way $K$-shot episode, from scratch
 #
 # An episode (a *task*) picks $N$ classes at random, labels them $0 \dots N-1$ in random order, and splits $K + Q$
@@ -159,7 +164,8 @@ plt.show()
 # A learner sees the support row and must label the query rows — after having been meta-trained on *other*
 # characters. Notebooks 05 and 06 build the two answers (ProtoNet, MAML); the episode explorer widget in
 # notebook 07 lets you draw episodes and watch them classify.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5 · The evaluation protocol
 #
 # One episode is a noisy measurement: with 5 classes × 15 queries, an episode's accuracy moves in steps of
@@ -197,7 +203,7 @@ print(f"single episodes: sigma = {acc.std(unbiased=False):.1f} points; worst epi
       f"{int((acc == 100).sum())} of 600 perfect")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise: the mean and its 95% interval
 #
 # Write `mean_ci95(acc)` for a tensor of per-episode accuracies (in %): return `(mean, half_width)` with the
@@ -211,7 +217,7 @@ def mean_ci95(acc):
 
 check_mean_ci95(mean_ci95)
 
-# %% [markdown]
+# %% [markdown] tags=["solution"] slideshow={"slide_type": "fragment"}
 # <details><summary><b>Solution</b> (click to open — try first!)</summary>
 #
 # ```python
@@ -220,7 +226,8 @@ check_mean_ci95(mean_ci95)
 #     return float(acc.mean()), 1.96 * float(acc.std(unbiased=False)) / math.sqrt(acc.numel())
 # ```
 # The half-width is 1.96 *standard errors* of the mean, σ/√n — it shrinks with more episodes, while σ (the
-# spread of single episodes) does not. `metalib.course.compare.mean_ci95` is the same function.
+# spread of single episodes) does not. `metalib.course.compare.mean_ci95` is the same function;
+# `solution("mean_ci95")` prints this one.
 # </details>
 
 # %%
@@ -228,7 +235,7 @@ m, ci = compare.mean_ci95(acc)
 print(f"by hand from the 600 episode accuracies: {m:.2f}% ± {ci:.2f}% — the same as evaluate(): "
       f"{abs(m - result.mean) < 1e-9 and abs(ci - result.ci95) < 1e-9}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6 · Why one number without an interval misleads
 #
 # **Small evaluations scatter.** Cut the 600 episodes into twelve blocks of 50 — twelve honest evaluations of
@@ -264,21 +271,25 @@ sigma = float(acc.std(unbiased=False))
 for n in (50, 600):
     a = acc[torch.randint(0, 600, (10_000, n), generator=g)].mean(1)
     b = acc[torch.randint(0, 600, (10_000, n), generator=g)].mean(1)
-    simulated = float(((a - b).abs() > 1.0).double().mean())
+    either = float(((a - b).abs() > 1.0).double().mean())
+    better = float(((b - a) > 1.0).double().mean())                 # the second "beats" the first
     normal = 2 * (1 - 0.5 * (1 + math.erf(1 / (sigma * math.sqrt(2 / n)) / math.sqrt(2))))
-    print(f"{n:>3} episodes each: two equal models differ by > 1 point in {100 * simulated:.0f}% of "
-          f"10,000 simulated comparisons (normal approximation: {100 * normal:.0f}%)")
+    print(f"{n:>3} episodes each: of 10,000 simulated comparisons of two equal models, {100 * either:.0f}% differ "
+          f"by > 1 point in either direction (normal approximation: {100 * normal:.0f}%), and in {100 * better:.0f}% "
+          f"the second is > 1 point *better*")
 
 # %% [markdown]
-# With 50 episodes, chance alone produces a one-point "improvement" between equal models in about one
-# comparison in five — on Omniglot, where this model is right on almost every query. On harder data σ is
+# With 50 episodes, chance alone makes two equal models differ by more than a point in about one comparison in
+# five — in either direction, so a one-point "improvement" of the new model over the old one in about one
+# comparison in ten — on Omniglot, where this model is right on almost every query. On harder data σ is
 # larger — Snell et al.'s miniImageNet interval, ±0.78 over 600 episodes, means σ ≈ 0.78·√600/1.96 ≈ 9.7
 # points, 2.5 times this model's — and such differences become common (notebook 07). Hence the rules every number in this
 # suite follows: **the mean over many seeded episodes, its 95% interval, the number of episodes, and the same
 # episodes for every method**. Two results whose intervals overlap substantially are not shown to differ.
 # Note also what the interval does *not* cover: another split, another seed of the meta-training run, or
 # another number of queries per class (Finn et al. used $K$ queries per class; metalib and Snell et al. 15).
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - Omniglot: 1,623 characters × 20 drawers from 50 alphabets; rotations by 90°/180°/270° make four classes of
@@ -288,10 +299,12 @@ for n in (50, 600):
 #   a dozen lines of torch, or `EpisodeSampler(data, N, K, Q).sample(T, generator)` for a batch.
 # - Report the mean over 600 seeded episodes ± $1.96\,\sigma/\sqrt{600}$. Evaluations of 50 episodes of the same
 #   model scatter by several times the 600-episode interval, and equal models "differ" by more than a point
-#   in about one comparison in five (with 600 episodes: almost never).
+#   in about one comparison in five (either direction; one in ten is a spurious "improvement"); with 600
+#   episodes almost never.
 #
 # **Next: 05 · Prototypical Networks** — the metric-based answer: embed, average, nearest prototype.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## References
 #
 # - B. M. Lake, R. Salakhutdinov, J. B. Tenenbaum. *Human-level concept learning through probabilistic program

@@ -15,7 +15,12 @@
 # %% [markdown]
 # # 09 · Metric-based learning: three ways to compare
 #
-# *Notebook 9 of the metalib suite · about 25 minutes · needs: 04, 05*
+# *Notebook 9 of the metalib suite · about 25 minutes to read · needs: 04, 05*
+#
+# > **Runs in** about 1.5 min on a laptop CPU (default mode; measured 78 s of CPU time on one AMD EPYC core, kernel start included) · **needs** Omniglot
+# > (`METALIB_DATA`, see `docs/data.md`) and the shipped `protonet-`, `matching-` and `relation-omniglot-5w1s`
+# > and `-5w5s` weights · **FULL mode** trains the four Matching and Relation models here with the papers'
+# > settings (20,000 to 1,000,000 episodes each: days on a CPU).
 #
 # **After this notebook you can**
 # - state the metric-based family as one idea — *classify a query by comparing it with the support set* — and
@@ -38,6 +43,7 @@ import metalib
 from metalib import fewshot
 from metalib.course import full_mode, compare, plots, fewshot_lab as fl, metric_lab as ml, metric_widgets as mw
 from metalib.course.metric_lab import check_matching_attention
+from metalib.course.exercises import solution  # noqa: F401 (solution(): the check's "Stuck?" hint)
 from metalib.data import Omniglot
 
 # ▶ THE SWITCH. False: a short live training, then the weights the project trained and ships (the notebook
@@ -92,7 +98,8 @@ print(f"Omniglot (Vinyals split, 28x28, 4 rotations): {train.n_classes} training
 #
 # The loss regresses every score on the one-hot target: a score says how alike the pair is, it is not a class
 # probability (the scores of a query need not sum to 1).
-#
+
+# %% [markdown]
 # ## 2 · From scratch, on one episode
 #
 # The three shipped 5-shot models (trained on Omniglot's training classes; section 4 says how) and one 5-way
@@ -221,7 +228,7 @@ check_matching_attention(matching_attention)
 # ```
 # Normalise *both* sides (that is what makes it a cosine); the softmax runs over the support images of each
 # query (dim 1); `F.one_hot(y_s)` turns the attention on images into attention on classes whatever the order
-# of the support set. (`metalib.course.exercises.solution("matching_attention")` prints it too.)
+# of the support set. (`solution("matching_attention")` prints it too.)
 # </details>
 
 # %% [markdown]
@@ -237,15 +244,15 @@ check_matching_attention(matching_attention)
 demo = {}
 for name in ("matching", "relation"):
     cfg = fewshot.default_config(name, n_way=5, k_shot=1, iterations=100, val_every=0)
-    demo[name] = fewshot.FewShotTrainer(cfg, train_data=train, val_data=False, device="cpu")
+    demo[name] = fewshot.FewShotTrainer(cfg, train_data=train, val_data=False, device="cpu", progress=False)
     print(f"{cfg.describe()}: {cfg.train_way_}-way {cfg.train_shot_}-shot training episodes, {cfg.train_query} "
           f"queries/class, Adam {cfg.meta_lr}")
 before = {name: fewshot.evaluate(t.learner, test, 5, 1, 15, episodes=50) for name, t in demo.items()}
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# progress bars (their timing and widget ids change on every run)
-histories = {name: t.fit() for name, t in demo.items()}
+# progress bars and times (they change on every run)
+histories = {name: fl.fit_live(t) for name, t in demo.items()}   # the bars stay when done; a line records each run
 
 # %%
 YLABEL = {"matching": "cross-entropy of ŷ", "relation": "MSE to one-hot"}
@@ -329,7 +336,8 @@ for name in family[1]:
 #   protocols: ProtoNet averages 1,000 test episodes; the Relation Networks code tests 1,000 episodes with K
 #   queries per class; for Matching Networks the test queries and episodes are not recorded in our references
 #   (`docs/references.md`). [P] = read in the paper's own table, [S] = quoted by later papers.
-#
+
+# %% [markdown]
 # ## 6 · The same episode, three rules
 #
 # Pick a query (or click *New episode*, change N or K): under each class's support images, the bars show what
@@ -369,7 +377,8 @@ app.fig
 # almost equally (0.88 and 0.87) and everything else near 0: wrong by a hair. The flat attention is the
 # bounded cosine of section 2 at work; the Relation scores show a learned similarity that is confident about
 # two candidates at once — its scores are not a distribution over classes.
-#
+
+# %% [markdown]
 # ## 7 · Where the rules disagree
 #
 # On the 7,500 queries of section 5's 100 test episodes, how often do the three models give the same answer,
@@ -386,7 +395,8 @@ for k, res in agree.items():
 # queries: the models rarely make the *same* mistake. ProtoNet is the only one right on 4.4% of the 1-shot
 # queries, Matching and Relation Networks on 0.4% and 0.5% — and sometimes, as for the widget's query above,
 # the weakest model on average is the one that gets a query right.
-#
+
+# %% [markdown]
 # ## Summary
 #
 # - The metric-based family classifies a query by comparing it with the support set; the three rules compare
@@ -401,7 +411,8 @@ for k, res in agree.items():
 #   5-shot); the papers report 98.1–99.8% after far longer training, under their own protocols.
 #
 # **Next:** `RESULTS.md` records every shipped model with its command; notebook 08's table lists them all.
-#
+
+# %% [markdown]
 # ## References
 #
 # - O. Vinyals, C. Blundell, T. Lillicrap, K. Kavukcuoglu, D. Wierstra. *Matching Networks for One Shot

@@ -9,20 +9,39 @@ pairing). Edit the script, then:
     python scripts/notebooks.py sync [NAMES]      # copy the sources' cells into the notebooks (outputs of unchanged cells kept)
     python scripts/notebooks.py execute [NAMES]   # re-run the notebooks in place (their default mode), storing the outputs
     python scripts/notebooks.py build [NAMES]     # sync, then execute
-    python scripts/notebooks.py check             # every pair in sync, every source lints clean (what CI runs)
+    python scripts/notebooks.py check             # every pair in sync, every source lints clean, every
+                                                  # Solution block is its exercise's registered solution (what CI runs)
+    python scripts/notebooks.py release --student DIR [--instructor DIR] [NAMES]
+                                                  # the two versions of the executed notebooks (+ README.md):
+                                                  # the student's without the Solution blocks, the instructor's
+                                                  # with every Solution block open
+    python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
 
 NAMES: notebook numbers or names (``05``, ``05_prototypical_networks``); default all.
 ``execute`` needs the data for 04-08 (see docs/data.md) and runs with ``MPLBACKEND=Agg``.
+
+**Lecture mode.** Every cell carries Jupyter's slideshow metadata (``slide_type``), which RISE and
+``jupyter nbconvert --to slides`` read: a source may set it in the cell header
+(``# %% [markdown] slideshow={"slide_type": "slide"}``); ``sync`` gives every cell without one the
+default of :func:`default_slide_type` (a ``#``/``##`` heading opens a slide, a ``###`` heading a
+sub-slide, a Solution block is a fragment, anything else continues the current slide).
+
+**Solutions.** A Solution block is a Markdown cell tagged ``solution`` (``# %% [markdown]
+tags=["solution"]``; a cell whose text opens with ``<details><summary><b>Solution`` counts too) holding
+a ``python`` code fence. ``check`` compares that code with the registered exercise's reference
+solution (``metalib.course.exercises``, matched by the function's name).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES, NOTEBOOKS = ROOT / "course", ROOT / "notebooks"
@@ -79,7 +98,9 @@ def sync(sources: Sequence[Path]) -> None:
         if target.exists():
             cmd.append("--update")  # keep the outputs (and ids) of the cells whose source is unchanged
         subprocess.run(cmd + [str(s)], check=True)
-        print(f"synced {s.relative_to(ROOT)} -> {target.relative_to(ROOT)}")
+        added = add_slide_metadata(target)
+        print(f"synced {s.relative_to(ROOT)} -> {target.relative_to(ROOT)}"
+              + (f" ({added} cells given their default slide type)" if added else ""))
 
 
 def execute(sources: Sequence[Path], timeout: int = 1800) -> None:
@@ -114,8 +135,140 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+# ============================================================================ lecture mode: slide types
+SOLUTION_TAG = "solution"
+_SOLUTION_OPENING = re.compile(r"^\s*<details[^>]*>\s*<summary>\s*<b>\s*Solution", re.IGNORECASE)
+
+
+def is_solution(cell) -> bool:
+    """A Solution block: a Markdown cell tagged ``solution`` (or opening with ``<details><summary><b>Solution``)."""
+    return cell.get("cell_type") == "markdown" and (
+        SOLUTION_TAG in cell.get("metadata", {}).get("tags", []) or bool(_SOLUTION_OPENING.match(_text(cell))))
+
+
+def _text(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def default_slide_type(cell) -> str:
+    """The slide type a cell gets when its source sets none: ``"slide"`` for a Markdown cell opening
+    with a ``#`` or ``##`` heading, ``"subslide"`` for ``###``, ``"fragment"`` for a Solution block
+    (revealed on the next click), ``"-"`` (continue the slide) for everything else."""
+    if cell.get("cell_type") != "markdown":
+        return "-"
+    if is_solution(cell):
+        return "fragment"
+    first = _text(cell).lstrip().split("\n", 1)[0]
+    if re.match(r"^#{1,2} ", first):
+        return "slide"
+    if first.startswith("### "):
+        return "subslide"
+    return "-"
+
+
+def add_slide_metadata(path: Path) -> int:
+    """Give every cell of the notebook at ``path`` without slideshow metadata its default slide type;
+    the first cell always opens a slide. Returns how many cells changed (the file is rewritten only then)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    changed = 0
+    for i, cell in enumerate(nb.cells):
+        show = cell.metadata.get("slideshow") or {}
+        if "slide_type" not in show:
+            cell.metadata["slideshow"] = {**show, "slide_type": "slide" if i == 0 else default_slide_type(cell)}
+            changed += 1
+    if changed:
+        nbformat.write(nb, str(path))
+    return changed
+
+
+def slides(sources: Sequence[Path], out: Path) -> List[Path]:
+    """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for s in sources:
+        nb = notebook_of(s)
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir", str(out),
+                        "--log-level", "WARN", str(nb)], check=True)
+        made.append(out / f"{nb.stem}.slides.html")
+        print(f"slides: {made[-1]}")
+    return made
+
+
+# ============================================================================ student and instructor versions
+def solution_code(cell) -> Optional[str]:
+    """The code in a Solution block's ```python fence (None if it has none)."""
+    m = re.search(r"```python\n(.*?)```", _text(cell), re.DOTALL)
+    return m.group(1).strip() + "\n" if m else None
+
+
+def release(sources: Sequence[Path], student: Optional[Path] = None, instructor: Optional[Path] = None) -> Dict[str, int]:
+    """Write the student version (every Solution block removed) and/or the instructor version (every
+    Solution block kept and opened) of the executed notebooks, plus ``notebooks/README.md``, into the
+    given folders. Returns ``{notebook: number of Solution blocks}``."""
+    import nbformat
+
+    if student is None and instructor is None:
+        raise Error("say where to write: --student DIR and/or --instructor DIR")
+    counts = {}
+    for folder in (student, instructor):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(NOTEBOOKS / "README.md", folder / "README.md")
+    for s in sources:
+        path = notebook_of(s)
+        if not path.exists():
+            raise Error(f"{path.relative_to(ROOT)} does not exist (run: python scripts/notebooks.py build {s.stem[:2]})")
+        nb = nbformat.read(str(path), as_version=4)
+        counts[path.stem] = sum(map(is_solution, nb.cells))
+        if student is not None:
+            mine = nbformat.from_dict(json.loads(json.dumps(nb)))
+            mine.cells = [c for c in mine.cells if not is_solution(c)]
+            nbformat.validate(mine)
+            nbformat.write(mine, str(student / path.name))
+        if instructor is not None:
+            theirs = nbformat.from_dict(json.loads(json.dumps(nb)))
+            for c in theirs.cells:
+                if is_solution(c):
+                    c.source = re.sub(r"<details(?![^>]*\bopen\b)", "<details open", _text(c), count=1)
+            nbformat.validate(theirs)
+            nbformat.write(theirs, str(instructor / path.name))
+    for folder, label in ((student, "student"), (instructor, "instructor")):
+        if folder is not None:
+            print(f"{label} version: {len(counts)} notebooks + README.md in {folder}")
+    return counts
+
+
+def solution_problems(sources: Sequence[Path]) -> List[str]:
+    """Solution blocks whose code is not the registered reference solution of their exercise."""
+    import jupytext
+
+    sys.path.insert(0, str(ROOT))
+    from metalib.course import exercises
+
+    by_function = {e.solution.__name__: e for e in exercises.REGISTRY.values()}
+    problems = []
+    for s in sources:
+        for cell in jupytext.read(s).cells:
+            if not is_solution(cell):
+                continue
+            code = solution_code(cell)
+            name = re.match(r"def (\w+)", code or "")
+            if code is None or name is None:
+                problems.append(f"{s.relative_to(ROOT)}: a Solution block without a ```python def ...``` fence")
+                continue
+            e = by_function.get(name.group(1))
+            if e is not None and code != e.code():
+                problems.append(f"{s.relative_to(ROOT)}: the Solution block of {e.name!r} differs from its registered "
+                                f"solution (metalib/course/exercises/{e.solution.__module__.rsplit('.', 1)[-1]}.py)")
+    return problems
+
+
 def check(sources: Sequence[Path]) -> List[str]:
-    """Every source has its notebook and vice versa, each pair in sync, the sources lint clean."""
+    """Every source has its notebook and vice versa, each pair in sync, the sources lint clean, the
+    Solution blocks are the registered solutions."""
     problems = []
     stems = {s.stem for s in pairs()}
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
@@ -124,15 +277,19 @@ def check(sources: Sequence[Path]) -> List[str]:
     for s in sources:
         problems += [f"{s.relative_to(ROOT)}: {p}" for p in out_of_sync(s)]
     problems += lint(sources)
+    problems += solution_problems(sources)
     return problems
 
 
 def main(argv: Sequence[str] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("command", choices=["sync", "execute", "build", "check"], help="what to do")
+    p.add_argument("command", choices=["sync", "execute", "build", "check", "release", "slides"], help="what to do")
     p.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell when executing (default 1800)")
+    p.add_argument("--student", type=Path, default=None, help="release: write the student version here")
+    p.add_argument("--instructor", type=Path, default=None, help="release: write the instructor version here")
+    p.add_argument("--out", type=Path, default=None, help="slides: write the HTML slides here")
     a = p.parse_args(argv)
     try:
         sources = pairs(a.names)
@@ -140,6 +297,12 @@ def main(argv: Sequence[str] = None) -> int:
             sync(sources)
         if a.command in ("execute", "build"):
             execute(sources, a.timeout)
+        if a.command == "release":
+            release(sources, a.student, a.instructor)
+        if a.command == "slides":
+            if a.out is None:
+                raise Error("say where to write the slides: --out DIR")
+            slides(sources, a.out)
         if a.command == "check":
             problems = check(sources)
             for line in problems:

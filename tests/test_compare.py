@@ -128,30 +128,49 @@ def test_episodes_for_ci_is_the_smallest_sufficient_count():
         compare.episodes_for_ci(1.0, 0.0)
 
 
-def test_exercise_checks_accept_the_solution_and_name_mistakes():
-    import math
+def test_paper_numbers_are_the_references_files():
+    """Every paper number the notebooks print from compare.PAPER_RESULTS stands in docs/references.md,
+    on a row of the same setting, with the same verification letter; none is an unverified (?) one."""
+    from pathlib import Path
 
-    assert compare.check_mean_ci95(compare.mean_ci95)
-    ddof1 = lambda a: (float(a.mean()), 1.96 * float(a.std()) / math.sqrt(a.numel()))  # noqa: E731
-    assert "sample std" in compare.check_mean_ci95(ddof1).message
-    no_sqrt = lambda a: (float(a.mean()), 1.96 * float(a.std(unbiased=False)))  # noqa: E731
-    assert "sqrt(n)" in compare.check_mean_ci95(no_sqrt).message
-    assert compare.check_episodes_for_ci(compare.episodes_for_ci)
-    floor = lambda s, h: int((1.96 * s / h) ** 2)  # noqa: E731
-    assert "round *up*" in compare.check_episodes_for_ci(floor).message
+    text = (Path(__file__).resolve().parents[1] / "docs" / "references.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    datasets = {"omniglot": "Omniglot", "miniimagenet": "miniImageNet"}
+    for (method, dataset, n, k), p in compare.load_paper_numbers().items():   # every course module's entries
+        assert p.source in ("P", "C", "S"), (method, p)
+        setting = f"{datasets[dataset]} {n}-way {k}-shot"
+        hits = [r for r in rows if f"| {p.value} |" in r and f"| {setting} |" in r]
+        assert hits, f"{method} {setting}: {p.value} is not in docs/references.md"
+        assert any(r.rstrip().endswith(f"| {p.source} |") for r in hits), (method, setting, hits)
 
-    def todo(*a):
-        raise NotImplementedError
 
-    assert "not written yet" in compare.check_anil_adapt(todo).message
-    from metalib.functional import buffers_of, inner_loop
+def test_results_are_grouped_by_family_and_the_table_shows_the_baseline(tmp_path):
+    _ship_fake(tmp_path, "m", {"test_accuracy": 90.0, "ci95": 1.0, "episodes": 600}, algorithm="maml", n_way=5, k_shot=1)
+    _ship_fake(tmp_path, "p", {"test_accuracy": 95.0, "ci95": 0.5, "episodes": 600}, algorithm="protonet", n_way=5, k_shot=1)
+    rs = compare.shipped_results(["m", "p"], directory=tmp_path)
+    groups = compare.by_family(rs)
+    assert list(groups) == ["metric-based", "optimisation-based"]
+    assert [r.name for r in groups["metric-based"]] == ["p"]
+    assert compare.paper_number(rs[0]).value == "98.7 ± 0.4" and compare.paper_number(rs[1]).text() == "98.8 [P]"
+    cost = compare.Cost(median_ms=12.0, min_ms=10.0, max_ms=14.0, repeats=2, warmup=1, peak_mb=300.0, before_mb=250.0,
+                        device="CPU", memory_kind="CPU peak RSS")
+    table = compare.markdown_table(rs, {"m": cost})
+    assert "| optimisation-based | `m` | MAML |" in table and "| 12 | 50 (250) |" in table
+    assert "MiB" not in compare.markdown_table(rs, {"m": cost}, memory=False)
 
-    def anil(model, params, x_s, y_s, lr, steps, only_head=True):
-        head = {k: v for k, v in params.items() if k.startswith("head.") or not only_head}
-        rest = {**buffers_of(model), **{k: v for k, v in params.items() if k not in head}}
-        new, _ = inner_loop(model, head, rest, x_s, y_s, torch.nn.functional.cross_entropy, lr, steps)
-        return {**params, **new}
 
-    assert compare.check_anil_adapt(anil)
-    assert "changed" in compare.check_anil_adapt(lambda *a: anil(*a, only_head=False)).message
-    assert "one step" in compare.check_anil_adapt(lambda m, p, x, y, lr, s: anil(m, p, x, y, lr, 1)).message
+def test_a_table_of_every_shipped_learner_finds_every_course_modules_paper_numbers():
+    """Notebook 08 imports only compare: a family's numbers, added by its own course module (Matching and
+    Relation Networks: metric_lab), are found all the same — in a fresh process, where nothing else
+    imported that module."""
+    import subprocess
+    import sys
+
+    code = ("from types import SimpleNamespace as S; from metalib.course import compare; import sys; "
+            "assert 'metalib.course.metric_lab' not in sys.modules; "
+            "print(compare.paper_number(S(method='RelationNet', dataset='omniglot', n_way=5, k_shot=1)).value); "
+            "print(compare.paper_number(S(method='MatchingNet', dataset='omniglot', n_way=5, k_shot=5)).value); "
+            "print(compare.paper_number(S(method='MAML', dataset='omniglot', n_way=5, k_shot=1)).value); "
+            "print(compare.paper_number(S(method='NoSuchNet', dataset='omniglot', n_way=5, k_shot=1)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:4] == ["99.6 ± 0.2", "98.9", "98.7 ± 0.4", "None"], out

@@ -1,158 +1,73 @@
-"""The exercise checks accept the reference solutions and name the mistake in typical wrong answers."""
-import math
-
+"""The exercise machinery (``metalib.course.exercises``): feedback, crashes, the registry and
+``solution()``, and the answers a check must accept although they are not the reference solution.
+The reference solutions and the common mistakes of every exercise are run in
+``tests/test_exercise_solutions.py``."""
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad
+from torch.func import functional_call
 
-from metalib.course import exercises, solutions
-from metalib.course.exercises import check_inner_step, check_reptile_update, check_sinusoid_sampler, check_split_task
-
-
-def not_written(*args):
-    raise NotImplementedError
-
-
-# ----------------------------------------------------------------------------- every check
-@pytest.mark.parametrize("check", [check_split_task, check_sinusoid_sampler, check_inner_step, check_reptile_update])
-def test_unwritten_stub_gets_a_friendly_message(check):
-    fb = check(not_written)
-    assert not fb and "not written yet" in fb.message and "solution(" in fb.message
-    assert repr(fb).startswith("✗")
+from metalib.course import exercises
+from metalib.course.exercises import (
+    Exercise, Feedback, check_adapt_ce, check_episodes_for_ci, check_inner_step, check_proto_logits,
+    check_sinusoid_sampler,
+)
 
 
-@pytest.mark.parametrize("check", [check_split_task, check_sinusoid_sampler, check_inner_step, check_reptile_update])
-def test_a_crash_is_reported_not_raised(check):
+@pytest.mark.parametrize("name", list(exercises.REGISTRY))
+def test_a_crash_is_reported_not_raised(name):
     def crashes(*args):
         raise KeyError("oops")
 
-    fb = check(crashes)
+    fb = exercises.REGISTRY[name].check(crashes)
     assert not fb and "KeyError" in fb.message
+    assert repr(fb).startswith("✗")
 
 
-@pytest.mark.parametrize("name, check", [
-    ("split_task", check_split_task), ("sample_sinusoid", check_sinusoid_sampler),
-    ("inner_step", check_inner_step), ("reptile_update", check_reptile_update),
-])
-def test_reference_solutions_pass_and_are_printable(name, check, capsys):
-    fb = check(exercises.EXERCISES[name])
-    assert fb, fb.message
-    assert repr(fb).startswith("✓")
-    exercises.solution(name)
-    assert "def " in capsys.readouterr().out
-    with pytest.raises(KeyError, match="no exercise"):
+def test_a_non_function_is_reported():
+    fb = check_inner_step(42)
+    assert not fb and "expected a function" in fb.message
+
+
+def test_the_names_other_course_modules_use_stay_importable():
+    from metalib.course.exercises import CheckFailed, as_float, call_checked, close, run_check, solution  # noqa: F401
+
+    assert run_check("x", lambda: "fine") == Feedback(True, "x", "fine")
+    fb = run_check("x", lambda: (_ for _ in ()).throw(CheckFailed("wrong")))
+    assert not fb and fb.message == "wrong" and str(fb) == "✗ x: wrong"
+    assert close(torch.ones(2), torch.ones(2) + 1e-9) and not close(torch.ones(2), torch.ones(3))
+
+
+def test_solution_prints_or_returns_the_source_and_names_the_others(capsys):
+    exercises.solution("inner_step")
+    assert "def inner_step" in capsys.readouterr().out
+    assert "def split_task" in exercises.solution("split_task", show=False)
+    with pytest.raises(KeyError, match="no exercise named 'nope'; there are: split_task"):
         exercises.solution("nope")
+    assert exercises.solution("f", show=False, exercises={"f": exercises.REGISTRY["split_task"].solution}).startswith("def")
+    assert set(exercises.EXERCISES) == set(exercises.REGISTRY)
 
 
-# ----------------------------------------------------------------------------- split_task
-@pytest.mark.parametrize("fn, words", [
-    (lambda x, y, k: (x[:k], y[:k], x, y), "query set should hold"),
-    (lambda x, y, k: (x[: k + 1], y[: k + 1], x[k + 1:], y[k + 1:]), "support set must hold"),
-    (lambda x, y, k: (x[:k], y[1: k + 1], x[k:], y[:1].expand(x.shape[0] - k, 1) * 0 + y[k:]), "pair"),
-    (lambda x, y, k: (x[:k], y[:k], torch.cat([x[:1], x[k + 1:]]), torch.cat([y[:1], y[k + 1:]])), "both"),
-    (lambda x, y, k: (x[:k].flatten(), y[:k].flatten(), x[k:].flatten(), y[k:].flatten()), "shape"),
-    (lambda x, y, k: (x[:k], y[:k]), "four tensors"),
-])
-def test_split_task_mistakes(fn, words):
-    fb = check_split_task(fn)
-    assert not fb and words in fb.message, fb.message
+def test_code_is_the_solution_without_its_docstring():
+    e = exercises.REGISTRY["episodes_for_ci"]
+    assert '"""' in e.source() and '"""' not in e.code()
+    assert e.code() == "def episodes_for_ci(std, half_width):\n    return math.ceil((1.96 * std / half_width) ** 2)\n"
 
 
-# ----------------------------------------------------------------------------- sample_sinusoid
-def _sampler(amp=(0.1, 4.9), ph=math.pi, xr=(-5, 10), sign=-1, use_gen=True, flat=False, same=False):
-    def fn(n, k, generator=None):
-        g = generator if use_gen else torch.Generator().manual_seed(42)
-        a = amp[0] + amp[1] * torch.rand(n, generator=g)
-        if same:
-            a = a[:1].expand(n).clone()
-        p = ph * torch.rand(n, generator=g)
-        x = xr[0] + xr[1] * torch.rand(n, k, 1, generator=g)
-        y = a.view(-1, 1, 1) * torch.sin(x + sign * p.view(-1, 1, 1))
-        return (a, p, x.squeeze(-1), y.squeeze(-1)) if flat else (a, p, x, y)
-    return fn
+def test_register_adds_an_exercise_and_refuses_a_clash():
+    e = Exercise("toy-exercise", "99_toy", solution=lambda: 1, check=lambda fn: Feedback(True, "toy", "ok"))
+    try:
+        assert exercises.register(e) is e and exercises.get("toy-exercise") is e
+        assert exercises.register(e) is e   # the same one again: fine
+        with pytest.raises(ValueError, match="registered already"):
+            exercises.register(Exercise("toy-exercise", "99_toy", solution=print, check=print))
+    finally:
+        exercises.REGISTRY.pop("toy-exercise", None)
+    with pytest.raises(TypeError):
+        exercises.register("toy")
 
 
-@pytest.mark.parametrize("kw, words", [
-    (dict(sign=+1), "wrong sign"),
-    (dict(amp=(0.0, 1.0)), "amplitudes should"),
-    (dict(ph=2 * math.pi), "phases"),
-    (dict(xr=(0, 1)), "inputs should be uniform"),
-    (dict(flat=True), "trailing feature dimension"),
-    (dict(use_gen=False), "generator"),
-    (dict(same=True), "same amplitude"),
-])
-def test_sampler_mistakes(kw, words):
-    fb = check_sinusoid_sampler(_sampler(**kw))
-    assert not fb and words in fb.message, fb.message
-
-
-def test_sampler_that_ignores_the_generator_seed_is_caught():
-    torch.manual_seed(0)
-
-    def global_rng(n, k, generator=None):  # draws from the global RNG: not reproducible
-        return solutions.sample_sinusoid_tasks(n, k, None)
-
-    fb = check_sinusoid_sampler(global_rng)
-    assert not fb and "generator" in fb.message
-
-
-def test_sampler_missing_amplitude():
-    def fn(n, k, generator=None):
-        a, p, x, y = solutions.sample_sinusoid_tasks(n, k, generator)
-        return a, p, x, torch.sin(x - p.view(-1, 1, 1))
-
-    fb = check_sinusoid_sampler(fn)
-    assert not fb and "amplitude is missing" in fb.message
-
-
-# ----------------------------------------------------------------------------- inner_step
-def _step(scale=1.0, sign=-1.0, detach_grad=False, detach_out=False, loss="mean", tuple_out=False, inplace=False):
-    def fn(model, params, x, y, lr):
-        def L(p):
-            pred = functional_call(model, p, (x,))
-            return F.mse_loss(pred, y, reduction="sum" if loss == "sum" else "mean")
-
-        g = grad(L)(params)
-        if detach_grad:
-            g = {k: v.detach() for k, v in g.items()}
-        if inplace:
-            with torch.no_grad():
-                for k in params:
-                    params[k].sub_(lr * g[k])
-            return dict(params)
-        out = {k: p + sign * scale * lr * g[k] for k, p in params.items()}
-        if detach_out:
-            out = {k: v.detach() for k, v in out.items()}
-        return (out, 0.0) if tuple_out else out
-    return fn
-
-
-@pytest.mark.parametrize("kw, words", [
-    (dict(sign=+1.0), "wrong sign"),
-    (dict(detach_grad=True), "first-order MAML"),
-    (dict(detach_out=True), "detached"),
-    (dict(loss="sum"), "mean squared error"),
-    (dict(scale=0.5), "factor of 2"),
-    (dict(tuple_out=True), "not a tuple"),
-    (dict(inplace=True), "in place"),
-])
-def test_inner_step_mistakes(kw, words):
-    fb = check_inner_step(_step(**kw))
-    assert not fb and words in fb.message, fb.message
-
-
-def test_inner_step_without_lr_and_wrong_keys():
-    def no_lr(model, params, x, y, lr):
-        g = grad(lambda p: F.mse_loss(functional_call(model, p, (x,)), y))(params)
-        return {k: p - g[k] for k, p in params.items()}
-
-    fb = check_inner_step(no_lr)
-    assert not fb and "learning rate is missing" in fb.message
-    fb = check_inner_step(lambda model, params, x, y, lr: {"w": params[next(iter(params))]})
-    assert not fb and "same keys" in fb.message
-
-
+# ----------------------------------------------------------------------------- answers to accept
 def test_inner_step_with_autograd_create_graph_passes():
     def with_autograd(model, params, x, y, lr):
         loss = F.mse_loss(functional_call(model, params, (x,)), y)
@@ -162,29 +77,60 @@ def test_inner_step_with_autograd_create_graph_passes():
     assert check_inner_step(with_autograd)
 
 
-# ----------------------------------------------------------------------------- reptile_update
-def _reptile(kind):
-    def fn(theta, phis, eps):
-        d = {k: torch.stack([p[k] - t for p in phis]) for k, t in theta.items()}
-        if kind == "minus":
-            return {k: t - eps * d[k].mean(0) for k, t in theta.items()}
-        if kind == "sum":
-            return {k: t + eps * d[k].sum(0) for k, t in theta.items()}
-        if kind == "no_eps":
-            return {k: t + d[k].mean(0) for k, t in theta.items()}
-        if kind == "last":
-            return {k: t + eps * d[k][-1] for k, t in theta.items()}
-        if kind == "inplace":
-            for k, t in theta.items():
-                t.add_(eps * d[k].mean(0))
-            return theta
-    return fn
+def test_adapt_ce_with_autograd_create_graph_passes():
+    def with_autograd(model, params, x, y, lr, steps):
+        for _ in range(steps):
+            loss = F.cross_entropy(functional_call(model, params, (x,)), y)
+            gs = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            params = {k: p - lr * g for (k, p), g in zip(params.items(), gs)}
+        return params
+
+    assert check_adapt_ce(with_autograd)
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("minus", "wrong direction"), ("sum", "summed"), ("no_eps", "ε is missing"),
-    ("last", "only one task"), ("inplace", "in place"),
-])
-def test_reptile_update_mistakes(kind, words):
-    fb = check_reptile_update(_reptile(kind))
-    assert not fb and words in fb.message, fb.message
+def test_proto_logits_accepts_the_linear_form():
+    """Dropping ||z_q||^2 shifts each query's logits by a constant: the same softmax, a legitimate answer."""
+    def linear(z_s, y_s, z_q, n_way):
+        c = torch.stack([z_s[y_s == k].mean(0) for k in range(n_way)])
+        return 2 * z_q @ c.T - (c ** 2).sum(1)
+
+    assert check_proto_logits(linear)
+
+
+def test_proto_logits_solution_matches_metalib_protonet():
+    """The reference solution agrees with metalib's ProtoNet helpers (an independent implementation)."""
+    from metalib.algorithms.protonet import prototypes, squared_distances
+
+    g = torch.Generator().manual_seed(3)
+    z_s, y_s, z_q = torch.randn(10, 6, generator=g), torch.arange(5).repeat(2), torch.randn(7, 6, generator=g)
+    ref = -squared_distances(z_q, prototypes(z_s, y_s, 5))
+    assert torch.allclose(exercises.REGISTRY["proto_logits"].solution(z_s, y_s, z_q, 5), ref, atol=1e-5)
+
+
+def test_episodes_for_ci_accepts_a_whole_float_and_numpy_style_answers():
+    import math
+
+    assert check_episodes_for_ci(lambda s, h: float(math.ceil((1.96 * s / h) ** 2)))
+
+
+def test_episodes_for_ci_messages_never_contradict_themselves():
+    """Too few episodes: the message's interval really is wider than asked; too many: n - 1 really suffice."""
+    import math
+    import re
+
+    for answer in (lambda s, h: math.ceil((1.96 * s / h) ** 2) - 1, lambda s, h: math.ceil((1.96 * s / h) ** 2) + 1):
+        fb = check_episodes_for_ci(answer)
+        assert not fb
+        m = re.search(r"sigma = ([\d.]+) and half-width ([\d.]+), (\d+) episodes", fb.message)
+        std, h, n = float(m.group(1)), float(m.group(2)), int(m.group(3))
+        if "wider than" in fb.message:
+            assert 1.96 * std / math.sqrt(n) > h
+        else:
+            assert "more than needed" in fb.message and 1.96 * std / math.sqrt(n - 1) <= h
+
+
+def test_sampler_accepts_float64():
+    def f64(n, k, generator=None):
+        return tuple(t.double() for t in exercises.REGISTRY["sample_sinusoid"].solution(n, k, generator))
+
+    assert check_sinusoid_sampler(f64)

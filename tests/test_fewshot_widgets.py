@@ -228,3 +228,42 @@ def test_embedding_explorer_reptile_step_values(data):
     torch.testing.assert_close(em.view.logits, learner.forward(phi, ep.x_q[0]), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="steps must be one of \\[0, 1, 4\\]"):
         em.update(steps=2)
+
+
+# ----------------------------------------------------------------------------- off-plane queries; legends
+def test_queries_outside_their_predicted_region_are_drawn_hollow(learners, data):
+    """The 2-D plane cannot show every dimension: a query whose region (the real rule at its projection)
+    is not its real prediction is drawn as a hollow ring, and the box counts them."""
+    em = widgets.EmbeddingExplorer(learners["maml"], data, n_way=5, k_shot=2, n_query=4, max_steps=3, seed=3,
+                                   resolution=30)
+    for k in (0, 3):
+        em.update(steps=k)
+        v = em.view
+        on_plane = em.pca.unproject(em.pca.project(v.z_q))
+        inside = (v.rule(on_plane).argmax(-1) == v.predictions).numpy()
+        np.testing.assert_array_equal(em.in_region(k).numpy(), inside)
+        face, edge = em.query_dots.get_facecolor(), em.query_dots.get_edgecolor()
+        np.testing.assert_array_equal(face[:, 3] > 0, inside)                  # filled = inside, hollow = outside
+        np.testing.assert_allclose(edge[:, :3], em.colors[v.y_q.numpy()][:, :3])
+        assert em.plane_agreement(k) == pytest.approx(inside.mean())
+        assert f"in their predicted region {100 * inside.mean():5.1f}%" in em.info.get_text()
+    assert 0 < em.plane_agreement(3) < 1          # both kinds are drawn in this episode
+    labels = [t.get_text() for t in em.ax.get_legend().get_texts()]
+    assert "query outside its predicted region" in labels
+
+
+def test_accuracy_vs_steps_legend_lists_only_the_curves_drawn(learners, data):
+    curves = fl.accuracy_vs_steps(learners, data, n_way=5, k_shot=1, steps=[0, 1], episodes=2, n_query=2)
+    av = widgets.accuracy_vs_steps(curves)
+
+    def legend():
+        lg = av.ax.get_legend()
+        return [t.get_text() for t in lg.get_texts()] if lg is not None else []
+
+    assert legend() == ["proto (no inner loop)", "maml"]
+    av.update(show=("maml",))
+    assert legend() == ["maml"]
+    av.update(show=())
+    assert legend() == []
+    title = av.ax.get_title()
+    assert "\n" in title and max(len(line) for line in title.splitlines()) < 100   # two lines: not clipped

@@ -59,7 +59,8 @@ def _one_line(text: str) -> str:
 
 
 def _run(args: list[str], **env) -> subprocess.CompletedProcess:
-    full = dict(os.environ, PYTHONPATH=str(PROJECT), **env)
+    # tests/ too: the scripts run here import the miniature-data writers from tests/_data.py
+    full = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PROJECT), str(PROJECT / "tests")]), **env)
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full, cwd=PROJECT,
                           timeout=180)
 

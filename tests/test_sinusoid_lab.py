@@ -96,6 +96,23 @@ def test_compare_table_and_curves():
     assert "K=5, 1 step" in table and "MAML" in table and "random initialisation" in table
 
 
+def test_medians_and_the_worst_task_beside_the_means():
+    per = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [5.0, 1e4], [7.0, 4.0], [9.0, 6.0]])
+    comp = lab.Comparison((5,), 1, {"maml": {5: per}})
+    assert comp.at("maml", 5, 1) == pytest.approx(4.0)            # (2 + 4 + 6) / 3: two diverged left out
+    assert comp.median("maml", 5, 1) == pytest.approx(6.0)        # median of 2, 4, 6, 1e4, nan->inf: all five
+    assert comp.median("maml", 5, 0) == pytest.approx(5.0)
+    assert comp.worst("maml", 5, 1) == math.inf and comp.worst("maml", 5, 0) == pytest.approx(9.0)
+    table = comp.table(steps=(1,), median=True)
+    assert "4.00 / 6.00 [2]" in table and "mean / median" in table and "(not of the median)" in table
+
+
+def test_train_summary_line():
+    r = lab.train("pretrain", 3, progress=False)
+    line = r.summary()
+    assert line.startswith("pretrained (joint training): 3 meta-iterations in ") and "mean of the last 3" in line
+
+
 def test_snapshot_schedule():
     s = lab.snapshot_schedule(70_000, 30)
     assert s[0] == 0 and s[-1] == 70_000 and s == sorted(set(s)) and 25 <= len(s) <= 31

@@ -6,15 +6,23 @@
 >>> algorithms.register("mine", MyLearner)      # a new algorithm: one file + this line
 """
 from .base import Learner, available, entry, get, learner_registry, query_metrics, register
+from .anil import ANIL
+from .lstm_meta import LSTMMetaLearner
 from .maml import MAML
+from .mann import MANN, LSTMBaseline
 from .matching import MatchingNetworks
+from .metasgd import MetaSGD
 from .pretrain import Pretrain
 from .protonet import ProtoNet, prototypes, squared_distances
+from .r2d2 import R2D2, ridge_solution
 from .relation import RelationNetworks
 from .reptile import Reptile
+from .snail import SNAIL
 
 __all__ = [
+    "MetaSGD", "ANIL", "R2D2", "ridge_solution", "LSTMMetaLearner",
     "Learner", "register", "get", "available", "entry", "learner_registry", "query_metrics",
     "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
     "MatchingNetworks", "RelationNetworks",
+    "MANN", "LSTMBaseline", "SNAIL",
 ]

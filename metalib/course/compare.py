@@ -28,7 +28,7 @@ import math
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -39,12 +39,10 @@ from ..device import (
 from ..io import PathLike
 from ..pretrained import WEIGHTS_DIR, manifest as read_manifest
 
-if TYPE_CHECKING:  # only for the annotations of the exercise checks
-    from .exercises import Feedback
-
-__all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images",
+__all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images", "PaperNumber",
+           "PAPER_RESULTS", "load_paper_numbers", "paper_number", "FAMILIES", "by_family",
            "meta_iteration_cost", "meta_iteration_cost_isolated", "markdown_table", "mean_ci95",
-           "episodes_for_ci", "check_mean_ci95", "check_episodes_for_ci", "check_anil_adapt"]
+           "episodes_for_ci"]
 
 DATASET_LABELS = {"omniglot": "Omniglot", "miniimagenet": "miniImageNet", "custom": "custom"}
 
@@ -117,6 +115,100 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
         out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, family.get(r.config.learner_class.family, 9),
                                 r.method, r.n_way, r.k_shot, r.name))
     return out
+
+
+# ============================================================================ the papers' numbers
+@dataclass(frozen=True)
+class PaperNumber:
+    """A paper's published accuracy for one setting, as ``docs/references.md`` lists it: the value as
+    printed there, where it stands, how its protocol differs from metalib's (Vinyals / Ravi split, 15
+    queries per class, 600 seeded episodes, transductive BatchNorm), and how it was verified (P: the
+    paper's table; C: the official code; S: quoted by a later paper)."""
+
+    value: str
+    where: str
+    protocol: str
+    source: str
+
+    def text(self) -> str:
+        """``"98.7 ± 0.4 [P]"``."""
+        return f"{self.value} [{self.source}]"
+
+
+_MAML = "Finn et al. 2017, Table 1"
+_MAML_O = "MAML's own random character split; K queries per class (1-shot: 1); transductive"
+_MAML_M = "K queries per class (1-shot: 1, 5-shot: 5); transductive"
+_REPTILE = "Nichol et al. 2018 (arXiv v3), quoted by later papers"
+_REPTILE_T = "10,000 test tasks of 1 query per class; transductive, as ours (the non-transductive row: {})"
+_PROTO = "Snell et al. 2017"
+_PROTO_O = "1,000 test episodes, no interval given; final model retrained on train + val"
+_PROTO_M = "same protocol; 30-way (1-shot) / 20-way (5-shot) training episodes"
+
+#: the papers' numbers for the learners of notebooks 02-08, keyed by ``(learner.short_name, dataset,
+#: n_way, k_shot)``; only those marked P, C or S in ``docs/references.md`` (a number not verified is
+#: never printed as the paper's). Other course modules add their learners' entries.
+PAPER_RESULTS: Dict[Tuple[str, str, int, int], PaperNumber] = {
+    ("MAML", "omniglot", 5, 1): PaperNumber("98.7 ± 0.4", _MAML, _MAML_O, "P"),
+    ("MAML", "omniglot", 5, 5): PaperNumber("99.9 ± 0.1", _MAML, _MAML_O.replace("1-shot: 1", "5-shot: 5"), "P"),
+    ("MAML", "omniglot", 20, 1): PaperNumber("95.8 ± 0.3", _MAML, _MAML_O, "P"),
+    ("MAML", "omniglot", 20, 5): PaperNumber("98.9 ± 0.2", _MAML, _MAML_O.replace("1-shot: 1", "5-shot: 5"), "P"),
+    ("MAML", "miniimagenet", 5, 1): PaperNumber("48.70 ± 1.84", _MAML, _MAML_M, "P"),
+    ("MAML", "miniimagenet", 5, 5): PaperNumber("63.11 ± 0.92", _MAML, _MAML_M, "P"),
+    ("FOMAML", "miniimagenet", 5, 1): PaperNumber("48.07 ± 1.75", _MAML, _MAML_M, "P"),
+    ("FOMAML", "miniimagenet", 5, 5): PaperNumber("63.15 ± 0.91", _MAML, _MAML_M, "P"),
+    # Reptile: the transductive rows — BatchNorm on the whole query batch, as metalib evaluates (and as the
+    # official command with metalib's Reptile settings, lr 0.001 x 5 inner steps, 50 at test, runs)
+    ("Reptile", "omniglot", 5, 1): PaperNumber("97.68 ± 0.04", _REPTILE, _REPTILE_T.format("95.39 ± 0.09"), "S"),
+    ("Reptile", "omniglot", 5, 5): PaperNumber("99.48 ± 0.06", _REPTILE, _REPTILE_T.format("98.90 ± 0.10"), "S"),
+    ("Reptile", "omniglot", 20, 1): PaperNumber("89.43 ± 0.14", _REPTILE, _REPTILE_T.format("88.14 ± 0.15"), "S"),
+    ("Reptile", "omniglot", 20, 5): PaperNumber("97.12 ± 0.32", _REPTILE, _REPTILE_T.format("96.65 ± 0.33"), "S"),
+    ("Reptile", "miniimagenet", 5, 1): PaperNumber("49.97 ± 0.32", _REPTILE, _REPTILE_T.format("47.07 ± 0.26"), "S"),
+    ("Reptile", "miniimagenet", 5, 5): PaperNumber("65.99 ± 0.58", _REPTILE, _REPTILE_T.format("62.74 ± 0.37"), "S"),
+    ("ProtoNet", "omniglot", 5, 1): PaperNumber("98.8", f"{_PROTO}, Table 1", _PROTO_O, "P"),
+    ("ProtoNet", "omniglot", 5, 5): PaperNumber("99.7", f"{_PROTO}, Table 1", _PROTO_O, "P"),
+    ("ProtoNet", "omniglot", 20, 1): PaperNumber("96.0", f"{_PROTO}, Table 1", _PROTO_O, "P"),
+    ("ProtoNet", "omniglot", 20, 5): PaperNumber("98.9", f"{_PROTO}, Table 1", _PROTO_O, "P"),
+    ("ProtoNet", "miniimagenet", 5, 1): PaperNumber("49.42 ± 0.78", f"{_PROTO}, Table 2", _PROTO_M, "P"),
+    ("ProtoNet", "miniimagenet", 5, 5): PaperNumber("68.20 ± 0.66", f"{_PROTO}, Table 2", _PROTO_M, "P"),
+}
+
+
+_ALL_LOADED = False
+
+
+def load_paper_numbers() -> Dict[Tuple[str, str, int, int], PaperNumber]:
+    """:data:`PAPER_RESULTS` with every course module's entries: imports each module of
+    ``metalib.course`` once (each adds its learners' numbers when imported), so that a table of every
+    shipped learner finds a new family's numbers without naming its module."""
+    global _ALL_LOADED
+    if not _ALL_LOADED:
+        import importlib
+        import pkgutil
+
+        package = __name__.rsplit(".", 1)[0]
+        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            importlib.import_module(f"{package}.{module.name}")
+        _ALL_LOADED = True
+    return PAPER_RESULTS
+
+
+def paper_number(result: "ShippedResult") -> Optional[PaperNumber]:
+    """The paper's number for a shipped result's method and setting (:data:`PAPER_RESULTS`, every
+    course module's entries included: :func:`load_paper_numbers`), or None."""
+    return load_paper_numbers().get((result.method, result.dataset, result.n_way, result.k_shot))
+
+
+FAMILIES = ("metric-based", "optimisation-based", "model-based")
+
+
+def by_family(results: Sequence["ShippedResult"]) -> Dict[str, List["ShippedResult"]]:
+    """``{family: results}`` in the order of :data:`FAMILIES` (then any other family), each list in
+    the given order; the family is the learner class's ``family`` attribute."""
+    groups: Dict[str, List[ShippedResult]] = {}
+    for r in results:
+        groups.setdefault(getattr(r.config.learner_class, "family", "other"), []).append(r)
+    order = [f for f in FAMILIES if f in groups] + sorted(f for f in groups if f not in FAMILIES)
+    return {f: groups[f] for f in order}
 
 
 # ============================================================================ cost of one meta-iteration
@@ -212,22 +304,29 @@ def meta_iteration_cost_isolated(config: fewshot.FewShotConfig, repeats: int = 3
 
 
 # ============================================================================ the table
-def markdown_table(results: Sequence[ShippedResult], costs: Optional[Mapping[str, Cost]] = None) -> str:
-    """One Markdown table: method, dataset, episodes, test accuracy ± 95% CI (from the manifest),
-    training iterations (and the reference budget the manifest records: the paper's iteration count;
-    for ProtoNet, which trains until validation stops improving, metalib's bound), and — for names in ``costs`` — ms and MiB per meta-iteration."""
+def markdown_table(results: Sequence[ShippedResult], costs: Optional[Mapping[str, Cost]] = None,
+                   memory: bool = True) -> str:
+    """One Markdown table: family, method, dataset, test accuracy ± 95% CI (from the manifest), training
+    iterations (and the reference budget the manifest records: the paper's iteration count; for
+    ProtoNet, which trains until validation stops improving, metalib's bound), and — for names in
+    ``costs`` — ms per meta-iteration and (``memory``) the meta-iteration's memory: the growth of the
+    peak over the baseline just before the first step, with the baseline (measure it with
+    :func:`meta_iteration_cost_isolated` on a CPU, where the peak is the process's)."""
     costs = costs or {}
-    head = ("| shipped name | method | dataset | test accuracy (%) ± 95% CI | iterations (reference) "
-            "| ms / meta-iteration | MiB / meta-iteration |")
-    rows = [head, "|" + "---|" * 7]
+    head = ("| family | shipped name | method | dataset | test accuracy (%) ± 95% CI | iterations (reference) "
+            "| ms / meta-iteration |" + (" MiB / meta-iteration (baseline MiB) |" if memory else ""))
+    rows = [head, "|" + "---|" * (8 if memory else 7)]
     for r in results:
         c = costs.get(r.name)
         paper = f"{r.paper_iterations:,}" if r.paper_iterations else "?"
         ms = f"{c.median_ms:,.0f}" if c is not None else "not measured"
-        mb = f"{c.memory_mb:,.0f}" if c is not None and math.isfinite(c.memory_mb) else "not measured"
-        rows.append(f"| `{r.name}` | {r.method} | {DATASET_LABELS.get(r.dataset, r.dataset)} {r.n_way}-way "
-                    f"{r.k_shot}-shot | {r.accuracy:.2f} ± {r.ci95:.2f} ({r.episodes} ep.) | {r.iterations:,} "
-                    f"({paper}) | {ms} | {mb} |")
+        row = (f"| {getattr(r.config.learner_class, 'family', 'other')} | `{r.name}` | {r.method} | "
+               f"{DATASET_LABELS.get(r.dataset, r.dataset)} {r.n_way}-way {r.k_shot}-shot | {r.accuracy:.2f} ± "
+               f"{r.ci95:.2f} ({r.episodes} ep.) | {r.iterations:,} ({paper}) | {ms} |")
+        if memory:
+            ok = c is not None and math.isfinite(c.memory_mb)
+            row += f" {c.memory_mb:,.0f} ({c.before_mb:,.0f}) |" if ok else " not measured |"
+        rows.append(row)
     return "\n".join(rows)
 
 
@@ -251,112 +350,6 @@ def episodes_for_ci(std: float, half_width: float) -> int:
         raise ValueError(f"need std >= 0 and half_width > 0 (finite), got {std}, {half_width}")
     n = max(1, math.ceil((1.96 * std / half_width) ** 2 - 1e-9))
     return n
-
-
-# ============================================================================ exercise checks (04, 07, 08)
-def _in_notebook(feedback: "Feedback") -> "Feedback":
-    # these exercises' solutions sit in the notebook's Solution block (metalib.exercises.solution
-    # does not know them), so point there instead
-    import re
-
-    feedback.message = re.sub(r"\(Stuck\? `solution\([^)]*\)`\.\)", "(Stuck? Open the Solution block below.)",
-                              feedback.message)
-    return feedback
-
-
-def check_mean_ci95(fn) -> "Feedback":
-    """Exercise of ``04_few_shot_data``: ``mean_ci95(acc) -> (mean, ci95)`` for a tensor of per-episode
-    accuracies (in %), ``ci95 = 1.96 * std / sqrt(n)`` with the population std (``ddof=0``)."""
-    from .exercises import CheckFailed, call_checked, run_check
-
-    def body() -> str:
-        g = torch.Generator().manual_seed(0)
-        for n in (600, 50, 7):
-            acc = (torch.rand(n, generator=g, dtype=torch.float64) * 40 + 60).round()
-            out = call_checked("mean_ci95", fn, acc.clone())
-            if not isinstance(out, (tuple, list)) or len(out) != 2:
-                raise CheckFailed(f"return two numbers (mean, ci95); got {type(out).__name__}.")
-            mean, ci = (float(v) for v in out)
-            m, c = mean_ci95(acc)
-            if abs(mean - m) > 1e-6:
-                raise CheckFailed(f"the mean of {n} accuracies should be {m:.4f}, yours is {mean:.4f}.")
-            sd1 = float(acc.std(unbiased=True))
-            if abs(ci - 1.96 * sd1 / math.sqrt(n)) < 1e-9 and abs(ci - c) > 1e-9:
-                raise CheckFailed("you used the sample std (n - 1 in the denominator); the protocol uses the "
-                            "population std (torch: unbiased=False / numpy: ddof=0), as Finn et al.'s code does.")
-            if abs(ci - c * math.sqrt(n)) < 1e-6:
-                raise CheckFailed("you forgot to divide by sqrt(n): the CI is about the *mean*, whose spread shrinks "
-                            "as 1/sqrt(n) — not about single episodes.")
-            if abs(ci - c / 1.96) < 1e-6:
-                raise CheckFailed("the 95% interval is 1.96 standard errors wide on each side; yours is one.")
-            if abs(ci - c) > 1e-6:
-                raise CheckFailed(f"for {n} episodes the half-width should be {c:.4f}, yours is {ci:.4f}.")
-        return "mean and 95% CI agree with metalib.compare.mean_ci95 on 600, 50 and 7 episodes."
-
-    return _in_notebook(run_check("mean_ci95", body))
-
-
-def check_episodes_for_ci(fn) -> "Feedback":
-    """Exercise of ``07_miniimagenet``: ``episodes_for_ci(std, half_width) -> int``, the fewest
-    episodes with ``1.96 * std / sqrt(n) <= half_width``."""
-    from .exercises import CheckFailed, call_checked, run_check
-
-    def body() -> str:
-        for std, h in ((17.0, 1.0), (17.0, 0.5), (5.0, 0.4), (9.9, 2.0), (0.0, 1.0)):
-            n = call_checked("episodes_for_ci", fn, std, h)
-            want = episodes_for_ci(std, h)
-            if isinstance(n, float) and n.is_integer():
-                n = int(n)
-            if not isinstance(n, int):
-                raise CheckFailed(f"return a whole number of episodes (int); got {n!r}.")
-            if n == want - 1 or (n < want and 1.96 * std / math.sqrt(max(n, 1)) > h):
-                raise CheckFailed(f"with sigma = {std} and half-width {h}, {n} episodes give a CI of "
-                            f"±{1.96 * std / math.sqrt(max(n, 1)):.3f} > {h}: round *up*.")
-            if n != want:
-                raise CheckFailed(f"with sigma = {std} and half-width {h} the answer is {want} episodes, yours is {n} "
-                            "(solve 1.96·sigma/sqrt(n) <= h for n).")
-        return "the episode counts agree with metalib.compare.episodes_for_ci."
-
-    return _in_notebook(run_check("episodes_for_ci", body))
-
-
-def check_anil_adapt(fn) -> "Feedback":
-    """Exercise of ``08_compare_and_next``: ``anil_adapt(model, params, x_s, y_s, lr, steps)`` takes
-    ``steps`` SGD steps on the cross-entropy of the support set **for the head's parameters only**
-    (names starting with ``"head."``) and returns the full params dict, body unchanged."""
-    from .exercises import CheckFailed, call_checked, close, run_check
-    from ..functional import buffers_of, inner_loop
-    from ..models import Conv4
-
-    def body() -> str:
-        torch.manual_seed(0)
-        model = Conv4(1, n_classes=3, hidden=4, image_size=16)
-        params = {k: v.detach().clone() for k, v in model.named_parameters()}
-        g = torch.Generator().manual_seed(1)
-        x, y = torch.rand(6, 1, 16, 16, generator=g), torch.arange(3).repeat(2)
-        out = call_checked("anil_adapt", fn, model, dict(params), x, y, 0.5, 2)
-        if not isinstance(out, dict) or set(out) != set(params):
-            raise CheckFailed("return a dict with the same names as params (all of them, body included).")
-        for k, v in params.items():
-            if not k.startswith("head.") and not close(out[k], v):
-                raise CheckFailed(f"{k} changed: ANIL adapts only the head; the body stays at theta.")
-        head = {k: v for k, v in params.items() if k.startswith("head.")}
-        frozen = {**buffers_of(model), **{k: v for k, v in params.items() if not k.startswith("head.")}}
-        import torch.nn.functional as F
-
-        want, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 2)
-        one, _ = inner_loop(model, head, frozen, x, y, F.cross_entropy, 0.5, 1)
-        for k in head:
-            if close(out[k], head[k]):
-                raise CheckFailed(f"{k} did not change: take the SGD steps on the head.")
-            if close(out[k], one[k]):
-                raise CheckFailed("you took one step; take `steps` of them (recompute the gradient each time).")
-            if not close(out[k], want[k], 1e-4):
-                raise CheckFailed(f"{k} differs from two SGD steps of lr 0.5 on the support cross-entropy "
-                            "(sign? learning rate? gradient of the head's parameters only?).")
-        return "the head moved exactly as two SGD steps on the support loss; the body stayed put."
-
-    return _in_notebook(run_check("anil_adapt", body))
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:

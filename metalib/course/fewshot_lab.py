@@ -53,13 +53,13 @@ from ..algorithms import Learner
 from ..evaluation import TEST_SEED, images_of, seeded_episodes
 from ..functional import Params, check_steps
 from ..pretrained import manifest
-from ..training import progress_bar
+from ..training import History, ProgressBar, progress_bar
 
 __all__ = [
     "load_learners", "load_test_data", "fewshot_names", "learner_config", "default_steps", "adapts", "head_size",
     "check_episode", "sample_episode", "episode_probabilities", "embed", "adaptation_path",
     "EpisodeView", "episode_view", "PCA", "pca_2d", "plane_points", "decision_regions",
-    "StepCurve", "accuracy_vs_steps", "display_images", "check_sizes", "step_count", "images_of",
+    "StepCurve", "accuracy_vs_steps", "display_images", "check_sizes", "step_count", "images_of", "fit_live",
 ]
 
 # The config each shipped learner was trained/evaluated with, keyed by the learner object without
@@ -91,6 +91,26 @@ def load_learners(names: Union[str, Sequence[str]], device=None) -> Dict[str, Le
         _CONFIGS[learner] = config
         out[name] = learner
     return out
+
+
+def fit_live(trainer: "fewshot.FewShotTrainer", window: int = 20) -> History:
+    """``trainer.fit()`` for a notebook's live demo: a progress bar that stays visible when the run
+    ends (make the trainer with ``progress=False``, or there are two), then one line that survives
+    in a saved notebook — iterations, seconds, and the training loss and accuracy over the last
+    ``window`` iterations."""
+    bar = ProgressBar(trainer.config.describe(), window=window, leave=True)
+    trainer.loop.callbacks.append(bar)
+    try:
+        history = trainer.fit()
+    finally:
+        trainer.loop.callbacks.remove(bar)
+    loss, acc = history.loss[-window:], [a for a in history.accuracy[-window:] if a == a]
+    line = (f"{trainer.config.describe()}: {trainer.iteration:,} iterations in {history.seconds:.1f} s; "
+            f"training loss {sum(loss) / max(len(loss), 1):.3f}")
+    if acc:
+        line += f", accuracy {sum(acc) / len(acc):.1f}%"
+    print(line + f" (means over the last {len(loss)} iterations' training episodes)")
+    return history
 
 
 def learner_config(learner: Learner) -> Optional[fewshot.FewShotConfig]:

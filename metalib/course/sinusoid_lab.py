@@ -122,6 +122,14 @@ class TrainResult:
     loss: List[float]
     seconds: float
     snapshots: Dict[int, Dict[str, Tensor]] = field(default_factory=dict)
+    label: str = ""
+
+    def summary(self, window: int = 100) -> str:
+        """One line that stays when the progress bar is gone: iterations, time, the recent loss."""
+        tail = self.loss[-window:]
+        mean = sum(tail) / len(tail) if tail else float("nan")
+        return (f"{self.label}: {len(self.loss):,} meta-iterations in {self.seconds:.1f} s; "
+                f"training loss {mean:.3f} (mean of the last {len(tail)} meta-batches)")
 
 
 def train(
@@ -134,27 +142,30 @@ def train(
 ) -> TrainResult:
     """Meta-train ``kind`` from scratch for ``iterations`` meta-batches (seeded init and tasks).
 
-    Uses :func:`metalib.training.meta_train` with the settings of :data:`PAPER` (Reptile:
-    :data:`REPTILE`). ``snapshot_at``: iterations at which to keep a copy of the weights (the weights
-    *after* that many updates), e.g. :func:`snapshot_schedule`.
+    The loop is :class:`metalib.training.TrainingLoop` (what :func:`metalib.training.meta_train`
+    runs) with the settings of :data:`PAPER` (Reptile: :data:`REPTILE`, whose annealing is its
+    learner's own schedule). ``snapshot_at``: iterations at which to keep a copy of the weights (the
+    weights *after* that many updates), e.g. :func:`snapshot_schedule`. ``progress``: a progress bar
+    that stays visible when the run ends (print :meth:`TrainResult.summary` for a record that survives
+    a saved notebook).
     """
-    from ..training import meta_train
+    from ..training import ProgressBar, Snapshots, TrainingLoop
 
     model = random_model(seed)
-    learner = make_learner(kind, model)
+    learner = make_learner(kind, model)   # its loss is the MSE
     family = Sinusoid()
     gen = torch.Generator().manual_seed(seed)
 
     def sample_batch() -> TaskBatch:
         return family.sample(PAPER["meta_batch"], PAPER["k_support"], PAPER["k_query"], generator=gen)
 
-    hist = meta_train(
-        learner, sample_batch, iterations, F.mse_loss, meta_lr=PAPER["meta_lr"],
-        anneal_outer_lr=REPTILE["anneal"], progress=progress,  # only Reptile has a schedule of its own
-        desc=desc or LABELS[kind], snapshot_at=snapshot_at,
-    )
-    snapshots = hist.snapshots
-    return TrainResult(model, hist.loss, hist.seconds, snapshots)
+    label = desc or LABELS[kind]
+    callbacks = [Snapshots(at=snapshot_at)] + ([ProgressBar(label, leave=True)] if progress else [])
+    loop = TrainingLoop(learner, sample_batch, iterations, meta_lr=PAPER["meta_lr"], callbacks=callbacks)
+    if not REPTILE["anneal"]:
+        loop.scheduler = None
+    hist = loop.run()
+    return TrainResult(model, hist.loss, hist.seconds, hist.snapshots, label)
 
 
 def load(kind: str) -> nn.Module:
@@ -397,11 +408,25 @@ class Comparison:
     def at(self, kind: str, k: int, steps: int) -> float:
         return float(self.curve(kind, k)[steps])
 
-    def table(self, steps: Sequence[int] = (1, 10), kinds: Optional[Sequence[str]] = None) -> str:
+    def median(self, kind: str, k: int, steps: int) -> float:
+        """The median MSE over *all* tasks after ``steps`` steps (diverged ones included: one task
+        cannot move a median, whatever its value)."""
+        v = self.per_task[kind][k][:, steps].double()
+        return float(torch.where(torch.isnan(v), torch.full_like(v, math.inf), v).median())
+
+    def worst(self, kind: str, k: int, steps: int) -> float:
+        """The largest MSE of any task after ``steps`` steps (``inf`` if one is not finite)."""
+        v = self.per_task[kind][k][:, steps].double()
+        return math.inf if not bool(torch.isfinite(v).all()) else float(v.max())
+
+    def table(self, steps: Sequence[int] = (1, 10), kinds: Optional[Sequence[str]] = None,
+              median: bool = False) -> str:
         """A plain-text table: one row per method, one column per (K, steps); ``[n]`` after a number:
-        n tasks diverged and are not in that mean."""
+        n tasks diverged and are not in that mean. ``median``: each cell is "mean / median" (the
+        median over all tasks, diverged ones included)."""
         kinds = list(kinds or self.per_task)
-        head = f"{'initialisation':<28}" + "".join(f"{'K=%d, %s' % (k, _steps_key(s)):>17}" for k in self.ks for s in steps)
+        width = 21 if median else 17
+        head = f"{'initialisation':<28}" + "".join(f"{'K=%d, %s' % (k, _steps_key(s)):>{width}}" for k in self.ks for s in steps)
         rows = [head, "-" * len(head)]
         any_bad = False
         for kind in kinds:
@@ -410,11 +435,13 @@ class Comparison:
                 for s in steps:
                     bad = int(self.diverged(kind, k)[s])
                     any_bad |= bad > 0
-                    cells += f"{self.at(kind, k, s):.2f}".rjust(13) + (f" [{bad}]" if bad else "    ")
+                    text = f"{self.at(kind, k, s):.2f}" + (f" / {self.median(kind, k, s):.2f}" if median else "")
+                    cells += text.rjust(width - 4) + (f" [{bad}]" if bad else "    ")
             rows.append(f"{LABELS.get(kind, kind):<28}{cells}")
         n = next(iter(next(iter(self.per_task.values())).values())).shape[0]
-        rows.append(f"mean query MSE over {n} test tasks" + (
-            f"; [n]: n tasks diverged (MSE > {DIVERGED:g}) and are left out of that mean" if any_bad else ""))
+        rows.append(f"{'mean / median' if median else 'mean'} query MSE over {n} test tasks" + (
+            f"; [n]: n tasks diverged (MSE > {DIVERGED:g}) and are left out of that mean"
+            + (" (not of the median)" if median else "") if any_bad else ""))
         return "\n".join(rows)
 
 

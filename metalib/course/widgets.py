@@ -60,7 +60,7 @@ class FigureApp:
     ``self.values``).
     """
 
-    width, height, dpi = 11.0, 4.2, 80
+    width, height, dpi = 11.0, 4.2, 100   # 1,100 pixels wide: sharp on a projector, scaled to the page
 
     def __init__(self) -> None:
         plots.style()
@@ -682,6 +682,10 @@ class EmbeddingExplorer(FigureApp):
     the box reports how often the plane's region agrees with the real prediction.
     Right (MAML/Reptile): this episode's query accuracy after each number of steps.
 
+    No plane shows a 5-way linear rule faithfully (its decisions depend on four directions): the
+    queries whose region is not the class the real rule gives them are drawn as hollow rings, and
+    the box counts them.
+
     Args:
         max_steps: the slider runs over 0..``max_steps`` inner steps (all adapted once per episode).
         step_values: instead, only these step counts (e.g. ``[0, 1, 2, 5, 10, 20, 43, 86]`` for
@@ -737,7 +741,7 @@ class EmbeddingExplorer(FigureApp):
         self.region_cmap = ListedColormap(self.colors[:, :3] * 0.35 + 0.65)  # pale class colours
         self.regions = ax.imshow(np.zeros((2, 2)), origin="lower", cmap=self.region_cmap, vmin=-0.5,
                                  vmax=self.n_way - 0.5, interpolation="nearest", aspect="auto", zorder=0)
-        self.query_dots = ax.scatter([], [], s=16, zorder=3, linewidths=0, label="queries")
+        self.query_dots = ax.scatter([], [], s=16, zorder=3, linewidths=1.1, label="queries")
         self.wrong_marks = ax.scatter([], [], s=28, marker="x", color="k", linewidths=1.0, zorder=4,
                                       label="query misclassified")
         self.support_dots = ax.scatter([], [], s=70, zorder=5, edgecolors="k", linewidths=0.8, label="support")
@@ -750,6 +754,8 @@ class EmbeddingExplorer(FigureApp):
 
         handles = [Line2D([], [], ls="", marker="o", ms=8, mfc="0.8", mec="k", label="support"),
                    Line2D([], [], ls="", marker="o", ms=4, mfc="0.5", mec="none", label="query"),
+                   Line2D([], [], ls="", marker="o", ms=5, mfc="none", mec="0.4", mew=1.1,
+                          label="query outside its predicted region"),
                    Line2D([], [], ls="", marker="x", ms=5, color="k", label="query misclassified")]
         if not self.adapts:
             handles.append(Line2D([], [], ls="", marker="*", ms=12, mfc="0.8", mec="k", label="prototype"))
@@ -762,7 +768,7 @@ class EmbeddingExplorer(FigureApp):
             a = self.ax_acc
             (self.acc_line,) = a.plot([], [], "o-", ms=3.5, color="C0", label="real rule")
             (self.plane_line,) = a.plot([], [], "s--", ms=3, color="0.55",
-                                        label="plane region = real prediction")
+                                        label="queries in their predicted region")
             (self.acc_marker,) = a.plot([], [], "o", ms=11, mfc="none", mec="C3", mew=2, zorder=6)
             a.set_xlabel("inner steps")
             a.set_ylabel(f"accuracy, this episode's {self.n_way * self.n_query} queries (%)")
@@ -834,13 +840,18 @@ class EmbeddingExplorer(FigureApp):
                                                        self.resolution).numpy()
         return self._regions[steps]
 
+    def in_region(self, steps: int = 0) -> Tensor:
+        """``bool [N*Q]``: for each query, whether the class the real rule gives its projection onto
+        the plane (the region it is drawn in) is its real prediction."""
+        v = self.views[steps]
+        on_plane = self.pca.unproject(self.pca.project(v.z_q))
+        return v.rule(on_plane).argmax(-1) == v.predictions
+
     def plane_agreement(self, steps: int = 0) -> float:
-        """Fraction of queries whose real prediction equals the class the real rule gives their
-        projection onto the plane (how faithful the 2-D picture is)."""
+        """Fraction of queries drawn in the region of their real prediction (how faithful the 2-D
+        picture is)."""
         if steps not in self._plane_acc:
-            v = self.views[steps]
-            on_plane = self.pca.unproject(self.pca.project(v.z_q))
-            self._plane_acc[steps] = float((v.rule(on_plane).argmax(-1) == v.predictions).float().mean())
+            self._plane_acc[steps] = float(self.in_region(steps).float().mean())
         return self._plane_acc[steps]
 
     def _redraw(self) -> None:
@@ -855,7 +866,10 @@ class EmbeddingExplorer(FigureApp):
         self.support_dots.set_offsets(zs)
         self.support_dots.set_facecolor(self.colors[v.y_s.numpy()])
         self.query_dots.set_offsets(zq)
-        self.query_dots.set_facecolor(self.colors[v.y_q.numpy()])
+        colors = self.colors[v.y_q.numpy()].copy()
+        self.query_dots.set_edgecolor(colors.copy())
+        colors[~self.in_region(k).numpy(), 3] = 0.0           # hollow: drawn outside its predicted region
+        self.query_dots.set_facecolor(colors)
         wrong = (v.predictions != v.y_q).numpy()
         self.wrong_marks.set_offsets(zq[wrong] if wrong.any() else np.zeros((0, 2)))
         if v.prototypes is not None:
@@ -872,7 +886,8 @@ class EmbeddingExplorer(FigureApp):
                             f"spanned by PC1 ({100 * r[0]:.0f}% of variance) and PC2 ({100 * r[1]:.0f}%)")
         self.info.set_text(f"{self.n_way}-way {self.k_shot}-shot, {len(v.y_q)} queries\n"
                            f"accuracy (real rule) {100 * v.accuracy:5.1f}%\n"
-                           f"region in plane = real {100 * self.plane_agreement(k):5.1f}%")
+                           f"in their predicted region {100 * self.plane_agreement(k):5.1f}%\n"
+                           f"(hollow: the others; the plane\ncannot show all {v.z_q.shape[1]} dimensions)")
         if self.ax_acc is not None:
             ks = sorted(self.views)
             accs = [100 * self.views[j].accuracy for j in ks]
@@ -914,10 +929,9 @@ class AccuracyVsSteps(FigureApp):
         first = next(iter(self.curves.values()))
         ax.set_xlabel("test-time inner steps")
         ax.set_ylabel("query accuracy (%)")
-        ax.set_title(f"{first.n_way}-way {first.k_shot}-shot, mean ± 95% CI over {first.episodes} seeded episodes "
+        ax.set_title(f"{first.n_way}-way {first.k_shot}-shot, mean ± 95% CI over {first.episodes} seeded episodes\n"
                      f"(seed {first.seed}, {first.q_query} queries/class); ring: the learner's test-time steps",
                      fontsize=9)
-        ax.legend(loc="lower right", fontsize=8)
         self.controls = {"show": W.SelectMultiple(options=list(self.curves), value=self.values["show"],
                                                   description="show", rows=min(len(self.curves), 5),
                                                   style={"description_width": "50px"}, layout=W.Layout(width="420px"))}
@@ -948,6 +962,12 @@ class AccuracyVsSteps(FigureApp):
                 vis += [m - e for m, e in zip(c.mean, c.ci95)] + [m + e for m, e in zip(c.mean, c.ci95)]
         if vis:
             self.ax.set_ylim(max(0, min(vis) - 3), min(100, max(vis) + 3) + 2)
+        legend = self.ax.get_legend()
+        if legend is not None:
+            legend.remove()
+        handles = [self.lines[name] for name in self.curves if name in shown]   # only the curves drawn
+        if handles:
+            self.ax.legend(handles=handles, loc="lower right", fontsize=8)
 
 
 def _learner_and_name(learner_or_name: Any):

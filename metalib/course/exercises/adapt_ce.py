@@ -72,7 +72,7 @@ def check_adapt_ce(fn: Callable) -> Feedback:
                 if all(close(got[k], no_lr[k].detach()) for k in params):
                     raise CheckFailed("the learning rate is missing: φ − lr·∇L.")
                 err = max(float((got[k] - ref[k].detach()).abs().max()) for k in params)
-                raise CheckFailed(f"the adapted parameters differ from {steps} SGD steps on the cross-entropy by up "
+                raise CheckFailed(f"the adapted parameters differ from {steps} SGD step{'s' if steps > 1 else ''} on the cross-entropy by up "
                                   f"to {err:.2e}. Is the loss F.cross_entropy(functional_call(model, p, (x,)), y) — "
                                   "the cross-entropy of the logits against the integer labels, not an MSE?")
             if any(not v.requires_grad for v in out.values()):

@@ -2,7 +2,9 @@
 record that keeps an exercise's solution, check and common mistakes together (:class:`Exercise`)."""
 from __future__ import annotations
 
+import ast
 import inspect
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Tuple
 
@@ -89,3 +91,15 @@ class Exercise:
     def source(self) -> str:
         """The reference solution's source code."""
         return inspect.getsource(self.solution)
+
+    def code(self) -> str:
+        """The reference solution's source without its docstring: what the notebook's Solution block shows."""
+        src = textwrap.dedent(self.source())
+        fn = ast.parse(src).body[0]
+        first = fn.body[0]
+        if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                and isinstance(first.value.value, str):
+            lines = src.splitlines()
+            del lines[first.lineno - 1:first.end_lineno]
+            src = "\n".join(lines)
+        return src.strip() + "\n"

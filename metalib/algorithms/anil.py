@@ -1,0 +1,116 @@
+"""ANIL — Almost No Inner Loop (Raghu, Raghu, Bengio & Vinyals, ICLR 2020)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+from torch import Tensor, nn
+
+from ..functional import LossFn, Params, inner_loop, inner_loop_checkpointed, params_of
+from .base import register
+from .maml import MAML, Batching, BNMode
+
+
+class ANIL(MAML):
+    r"""MAML whose inner loop adapts the network's head only; the body is shared by all tasks.
+
+    Split :math:`\theta = (\theta_b, \theta_h)` into the body :math:`\theta_b` (the feature extractor) and
+    the head :math:`\theta_h` (the parameters whose names start with ``head``, e.g. Conv-4's linear
+    classifier ``head.weight [N, d]``, ``head.bias [N]``). For each task the inner loop is MAML's on the
+    head alone (Raghu et al. 2020, sec. 4):
+
+    .. math:: \phi_h^{(0)} = \theta_h,\qquad
+              \phi_h^{(j+1)} = \phi_h^{(j)} - \alpha \nabla_{\phi_h} \mathcal{L}^{s}_{\mathcal{T}_i}\big(f_{(\theta_b,\, \phi_h^{(j)})}\big),
+              \qquad \phi_b = \theta_b \ \text{(not adapted)},
+
+    and the outer loop minimises MAML's objective :math:`\frac{1}{T}\sum_i \mathcal{L}^{q}_{\mathcal{T}_i}(f_{(\theta_b,
+    \phi_{h,i})})` over *both* :math:`\theta_b` and :math:`\theta_h`. Second order, the body's meta-gradient flows
+    through the query features and through the support features that the head's inner gradients depend on;
+    ``first_order=True`` treats the inner gradients as constants (the body then learns from the query
+    features only). The paper's finding: this matches MAML's accuracy — MAML's inner loop mostly *reuses*
+    features rather than learning new ones.
+
+    Implementation: :func:`metalib.functional.inner_loop` with the head as ``params`` and the body as fixed
+    tensors (passed with the buffers), so the adapted body is θ_b itself (the same tensors) and only the
+    head's gradients are taken in the inner loop. Everything else is MAML's machinery.
+
+    Args:
+        model: a network whose head parameters are named ``head.*`` (Conv-4 with ``n_classes``), or name
+            them with ``head``.
+        head: the name prefix (or prefixes) of the parameters the inner loop adapts (default ``"head."``).
+        inner_lr, inner_steps, first_order, batching, bn_mode, recompute_steps, loss_fn, eval_steps: as
+            :class:`metalib.algorithms.MAML`.
+    """
+
+    name = "anil"
+    config_keys = ("inner_lr", "inner_steps", "first_order")
+    # Raghu et al. 2020 (sec. 4 and appendix): ANIL is trained with MAML's hyperparameters and
+    # architecture, so its settings are MAML's (Finn et al. 2017, appendix A.1, see maml.py). The paper
+    # reports Omniglot 20-way and miniImageNet 5-way; 5-way Omniglot uses MAML's 5-way settings.
+    paper_settings = dict(MAML.paper_settings)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        head: Union[str, Sequence[str]] = "head.",
+        batching: Batching = "auto",
+        bn_mode: BNMode = "transductive",
+        recompute_steps: bool = False,
+        loss_fn: Optional[LossFn] = None,
+        eval_steps: Optional[int] = None,
+    ) -> None:
+        super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
+                         batching=batching, bn_mode=bn_mode, recompute_steps=recompute_steps, loss_fn=loss_fn,
+                         eval_steps=eval_steps)
+        prefixes = (head,) if isinstance(head, str) else tuple(head)
+        if not prefixes or not all(isinstance(p, str) and p for p in prefixes):
+            raise ValueError(f"head must be a non-empty name prefix or a list of them, got {head!r}")
+        self.head_prefixes: Tuple[str, ...] = prefixes
+        names = list(params_of(model))
+        heads = [n for n in names if self.is_head(n)]
+        if not heads:
+            raise ValueError(f"no parameter of the model starts with {' or '.join(map(repr, prefixes))}; ANIL adapts "
+                             f"the head only: name it with head=... (parameters: {', '.join(names[:6])}"
+                             f"{', ...' if len(names) > 6 else ''})")
+        if len(heads) == len(names):
+            raise ValueError(f"every parameter starts with {' or '.join(map(repr, prefixes))}: ANIL would adapt the "
+                             "whole network (that is MAML); name only the head's parameters")
+
+    def is_head(self, name: str) -> bool:
+        """Whether parameter ``name`` belongs to the head (is adapted by the inner loop)."""
+        return name.startswith(self.head_prefixes)
+
+    def split(self, params: Params) -> Tuple[Params, Params]:
+        """``(body, head)``: ``params`` divided by :meth:`is_head`."""
+        head = {k: v for k, v in params.items() if self.is_head(k)}
+        return {k: v for k, v in params.items() if k not in head}, head
+
+    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
+               fo: bool, engine: str = "auto"):
+        """The inner loop on the head; the body goes in as fixed tensors and comes out unchanged."""
+        body, head = self.split(params)
+        fixed = {**buffers, **body}
+        if self.recompute_steps and not fo:
+            adapted, losses = inner_loop_checkpointed(self.model, head, fixed, x_s, y_s, loss_fn, self.inner_lr,
+                                                      steps, context=self._bn_context)
+        else:
+            adapted, losses = inner_loop(self.model, head, fixed, x_s, y_s, loss_fn, self.inner_lr, steps, fo,
+                                         engine=engine)
+        return {k: adapted[k] if k in adapted else v for k, v in params.items()}, losses
+
+    def describe(self) -> str:
+        return f"ANIL ({'first' if self.first_order else 'second'}-order)"
+
+    @property
+    def short_name(self) -> str:
+        return "FO-ANIL" if self.first_order else "ANIL"
+
+    def __repr__(self) -> str:
+        return (f"ANIL(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order={self.first_order}, "
+                f"head={self.head_prefixes!r}, batching={self.batching!r}, bn_mode={self.bn_mode!r})")
+
+
+register("anil", ANIL)
+register("foanil", ANIL, first_order=True)

@@ -1,0 +1,478 @@
+"""Notebook 10 (learning the update): the computations behind its figures, widgets and exercise.
+
+* **Meta-SGD on sinusoids** — :data:`METASGD` (Finn et al.'s sinusoid budget with Meta-SGD's per-parameter
+  α), :func:`train_metasgd`, :func:`evaluate_metasgd` (the 600 seeded test tasks of
+  :mod:`metalib.course.sinusoid_lab`, adapted with the learned α *and* with the shared SGD protocol),
+  :func:`ship_sinusoid_metasgd` (how ``metalib/weights/sinusoid-metasgd.pt`` was made), :func:`alpha_by_layer`
+  and :func:`prediction_path` (what the Meta-SGD explorer draws);
+* **the LSTM meta-learner** — :func:`gate_trace`: one Omniglot episode's inner loop, every coordinate's
+  gates and update beside SGD's for the same gradient;
+* **ANIL's question** — :func:`layer_change`: how far MAML's inner loop moves each layer;
+* **R2-D2** — :func:`ridge_system_sizes`: the primal and Woodbury systems' sizes;
+* **the exercise** — :func:`check_metasgd_step` (with :func:`metasgd_step`, the reference solution).
+
+Run ``python -m metalib.course.update_lab ship-sinusoid`` to retrain and ship the sinusoid weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad
+
+from .. import algorithms
+from ..algorithms import Learner
+from ..algorithms.lstm_meta import Unroll
+from ..functional import NonFiniteLossError
+from ..tasks import Sinusoid
+from . import compare
+from . import fewshot_lab as fl
+from . import sinusoid_lab as lab
+from .exercises import CheckFailed, Exercise, Feedback, Mistake, call_checked, register, run_check
+
+__all__ = [
+    "METASGD", "WEIGHTS", "make_metasgd", "train_metasgd", "evaluate_metasgd", "ship_sinusoid_metasgd",
+    "load_sinusoid_learners", "alpha_by_layer", "layer_of", "layer_label", "prediction_path", "GateTrace", "gate_trace",
+    "layer_change", "ridge_system_sizes", "metasgd_step", "check_metasgd_step",
+]
+
+# ============================================================================ Meta-SGD on sinusoids
+METASGD = dict(iterations=lab.PAPER["iterations"], k_support=lab.PAPER["k_support"], k_query=lab.PAPER["k_query"],
+               meta_batch=lab.PAPER["meta_batch"], meta_lr=lab.PAPER["meta_lr"], inner_steps=1,
+               alpha_init=(0.005, 0.1))
+"""The sinusoid run of ``sinusoid-metasgd``: Finn et al.'s sinusoid budget and tasks (:data:`metalib.course.
+sinusoid_lab.PAPER`: 70,000 iterations, K = 10, 10 queries, meta-batch 25, Adam 1e-3, one inner step), with
+Meta-SGD's per-parameter α initialised in [0.005, 0.1] (Li et al. 2017) instead of MAML's α = 0.01."""
+
+# ============================================================================ the papers' numbers (docs/references.md)
+_NOT_RECORDED = "split, queries per class and test episodes not recorded in docs/references.md"
+compare.PAPER_RESULTS.update({
+    ("Meta-SGD", "omniglot", 5, 1): compare.PaperNumber("99.53 ± 0.26", "Li et al. 2017, quoted by later papers",
+                                                        _NOT_RECORDED, "S"),
+    ("Meta-SGD", "omniglot", 5, 5): compare.PaperNumber("99.93 ± 0.09", "Li et al. 2017, quoted by later papers",
+                                                        _NOT_RECORDED, "S"),
+    ("Meta-SGD", "miniimagenet", 5, 1): compare.PaperNumber("50.47 ± 1.87", "Li et al. 2017, quoted by later papers",
+                                                            "Ravi split; " + _NOT_RECORDED, "S"),
+    ("Meta-SGD", "miniimagenet", 5, 5): compare.PaperNumber("64.03 ± 0.94", "Li et al. 2017, quoted by later papers",
+                                                            "Ravi split; " + _NOT_RECORDED, "S"),
+    ("ANIL", "omniglot", 20, 1): compare.PaperNumber("96.2 ± 0.5", "Raghu et al. 2020, quoted by later papers",
+                                                     "MAML's setup; " + _NOT_RECORDED, "S"),
+    ("ANIL", "omniglot", 20, 5): compare.PaperNumber("98.0 ± 0.3", "Raghu et al. 2020, quoted by later papers",
+                                                     "MAML's setup; " + _NOT_RECORDED, "S"),
+    ("ANIL", "miniimagenet", 5, 1): compare.PaperNumber("46.7 ± 0.4", "Raghu et al. 2020, quoted by later papers",
+                                                        "Ravi split, MAML's setup", "S"),
+    ("ANIL", "miniimagenet", 5, 5): compare.PaperNumber("61.5 ± 0.5", "Raghu et al. 2020, quoted by later papers",
+                                                        "Ravi split, MAML's setup", "S"),
+    ("R2-D2", "miniimagenet", 5, 1): compare.PaperNumber(
+        "51.2 ± 0.6", "Bertinetto et al. 2019, quoted in MetaOptNet's Table 1",
+        "96-192-384-512 backbone (not Conv-4); 10,000 test episodes in the official code", "S"),
+    ("R2-D2", "miniimagenet", 5, 5): compare.PaperNumber(
+        "68.8 ± 0.1", "Bertinetto et al. 2019, quoted in MetaOptNet's Table 1",
+        "96-192-384-512 backbone (not Conv-4); 10,000 test episodes in the official code", "S"),
+    ("Meta-LSTM", "miniimagenet", 5, 1): compare.PaperNumber(
+        "43.44 ± 0.77", "Ravi & Larochelle 2017, quoted in Finn et al. Table 1 and Snell et al. Table 2",
+        "Ravi split; BatchNorm: running averages of the episode's training set for its test set", "P"),
+    ("Meta-LSTM", "miniimagenet", 5, 5): compare.PaperNumber(
+        "60.60 ± 0.71", "Ravi & Larochelle 2017, quoted in Finn et al. Table 1 and Snell et al. Table 2",
+        "Ravi split; BatchNorm: running averages of the episode's training set for its test set", "P"),
+})
+
+WEIGHTS = {"maml": "sinusoid-maml", "metasgd": "sinusoid-metasgd"}
+"""The shipped sinusoid learners the notebook compares."""
+
+
+def make_metasgd(model: Optional[nn.Module] = None) -> Learner:
+    """A Meta-SGD learner for the sinusoid MLP (MSE loss, :data:`METASGD`'s settings), via the registry."""
+    return algorithms.get("metasgd", lab.random_model(0) if model is None else model, loss_fn=F.mse_loss,
+                          inner_steps=METASGD["inner_steps"], alpha_init=METASGD["alpha_init"])
+
+
+def train_metasgd(iterations: int = METASGD["iterations"], seed: int = 0, progress: bool = True,
+                  snapshot_at: Optional[Iterable[int]] = None):
+    """Meta-train Meta-SGD on the sinusoid family from a seeded initialisation (θ as
+    :func:`metalib.course.sinusoid_lab.random_model`, α from the same seed). Returns ``(learner, History)``."""
+    from ..training import meta_train
+
+    torch.manual_seed(seed)
+    learner = make_metasgd(lab.random_model(seed))
+    family, gen = Sinusoid(), torch.Generator().manual_seed(seed)
+
+    def sample_batch():
+        return family.sample(METASGD["meta_batch"], METASGD["k_support"], METASGD["k_query"], generator=gen)
+
+    hist = meta_train(learner, sample_batch, iterations, F.mse_loss, meta_lr=METASGD["meta_lr"], progress=progress,
+                      desc="Meta-SGD (sinusoids)", snapshot_at=snapshot_at)
+    return learner, hist
+
+
+def evaluate_metasgd(learner: Learner, ks: Sequence[int] = lab.EVAL["ks"], steps: Sequence[int] = lab.EVAL["steps"],
+                     n_tasks: int = lab.EVAL["n_tasks"]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """:func:`metalib.course.sinusoid_lab.evaluate` — the protocol of the shipped sinusoid learners: query MSE on
+    the 600 seeded test tasks (50 queries) after 1 and 10 steps, means over the tasks that did not diverge —
+    with Meta-SGD's **learned α** as the step size (``θ − α∘∇L``) instead of SGD's 0.01."""
+    alpha = {k: a.detach() for k, a in learner.learning_rates().items()}
+    # sinusoid_lab's vmapped loop hands the step size to metalib.functional.inner_loop, which takes a dict
+    return lab.evaluate(learner.model, ks=ks, steps=steps, n_tasks=n_tasks, lr=alpha)
+
+
+def _steps_key(s: int) -> str:
+    return f"{s} step" if s == 1 else f"{s} steps"
+
+
+def ship_sinusoid_metasgd(iterations: int = METASGD["iterations"], seed: int = 0, note: str = "",
+                          directory=None, lock: Optional[str] = None) -> Dict:
+    """Train Meta-SGD on sinusoids (:func:`train_metasgd`), evaluate it both ways (:func:`evaluate_metasgd`, and
+    :func:`metalib.course.sinusoid_lab.evaluate` of its θ with SGD at 0.01) and save it as ``sinusoid-metasgd``
+    with a manifest entry like the other sinusoid learners' (the learner's whole state: θ and α).
+
+    ``lock``: a file to hold an exclusive ``flock`` on while the weights and the manifest are written (others
+    who ship at the same time wait for it); training and evaluation run without it."""
+    from ..device import describe_device
+    from ..pretrained import save_pretrained
+
+    start = time.perf_counter()
+    learner, hist = train_metasgd(iterations, seed, progress=False,
+                                  snapshot_at=lab.snapshot_schedule(iterations, 30))
+    minutes = (time.perf_counter() - start) / 60
+    own, sgd = evaluate_metasgd(learner), lab.evaluate(learner.model)
+    tail = hist.loss[-1000:]
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in METASGD.items()}
+    how_own = lab.evaluation_protocol().replace(f"SGD steps of lr {lab.TEST_LR}", "steps of the learned α (θ − α∘∇L)")
+    info = {
+        "description": "Meta-SGD (learned per-parameter α) on Finn et al.'s sinusoid regression (1-40-40-1 ReLU MLP)",
+        "command": f"python -m metalib.course.update_lab ship-sinusoid --iterations {iterations} --seed {seed}",
+        "seed": seed, "iterations": iterations, "settings": settings,
+        "learner": {"algorithm": "metasgd", "settings": {"inner_steps": METASGD["inner_steps"],
+                                                         "alpha_init": list(METASGD["alpha_init"]),
+                                                         "loss_fn": "mse_loss"}},
+        "device": describe_device("cpu"), "torch": torch.__version__, "minutes": round(minutes, 2),
+        "final_training_loss": round(sum(tail) / max(len(tail), 1), 4),
+        "test_inner_lr": "learned (alpha)",
+        "snapshots": sorted(hist.snapshots),  # θ only (α is in the weights file's learner state)
+        "metrics": {
+            "post_adaptation_mse": own["mse"], "diverged_tasks": own["diverged"], "how": how_own,
+            "sgd_0.01_from_theta": {"post_adaptation_mse": sgd["mse"], "diverged_tasks": sgd["diverged"],
+                                    "how": lab.evaluation_protocol()},
+            "eval": {**lab.EVAL, "lr": "learned alpha", "diverged_above": lab.DIVERGED},
+        },
+        "note": note,
+    }
+    kw = {} if directory is None else {"directory": directory}
+    # snapshots: the network's weights θ during training (as the other sinusoid learners ship them)
+    with _exclusive(lock):
+        return save_pretrained(WEIGHTS["metasgd"], learner, info=info, snapshots=hist.snapshots, **kw)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Optional[str]):
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_sinusoid_learners() -> Dict[str, Learner]:
+    """``{"maml": MAML, "metasgd": Meta-SGD}`` with the shipped sinusoid weights (checksum verified)."""
+    from ..pretrained import pretrained
+
+    return {k: pretrained(name) for k, name in WEIGHTS.items()}
+
+
+def layer_of(name: str) -> str:
+    """``"0.weight" -> "0"``: the module a parameter belongs to (weight and bias of a layer together)."""
+    return name.rsplit(".", 1)[0]
+
+
+def layer_label(model: nn.Module, layer: str) -> str:
+    """``"features.3.0" -> "features.3.0 (Conv2d)"``: a layer's name with its module's type."""
+    try:
+        return f"{layer} ({type(model.get_submodule(layer)).__name__})"
+    except AttributeError:
+        return layer
+
+
+def alpha_by_layer(learner: Learner) -> Dict[str, Tensor]:
+    """Meta-SGD's learned α, flattened per layer (weights and bias together): ``{layer: [n]}``, detached."""
+    rates = getattr(learner, "learning_rates", None)
+    if not callable(rates):
+        raise TypeError(f"{learner.describe()} has no per-parameter learning rates (learner.learning_rates())")
+    out: Dict[str, List[Tensor]] = {}
+    for name, a in rates().items():
+        out.setdefault(layer_of(name), []).append(a.detach().flatten())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def prediction_path(learner: Learner, x_s: Tensor, y_s: Tensor, x_eval: Tensor, steps: int) -> Tensor:
+    """Predictions on ``x_eval`` after 0, 1, ..., ``steps`` inner steps of ``learner``'s own update (MAML: SGD
+    at its α; Meta-SGD: θ − α∘∇L) on ``(x_s, y_s)``: ``[steps + 1, n_eval, 1]``. Once the adaptation diverges
+    (a non-finite support loss: the step size is too large for this task) the remaining rows are NaN."""
+    with torch.no_grad():
+        params = {k: v.detach() for k, v in learner.initial_params().items()}
+        preds = [learner(params, x_eval)]
+        for _ in range(steps):
+            try:
+                params = {k: v.detach() for k, v in learner.adapt(x_s, y_s, steps=1, params=params).items()}
+                preds.append(learner(params, x_eval))
+            except NonFiniteLossError:
+                preds += [torch.full_like(preds[0], float("nan"))] * (steps + 1 - len(preds))
+                break
+    return torch.stack(preds)
+
+
+# ============================================================================ the LSTM meta-learner
+@dataclass
+class GateTrace:
+    """One Omniglot episode's inner loop by the LSTM meta-learner (:func:`gate_trace`): the :class:`Unroll`
+    (gates, gradients, updates per step and coordinate), the layers' slices, the query accuracy after the
+    LSTM's updates and after plain SGD at ``sgd_lr`` for the same number of steps from the same start."""
+
+    unroll: Unroll
+    layers: Dict[str, slice]
+    accuracy: float
+    sgd_accuracy: float
+    sgd_lr: float
+    steps: int
+
+    def coords(self, layer: str = "all") -> slice:
+        return slice(None) if layer == "all" else self.layers[layer]
+
+    def gate_quantiles(self, gate: str, layer: str = "all", q: Sequence[float] = (0.1, 0.5, 0.9)) -> Tensor:
+        """``[len(q), steps]``: quantiles over the layer's coordinates of the ``"input"``/``"forget"`` gate."""
+        g = {"input": self.unroll.input_gates, "forget": self.unroll.forget_gates}[gate][:, self.coords(layer)]
+        return torch.quantile(g.double(), torch.tensor(q, dtype=torch.float64), dim=1).float()
+
+    def effective_lr(self, step: int, layer: str = "all") -> float:
+        r"""The SGD learning rate that best matches the LSTM's update at ``step`` (1-based) in least squares:
+        :math:`\eta^* = -\langle \Delta_t, \nabla_t\rangle / \|\nabla_t\|^2`."""
+        sl = self.coords(layer)
+        g, d = self.unroll.grads[step - 1, sl].double(), self.unroll.updates[step - 1, sl].double()
+        return float(-(d @ g) / (g @ g).clamp_min(1e-300))
+
+
+def layer_slices(unroll: Unroll) -> Dict[str, slice]:
+    """``{layer: slice of the flat vectors}`` (weights and bias of a layer together; contiguous)."""
+    out: Dict[str, slice] = {}
+    for name, sl in unroll.slices().items():
+        layer = layer_of(name)
+        out[layer] = slice(out[layer].start, sl.stop) if layer in out else sl
+    return out
+
+
+def gate_trace(learner: Learner, data, seed: int = 0, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
+               steps: Optional[int] = None, sgd_lr: float = 0.4) -> GateTrace:
+    """Unroll ``learner`` (an LSTM meta-learner) on episode 0 of the seeded sequence ``seed`` of ``data``
+    (:func:`metalib.course.fewshot_lab.sample_episode`), recording every step, and measure its query accuracy
+    beside plain SGD (``sgd_lr``: MAML's Omniglot inner lr 0.4 by default) from the same initialisation."""
+    unroll = getattr(learner, "unroll", None)
+    if not callable(unroll):
+        raise TypeError(f"{learner.describe()} is not an LSTM meta-learner (it has no unroll())")
+    steps = learner.eval_steps if steps is None else steps
+    ep = fl.sample_episode(data, n_way, k_shot, n_query, seed=seed)
+    x_s, y_s, x_q, y_q = ep[0][0], ep[1][0], ep[2][0], ep[3][0]
+    with torch.no_grad():
+        rec = unroll(x_s, y_s, steps, record=True)
+        acc = float((learner(rec.params, x_q).argmax(-1) == y_q).float().mean()) * 100
+        with learner.gates_pinned(forget=1.0, input=sgd_lr):
+            sgd = unroll(x_s, y_s, steps)[0]
+        sgd_acc = float((learner(sgd, x_q).argmax(-1) == y_q).float().mean()) * 100
+    return GateTrace(rec, layer_slices(rec), acc, sgd_acc, sgd_lr, steps)
+
+
+# ============================================================================ ANIL: feature reuse
+@torch.no_grad()
+def layer_change(learner: Learner, data, episodes: int = 20, n_way: int = 5, k_shot: int = 1,
+                 steps: Optional[int] = None, seed: int = 0) -> Dict[str, float]:
+    r"""How far the inner loop moves each layer: the mean over ``episodes`` seeded episodes of
+    :math:`\|\phi_l - \theta_l\| / \|\theta_l\|` (weights and bias of layer ``l`` together) after ``steps``
+    inner steps (default: the learner's test-time steps). ANIL's premise: MAML barely moves its body."""
+    theta = {k: v.detach() for k, v in learner.initial_params().items()}
+    totals: Dict[str, float] = {}
+    for i in range(episodes):
+        ep = fl.sample_episode(data, n_way, k_shot, 1, seed=seed, index=i)
+        phi = learner.adapt(ep[0][0], ep[1][0], steps=steps)
+        num: Dict[str, float] = {}
+        den: Dict[str, float] = {}
+        for k, t in theta.items():
+            layer = layer_of(k)
+            num[layer] = num.get(layer, 0.0) + float(((phi[k] - t) ** 2).sum())
+            den[layer] = den.get(layer, 0.0) + float((t ** 2).sum())
+        for layer in num:
+            totals[layer] = totals.get(layer, 0.0) + math.sqrt(num[layer] / max(den[layer], 1e-30)) / episodes
+    return totals
+
+
+# ============================================================================ R2-D2
+def ridge_system_sizes(n_way: int, k_shot: int, dim: int) -> Tuple[int, int]:
+    """``(primal, woodbury)``: the sizes of R2-D2's two linear systems for an N-way K-shot task on a
+    ``dim``-dimensional embedding (plus the bias column): ``(dim + 1, N·K)``."""
+    return dim + 1, n_way * k_shot
+
+
+# ============================================================================ the exercise
+def metasgd_step(model, params, alpha, x, y):
+    """Reference solution: one Meta-SGD inner step on the MSE, ``θ − α ∘ ∇L``, differentiable with respect to
+    ``params`` (second order) and to ``alpha``."""
+    def loss(p):
+        return F.mse_loss(functional_call(model, p, (x,)), y)
+
+    g = grad(loss)(params)
+    return {name: p - alpha[name] * g[name] for name, p in params.items()}
+
+
+def _exercise_case(seed: int):
+    from ..models import MLP
+
+    torch.manual_seed(seed)
+    model = MLP(1, (6, 6), 1).double()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(7, 1, generator=gen, dtype=torch.float64) * 10 - 5
+    y = 2.0 * torch.sin(x - 0.3)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    # entries spread over two orders of magnitude, some negative: a scalar can't imitate them
+    alpha = {k: (torch.rand(v.shape, generator=gen, dtype=torch.float64) * 0.2 - 0.03).requires_grad_(True)
+             for k, v in params.items()}
+    return model, params, alpha, x, y
+
+
+def check_metasgd_step(fn: Callable) -> Feedback:
+    """Exercise of ``10_learning_the_update``: ``metasgd_step(model, params, alpha, x, y)`` returns the new
+    parameters after one Meta-SGD step on the MSE of ``model`` (run with ``params``) on ``(x, y)``:
+    ``{name: params[name] - alpha[name] * grad[name]}`` — element-wise, differentiable with respect to ``alpha``
+    (the outer loop learns it) and to ``params`` (second order). Compared with :func:`metasgd_step` and with the
+    meta-gradients autograd gives for the reference."""
+
+    def body() -> str:
+        for seed in (0, 1):
+            model, params, alpha, x, y = _exercise_case(seed)
+            before = {k: v.detach().clone() for k, v in params.items()}
+            out = call_checked("metasgd_step", fn, model, params, alpha, x, y)
+            if not isinstance(out, dict):
+                raise CheckFailed(f"return a dict {{name: tensor}} like `params`; got {type(out).__name__}.")
+            if set(out) != set(params):
+                raise CheckFailed(f"return the same names as params: missing {sorted(set(params) - set(out))}, "
+                            f"unexpected {sorted(set(out) - set(params))}.")
+            for k, v in out.items():
+                if not isinstance(v, Tensor) or v.shape != params[k].shape:
+                    raise CheckFailed(f"out[{k!r}] must be a tensor of the parameter's shape {tuple(params[k].shape)}.")
+            if any(not torch.equal(params[k].detach(), before[k]) for k in params):
+                raise CheckFailed("`params` was modified in place: build a new dict, θ is still needed by the outer loop.")
+            ref = metasgd_step(model, params, alpha, x, y)
+            theta = {k: v.detach() for k, v in params.items()}
+            a = {k: v.detach() for k, v in alpha.items()}
+            g = grad(lambda p: F.mse_loss(functional_call(model, p, (x,)), y))(theta)  # the true gradient
+
+            def matches(step: Mapping[str, Tensor]) -> bool:
+                return all(_close(out[k], theta[k] - step[k]) for k in params)
+
+            if not matches({k: a[k] * g[k] for k in params}):
+                if matches({k: -a[k] * g[k] for k in params}):
+                    raise CheckFailed("wrong sign: you stepped up the gradient (θ + α∘∇L). The inner step descends: θ − α∘∇L.")
+                if matches(g):
+                    raise CheckFailed("the learning rates are missing: you returned θ − ∇L; multiply each gradient by its α.")
+                for what, s in (("the mean of α", None), ("one entry of α", 0)):
+                    scalars = {k: (v.mean() if s is None else v.flatten()[s]) for k, v in a.items()}
+                    if matches({k: scalars[k] * g[k] for k in params}) or matches(
+                            {k: next(iter(scalars.values())) * g[k] for k in params}):
+                        raise CheckFailed(f"you used a scalar α ({what}) for a whole tensor: Meta-SGD has one learning rate "
+                                    "per parameter *entry* — multiply element-wise, alpha[name] * grad[name].")
+                if matches({k: a[k].abs() * g[k] for k in params}):
+                    raise CheckFailed("you used |α|: the learned α may be negative (it sets the direction too); use α itself.")
+                err = max(float((out[k].detach() - ref[k].detach()).abs().max()) for k in params)
+                raise CheckFailed(f"the new parameters differ from θ − α∘∇MSE by up to {err:.2e}. Is the loss "
+                            "F.mse_loss(functional_call(model, params, (x,)), y)?")
+            probe = {k: torch.randn(v.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+                     for k, v in params.items()}
+
+            def meta(outs):
+                s = sum((outs[k] * probe[k]).sum() for k in outs)
+                if not s.requires_grad:
+                    return None
+                return torch.autograd.grad(s, [*alpha.values(), *params.values()], allow_unused=True)
+
+            got, want = meta(out), meta(ref)
+            n = len(alpha)
+            if got is None or all(t is None or not bool(t.abs().sum() > 0) for t in got[:n]):
+                raise CheckFailed("α is detached: the result carries no gradient to alpha, so the outer loop could never "
+                            "learn the learning rates. Don't .detach() α, don't wrap the step in torch.no_grad(), "
+                            "and use alpha[name] itself (not a copy such as float(...) or .item()).")
+            if not all(u is not None and _close(u, v, 1e-8) for u, v in zip(got[:n], want[:n])):
+                raise CheckFailed("the gradient reaching α is wrong: it should be −∇L element-wise (∂(θ − α∘g)/∂α = −g).")
+            if not all(u is not None and _close(u, v, 1e-8) for u, v in zip(got[n:], want[n:])):
+                raise CheckFailed("the step is right but not differentiable the second-order way with respect to θ: take "
+                            "the gradient with torch.func.grad (or torch.autograd.grad(..., create_graph=True)).")
+        return ("θ − α∘∇L element-wise, with the gradient reaching α (−∇L) and θ (second order) — checked on two "
+                "networks whose α entries span two orders of magnitude and both signs.")
+
+    return run_check("metasgd_step", body)
+
+
+def _close(a: Tensor, b: Tensor, tol: float = 1e-9) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=tol, atol=tol))
+
+
+# ---------------------------------------------------------------------------- common mistakes
+def _mistake(kind: str):
+    def fn(model, params, alpha, x, y):
+        def loss(p):
+            return F.mse_loss(functional_call(model, p, (x,)), y)
+
+        if kind == "first order":  # the gradient taken at a detached copy: no second-order path
+            g = grad(loss)({k: v.detach() for k, v in params.items()})
+        else:
+            g = grad(loss)(params)
+        steps = {
+            "scalar": lambda a, gk: a.mean() * gk, "float": lambda a, gk: float(a.detach().flatten()[0]) * gk,
+            "detached": lambda a, gk: a.detach() * gk, "sign": lambda a, gk: -a * gk,
+            "no alpha": lambda a, gk: gk, "abs": lambda a, gk: a.abs() * gk, "first order": lambda a, gk: a * gk,
+        }
+        return {name: p - steps[kind](alpha[name], g[name]) for name, p in params.items()}
+    return fn
+
+
+EXERCISE = register(Exercise(
+    name="metasgd_step", notebook="10_learning_the_update", solution=metasgd_step, check=check_metasgd_step,
+    mistakes=(
+        Mistake("one scalar α per tensor (its mean)", _mistake("scalar"), "scalar α"),
+        Mistake("a Python number taken from α", _mistake("float"), "scalar α"),
+        Mistake("α detached", _mistake("detached"), "α is detached"),
+        Mistake("gradient ascent", _mistake("sign"), "wrong sign"),
+        Mistake("α left out", _mistake("no alpha"), "learning rates are missing"),
+        Mistake("|α| instead of α", _mistake("abs"), "|α|"),
+        Mistake("a first-order step (no second-order path)", _mistake("first order"), "second-order"),
+    ),
+))
+
+
+# ============================================================================ command line
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Train and ship notebook 10's sinusoid Meta-SGD weights.")
+    ap.add_argument("what", choices=["ship-sinusoid"])
+    ap.add_argument("--iterations", type=int, default=METASGD["iterations"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", default="")
+    ap.add_argument("--lock", default=None, help="hold an exclusive flock on this file while writing the manifest")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    entry = ship_sinusoid_metasgd(args.iterations, args.seed, args.note, lock=args.lock)
+    print(f"shipped {WEIGHTS['metasgd']}: {entry['minutes']} min, post-adaptation MSE {entry['metrics']['post_adaptation_mse']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

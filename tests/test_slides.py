@@ -1,0 +1,126 @@
+"""Lecture mode and the two versions of the notebooks (scripts/notebooks.py).
+
+* every notebook carries Jupyter's slideshow metadata on every cell (RISE and ``nbconvert --to
+  slides`` read it), its first cell opens a slide, and ``jupyter nbconvert --to slides`` turns it into
+  reveal.js HTML with one section per slide;
+* ``release`` builds, from the same executed notebooks, a student version without a single Solution
+  block (no solution code anywhere in it) and an instructor version with every one of them, open;
+  both are valid notebooks, in folders that hold the notebooks and their README and nothing else.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from metalib.course import exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import notebooks as nbs  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_cell_has_a_slide_type_and_the_first_opens_a_slide(path):
+    nb = nbformat.read(str(path), as_version=4)
+    types = [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells]
+    missing = [i for i, t in enumerate(types) if t not in SLIDE_TYPES]
+    assert not missing, f"cells {missing} have no slide type (python scripts/notebooks.py sync {path.stem[:2]})"
+    assert types[0] == "slide"
+    for cell, t in zip(nb.cells, types):
+        if cell.cell_type == "markdown" and re.match(r"#{1,2} ", cell.source.lstrip()):
+            assert t == "slide", f"a section heading that does not open a slide: {cell.source[:60]!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_nbconvert_turns_each_notebook_into_slides(path, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir",
+                           str(tmp_path), "--log-level", "WARN", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (tmp_path / f"{path.stem}.slides.html").read_text()
+    nb = nbformat.read(str(path), as_version=4)
+    slides = sum(c.metadata.get("slideshow", {}).get("slide_type") == "slide" for c in nb.cells)
+    assert "reveal" in html and html.count("<section") >= slides, (html.count("<section"), slides)
+
+
+def test_default_slide_types():
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    assert nbs.default_slide_type(md("# 05 · Title")) == "slide"
+    assert nbs.default_slide_type(md("## 2 · A section\n\ntext")) == "slide"
+    assert nbs.default_slide_type(md("### Exercise")) == "subslide"
+    assert nbs.default_slide_type(md("Some text. ## not a heading")) == "-"
+    assert nbs.default_slide_type(code("print(1)")) == "-"
+    tagged = md("anything")
+    tagged.metadata["tags"] = ["solution"]
+    assert nbs.default_slide_type(tagged) == "fragment"
+    assert nbs.default_slide_type(md("<details><summary><b>Solution</b> (click)</summary>\n...")) == "fragment"
+
+
+def test_sync_gives_cells_without_one_their_default_and_keeps_the_others(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("text first"),
+                                         nbformat.v4.new_markdown_cell("## A section"),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    nb.cells[2].metadata["slideshow"] = {"slide_type": "subslide"}
+    path = tmp_path / "t.ipynb"
+    nbformat.write(nb, str(path))
+    assert nbs.add_slide_metadata(path) == 2
+    types = [c.metadata["slideshow"]["slide_type"] for c in nbformat.read(str(path), as_version=4).cells]
+    assert types == ["slide", "slide", "subslide"]
+    assert nbs.add_slide_metadata(path) == 0
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    student, instructor = tmp_path_factory.mktemp("student"), tmp_path_factory.mktemp("instructor")
+    built = [s for s in nbs.pairs() if nbs.notebook_of(s).exists()]   # (a source being written has none yet)
+    counts = nbs.release(built, student=student, instructor=instructor)
+    return student, instructor, counts
+
+
+def _leaks(cells):
+    """Registered solutions whose complete code stands in one of ``cells`` (code or Markdown)."""
+    for e in exercises.REGISTRY.values():
+        code = e.code().strip()
+        for c in cells:
+            if code in "\n".join(line[2:] if line.startswith("# ") else line for line in c.source.splitlines()) \
+                    or code in c.source:
+                yield e.name
+
+
+def test_the_student_version_has_no_solution_and_the_instructor_version_all_of_them(released):
+    student, instructor, counts = released
+    assert sorted(p.name for p in student.iterdir()) == sorted([p.name for p in NOTEBOOKS] + ["README.md"])
+    assert sorted(p.name for p in instructor.iterdir()) == sorted(p.name for p in student.iterdir())
+    ours = {e.notebook for e in exercises.REGISTRY.values()}
+    for path in NOTEBOOKS:
+        original = nbformat.read(str(path), as_version=4)
+        s = nbformat.read(str(student / path.name), as_version=4)
+        i = nbformat.read(str(instructor / path.name), as_version=4)
+        nbformat.validate(s)
+        nbformat.validate(i)
+        n = counts[path.stem]
+        if path.stem in ours:
+            assert n >= 1, f"{path.name} has no Solution block"
+        assert not any(nbs.is_solution(c) for c in s.cells)
+        assert len(s.cells) == len(original.cells) - n and len(i.cells) == len(original.cells)
+        solutions = [c for c in i.cells if nbs.is_solution(c)]
+        assert len(solutions) == n and all("<details open" in c.source for c in solutions)
+        assert not list(_leaks(s.cells)), f"a solution in the student version of {path.name}"
+        if path.stem in ours:
+            assert not any("```python\n" in c.source for c in s.cells if c.cell_type == "markdown")
+            assert set(_leaks(i.cells)) >= {e.name for e in exercises.REGISTRY.values() if e.notebook == path.stem}
+        # everything else is the same notebook, outputs included
+        kept = [c for c in original.cells if not nbs.is_solution(c)]
+        assert [c.source for c in s.cells] == [c.source for c in kept]
+        assert [c.get("outputs") for c in s.cells] == [c.get("outputs") for c in kept]
+
+
+def test_release_needs_a_folder():
+    with pytest.raises(nbs.Error, match="--student DIR"):
+        nbs.release(nbs.pairs(["00"]))
