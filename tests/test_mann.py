@@ -14,29 +14,7 @@ from metalib.algorithms.mann import (
 from metalib.data.sequences import SequenceSampler, accuracy_by_instance, offset_labels
 from metalib.fewshot import FewShotConfig, build_learner
 
-from _nets import finite_difference_grad, rel_error, synthetic_images
-
-
-def directional_fd(loss, params, grads, directions=8, h=1e-6, seed=0):
-    """``(analytic, numeric)`` derivatives of ``loss()`` along random directions in the space of all
-    ``params`` at once — ``grads`` (the gradient under test) dotted with each direction, and central
-    differences of ``loss`` in float64 — so every weight takes part in every comparison."""
-    g = torch.Generator().manual_seed(seed)
-    analytic, numeric = [], []
-    for _ in range(directions):
-        d = {k: torch.randn(p.shape, generator=g, dtype=p.dtype) for k, p in params.items()}
-        analytic.append(sum(float((grads[k] * d[k]).sum()) for k in params))
-        with torch.no_grad():
-            for k, p in params.items():
-                p.add_(h * d[k])
-            up = float(loss())
-            for k, p in params.items():
-                p.sub_(2 * h * d[k])
-            down = float(loss())
-            for k, p in params.items():
-                p.add_(h * d[k])
-        numeric.append((up - down) / (2 * h))
-    return torch.tensor(analytic, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
+from _nets import directional_fd, finite_difference_grad, rel_error, synthetic_images
 
 
 def same(got, expected):

@@ -279,8 +279,8 @@ class MemoryExplorer(FigureApp):
     memory slots of every step up to ``t`` (heat maps, summed over heads); the strongest read of
     step ``t`` — which slot, and which earlier step wrote it.
 
-    Controls: a step slider, a head selector ("all" = summed over heads) and "New episode" (the next
-    seeded test sequence, :func:`seeded_sequence`).
+    Controls: a step slider, a head selector ("all" = summed over heads; only with more than one
+    head) and "New episode" (the next seeded test sequence, :func:`seeded_sequence`).
     """
 
     width, height = 11.0, 5.6
@@ -331,9 +331,11 @@ class MemoryExplorer(FigureApp):
             "t": W.IntSlider(value=self.values["t"], min=0, max=self.length - 1, description="step t",
                              style={"description_width": "60px"}, layout=W.Layout(width="420px"),
                              continuous_update=True),
-            "head": W.Dropdown(options=["all"] + list(range(self.heads)), value="all", description="head",
-                               style={"description_width": "40px"}, layout=W.Layout(width="140px")),
         }
+        if self.heads > 1:  # with one head "all" is that head: a selector would change nothing
+            self.controls["head"] = W.Dropdown(options=["all"] + list(range(self.heads)), value="all",
+                                               description="head", style={"description_width": "40px"},
+                                               layout=W.Layout(width="140px"))
         self.button = W.Button(description="New episode", icon="refresh", layout=W.Layout(width="130px"))
         self.button.on_click(lambda _: self.new_episode())
         self._connect()
