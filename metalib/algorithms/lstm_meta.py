@@ -13,8 +13,8 @@ from ..batch import as_batch, check_pair
 from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_steps, forward, params_of, support_grad,
 )
-from .base import Learner, as_task_batch, callable_loss, query_metrics, register
-from .maml import BNMode
+from .base import Learner, callable_loss, query_metrics, register
+from .maml import MAML, BNMode
 
 PREPROCESS_P = 10.0
 """Andrychowicz et al. 2016 (appendix A): the preprocessing constant p = 10."""
@@ -308,16 +308,9 @@ class LSTMMetaLearner(Learner):
         optimizer.step()
         return query_metrics(loss, out, batch[3])
 
-    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
-                steps: Optional[int] = None) -> Tensor:
-        """Unroll on each task's support set (``steps``, default :attr:`eval_steps`) and predict its queries:
-        ``[Q, N]`` for one task, ``[T, Q, N]`` for a batch."""
-        x_s, y_s, x_q, batched = as_task_batch(x_s, y_s, x_q)
-        if n_way is not None:
-            self.check_task(n_way)
-        steps = self.eval_steps if steps is None else steps
-        _, preds = self._run((x_s, y_s, x_q, None), self.loss_fn, steps, backward=False)
-        return preds if batched else preds[0]
+    # Unroll on each task's support set (``steps``, default :attr:`eval_steps`) and predict its queries:
+    # ``[Q, N]`` for one task, ``[T, Q, N]`` for a batch — MAML's predict, on this learner's ``_run``.
+    predict = MAML.predict
 
     def describe(self) -> str:
         return "LSTM meta-learner"
