@@ -6,6 +6,7 @@ time, so they depend only on the data, N, K, the queries per class and the seed.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -103,6 +104,7 @@ def evaluate(
     split: str = "test",
     chunk: int = 25,
     progress: bool = False,
+    dtype: Optional[torch.dtype] = None,
 ) -> EvalResult:
     """Mean accuracy of ``learner`` over ``episodes`` seeded N-way K-shot episodes of ``data``, ± 95% CI.
 
@@ -117,6 +119,10 @@ def evaluate(
             uint8 tensor ``[C, P, ch, H, W]``.
         q_query: queries per class in each episode.
         seed: seeds the episode generator; the same seed gives the same episodes for every algorithm.
+        dtype: evaluate a copy of the learner in this dtype (the images converted to it), e.g.
+            ``torch.float64``: a query whose two best logits lie within float32's rounding error then no
+            longer flips class between CPUs whose kernels round differently (docs/notebooks.md); ``None``
+            (default): the learner as it is.
     Returns:
         :class:`EvalResult` (accuracies in %); the CI is 1.96·σ/√n with σ the standard deviation of
         the per-episode accuracies (``ddof=0``, as in Finn et al.'s code).
@@ -131,6 +137,10 @@ def evaluate(
                         "wrap a bare network in its algorithm, e.g. metalib.ProtoNet(net), or load shipped "
                         "weights with metalib.pretrained(name)")
     learner.check_task(n_way)
+    if dtype is not None:
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating-point torch.dtype (e.g. torch.float64), got {dtype!r}")
+        learner = copy.deepcopy(learner).to(dtype)     # the caller's learner keeps its own dtype
     dev = torch.device(device) if device is not None else learner.device
     if dev.type == "cpu":
         tune_cpu_allocator()
@@ -141,6 +151,8 @@ def evaluate(
     bar = progress_bar(episodes, progress, f"evaluating {name}")
     start = time.perf_counter()
     for batch in seeded_episodes(sampler, episodes, seed, chunk):
+        if dtype is not None:
+            batch = tuple(b.to(dtype) if b.is_floating_point() else b for b in batch)
         preds = learner.predict(batch[0], batch[1], batch[2], n_way, steps=steps).argmax(-1)
         accs.append((preds == batch[3]).double().mean(1).cpu())
         if bar is not None:

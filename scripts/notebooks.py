@@ -16,6 +16,9 @@ pairing). Edit the script, then:
                                                   # the student's without the Solution blocks, the instructor's
                                                   # with every Solution block open
     python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
+    python scripts/notebooks.py live              # the notebooks that train, adapt or evaluate a model live
+    python scripts/notebooks.py generic [NAMES]   # strict nbval on those (or NAMES) under generic CPU kernels:
+                                                  # the outputs must not depend on the CPU (docs/notebooks.md; CI runs it)
 
 NAMES: notebook numbers or names (``05``, ``05_prototypical_networks``); default all.
 ``execute`` needs the data for 04-08 (see docs/data.md) and runs with ``MPLBACKEND=Agg``.
@@ -67,6 +70,36 @@ def pairs(names: Sequence[str] = ()) -> List[Path]:
 
 def notebook_of(source: Path) -> Path:
     return NOTEBOOKS / f"{source.stem}.ipynb"
+
+
+# PyTorch's plain C++ kernels instead of AVX2/AVX-512, and oneDNN's SSE4.1 convolutions: floating-point results
+# differ from the machine's own kernels in their last bits, as they do between CPUs (docs/notebooks.md)
+GENERIC_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+# a code cell that calls one of these computes with floating-point kernels at run time: it trains a model
+# (fit_live, lab.train, train_live), adapts one by gradient steps (adaptation_path, mse_per_step, inner_loop,
+# .adapt) or evaluates one (evaluate, evaluate_metasgd, agreement, instance_curves)
+LIVE_CALLS = re.compile(r"\b(fit_live|train_live|adaptation_path|mse_per_step|inner_loop|evaluate|evaluate_metasgd|"
+                        r"agreement|instance_curves)\(|\blab\.train\(|\.adapt\(")
+
+
+def computes_live(source: Path) -> bool:
+    """Whether a notebook source has a code cell that trains, adapts or evaluates a model (:data:`LIVE_CALLS`)."""
+    import jupytext
+
+    nb = jupytext.read(source)
+    return any(c.cell_type == "code" and LIVE_CALLS.search(c.source) for c in nb.cells)
+
+
+def generic(sources: Sequence[Path]) -> int:
+    """Strict nbval on the notebooks of ``sources`` under :data:`GENERIC_KERNELS`; pytest's exit code."""
+    env = dict(os.environ, MPLBACKEND="Agg", **GENERIC_KERNELS)
+    env.pop("METALIB_FULL", None)
+    targets = [str(notebook_of(s).relative_to(ROOT)) for s in sources]
+    print(f"strict nbval under generic kernels ({' '.join(f'{k}={v}' for k, v in GENERIC_KERNELS.items())}): "
+          + " ".join(t.split("/")[-1] for t in targets), flush=True)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *targets], cwd=ROOT,
+                          env=env).returncode
 
 
 def _cells(nb) -> list:
@@ -284,7 +317,8 @@ def check(sources: Sequence[Path]) -> List[str]:
 def main(argv: Sequence[str] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("command", choices=["sync", "execute", "build", "check", "release", "slides"], help="what to do")
+    p.add_argument("command", choices=["sync", "execute", "build", "check", "release", "slides", "live", "generic"],
+                   help="what to do")
     p.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell when executing (default 1800)")
     p.add_argument("--student", type=Path, default=None, help="release: write the student version here")
@@ -297,6 +331,12 @@ def main(argv: Sequence[str] = None) -> int:
             sync(sources)
         if a.command in ("execute", "build"):
             execute(sources, a.timeout)
+        if a.command == "live":
+            for src in sources:
+                if computes_live(src):
+                    print(src.stem)
+        if a.command == "generic":
+            return generic(sources if a.names else [src for src in sources if computes_live(src)])
         if a.command == "release":
             release(sources, a.student, a.instructor)
         if a.command == "slides":

@@ -378,3 +378,37 @@ def test_backbones_for_omniglot_and_miniimagenet():
         assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 4
         assert model(torch.rand(2, *x_shape)).shape == (2, out), (algorithm, dataset)
         assert (model.head is None) == (algorithm == "protonet")
+
+
+def test_evaluate_in_float64_is_a_float64_copy_on_the_same_episodes(monkeypatch):
+    """``evaluate(..., dtype=torch.float64)`` (notebook 07's MAML, docs/notebooks.md): the per-episode accuracies
+    are those of a hand loop over the same seeded episodes with a float64 copy of the learner, and the caller's
+    learner keeps its float32 weights."""
+    import copy
+
+    data = synthetic(n_classes=6, per_class=5)
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 3))
+    learner = MAML(head, inner_lr=0.5, inner_steps=1)
+    before = {k: v.clone() for k, v in learner.state_dict().items()}
+    seen, original = [], MAML.predict
+
+    def spy(self, x_s, y_s, x_q, n_way=None, steps=None):
+        seen.append((x_s.dtype, x_q.dtype, next(self.parameters()).dtype))
+        return original(self, x_s, y_s, x_q, n_way, steps)
+
+    monkeypatch.setattr(MAML, "predict", spy)
+    res = evaluate(learner, data, 3, 1, 2, episodes=6, seed=4, steps=2, chunk=4, dtype=torch.float64)
+    monkeypatch.setattr(MAML, "predict", original)
+    assert seen and set(seen) == {(torch.float64,) * 3}
+    double = copy.deepcopy(learner).double()
+    sampler = EpisodeSampler(data, 3, 1, 2)
+    by_hand = []
+    for x_s, y_s, x_q, y_q in seeded_episodes(sampler, 6, 4, 4):
+        logits = double.predict(x_s.double(), y_s, x_q.double(), 3, steps=2)
+        assert logits.dtype == torch.float64
+        by_hand += ((logits.argmax(-1) == y_q).double().mean(1) * 100).tolist()
+    assert res.accuracies == pytest.approx(by_hand, abs=1e-12)
+    assert all(v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in learner.state_dict().items())
+    with pytest.raises(ValueError, match="floating-point torch.dtype"):
+        evaluate(learner, data, 3, 1, 2, episodes=2, dtype=torch.int64)
