@@ -185,8 +185,9 @@ for name, p in preds.items():
 # weights. One-shot Matching Networks are too, but on the normalised embedding $\hat z = z / \lVert z\rVert$:
 # with one image per class, $\log \hat y_k = \hat z \cdot \hat s_k - \log\sum_j e^{\hat z \cdot \hat s_j}$, a linear
 # function of $\hat z$ with weights $\hat s_k$ (the normalised support embedding) minus a term shared by all
-# classes. With $K > 1$ shots, $\log \hat y_k = \log \sum_{i: y_i = k} e^{\hat z \cdot \hat s_i}$ is a
-# log-sum-exp, a soft *maximum* over the class's images — closer to nearest-neighbour than to a mean. Relation
+# classes. With $K > 1$ shots, $\log \hat y_k = \log \sum_{i: y_i = k} e^{\hat z \cdot \hat s_i} - \log\sum_j
+# e^{\hat z \cdot \hat s_j}$: the same shared term, and before it a log-sum-exp, a soft *maximum* over the class's
+# images — closer to nearest-neighbour than to a mean. Relation
 # Networks are not linear at all: $g_\phi$ is a CNN on the concatenated maps. Checking the one-shot claim:
 
 # %%

@@ -216,8 +216,8 @@ print("at the task above (A = 4, φ = 2, K = 5), MSE after 1 step:",
 # but their spread is wide: the middle 90% of the hidden layer's rates span about ±0.5, fifty times MAML's step, and
 # more than a third of every layer's rates are **negative** (those weights step *up* their gradient). Meta-SGD did not
 # just "find a better $\alpha$": it learned a per-weight preconditioner for one step from this particular starting
-# point — which is also why repeating that step goes wrong (right panel of the explorer: on this task steps 2 and 3
-# still help, from the fourth on the error explodes).
+# point — which is also why repeating that step goes wrong (right panel of the explorer: on this task the second
+# step still lowers the error, the third already raises it, and from the fourth on it explodes).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3 · The LSTM meta-learner: learn the whole update
@@ -354,7 +354,10 @@ print(f"learned: λ = {lam:.3g}, scale α = {scale:.3g}, bias β = {bias:.3g} "
 # "reference" one), on one thread. The "minutes" column is *wall* time on the machine they ran on, a 2-core virtual
 # machine shared with many other jobs, where a CPU-minute took several wall minutes; each run's note in the manifest
 # records what differs from its paper. All are measured with the standard protocol: 600 seeded test episodes
-# (seed 1000), 15 queries per class, Vinyals split, BatchNorm with batch statistics. MAML, first-order MAML and
+# (seed 1000), 15 queries per class, Vinyals split, BatchNorm with batch statistics. Why the "reference" of MAML
+# and first-order MAML is 40,000 and that of Meta-SGD and ANIL 60,000: MAML's rows were shipped with the count in
+# the older usage text of Finn et al.'s code, Meta-SGD and ANIL (which build on that code) with the 60,000 its
+# current version runs — the same algorithm budget, recorded at two dates (`docs/references.md`). MAML, first-order MAML and
 # ProtoNet, shipped with the earlier notebooks, are beside them. `FULL = True` trains the four here with their
 # papers' settings instead.
 
