@@ -17,7 +17,7 @@
 #
 # *Notebook 10 of the metalib suite · about 30 minutes to read · needs: 02, 06*
 #
-# > **Runs in** about 20 s on a laptop CPU (default mode; measured 13 s of CPU time on one AMD EPYC core, kernel start included) · **needs** Omniglot
+# > **Runs in** about 20 s on a laptop CPU (default mode; measured 10 s of CPU time on one AMD EPYC core, kernel start included) · **needs** Omniglot
 # > (`METALIB_DATA`, see `docs/data.md`) and the shipped weights · **FULL mode** trains the four learners here
 # > with their papers' settings (days on a CPU).
 #

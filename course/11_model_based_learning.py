@@ -17,8 +17,8 @@
 #
 # *Notebook 11 of the metalib suite · about 30 minutes to read · needs: 04, 05*
 #
-# > **Runs in** about a minute of CPU time (default mode; 3 minutes of wall time on the shared 2-core machine it was
-# > built on) · **needs** Omniglot (`METALIB_DATA`, see `docs/data.md`) and the shipped weights (MANN, LSTM,
+# > **Runs in** about 45 s on a laptop CPU (default mode; measured 41 s of CPU time on one AMD EPYC core, kernel start
+# > included; about a minute of wall time on the shared 2-core machine it was built on) · **needs** Omniglot (`METALIB_DATA`, see `docs/data.md`) and the shipped weights (MANN, LSTM,
 # > SNAIL, ProtoNet) · **FULL mode** trains MANN, the LSTM baseline and SNAIL on Omniglot with their papers'
 # > settings (100,000 episodes each: days on a CPU).
 #
