@@ -652,15 +652,18 @@ def evaluate_pretrained(name: str, data=None, episodes: Optional[int] = None, de
 
 def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Optional[str] = None,
          note: str = "", directory: Optional[PathLike] = None,
-         config: Optional[FewShotConfig] = None) -> Dict[str, Any]:
+         config: Optional[FewShotConfig] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Save ``trainer``'s learner (as evaluated in ``result``) to ``metalib/weights/`` via
     :func:`metalib.pretrained.save_pretrained`, with a manifest entry saying how it was made.
 
     ``config``: the config to record instead of the trainer's — e.g. a ProtoNet trained for 5-way
     validation, shipped for 20-way testing (only the test-time ``n_way`` may differ, and only for
-    learners without a fixed head).
+    learners without a fixed head). ``name``: a plain name; one the manifest has is replaced only with
+    ``overwrite=True`` (:func:`metalib.pretrained.check_ship_name`).
     """
-    from .pretrained import save_pretrained
+    from .pretrained import WEIGHTS_DIR, check_ship_name, save_pretrained
+
+    check_ship_name(name, WEIGHTS_DIR if directory is None else directory, overwrite)
 
     c = trainer.config if config is None else config
     if config is not None:
@@ -696,7 +699,7 @@ def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Option
         "note": note,
     }
     kw = {} if directory is None else {"directory": directory}
-    return save_pretrained(name, trainer.learner, info=info, **kw)
+    return save_pretrained(name, trainer.learner, info=info, overwrite=overwrite, **kw)
 
 
 def copy_config(config: FewShotConfig, **changes: Any) -> FewShotConfig:

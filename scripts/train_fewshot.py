@@ -103,6 +103,7 @@ def parse(argv=None) -> argparse.Namespace:
                         "validated on 5-way episodes, as Snell et al. test one model at 5 and 20 way)")
     p.add_argument("--ship", metavar="NAME", default=None,
                    help="save the evaluated weights to metalib/weights/NAME.pt and the manifest")
+    p.add_argument("--overwrite", action="store_true", help="--ship may replace weights of the same name")
     p.add_argument("--note", default="", help="a note for the manifest (e.g. 'CPU-budget run')")
     p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
     p.add_argument("--no-progress", action="store_true",
@@ -131,10 +132,11 @@ def main(argv=None) -> int:
         return _error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from metalib import checkpoint, distributed
+    from metalib import checkpoint, distributed, runs
     from metalib.data import CorruptDataError, DataNotFoundError
 
     try:
+        runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
         return run(args, argv, rank, world_size, dist_device)
     except checkpoint.ConfigMismatchError as err:
@@ -233,7 +235,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     print(f"result written to {result_file}")
     if args.ship:
         entry = fewshot.ship(args.ship, trainer, result, command=command, note=args.note, config=ship_config,
-                             directory=args.weights_dir)
+                             directory=args.weights_dir, overwrite=args.overwrite)
         where = args.weights_dir or "metalib/weights"
         print(f"shipped as {args.ship!r}: {where}/{entry['file']} (sha256 {entry['sha256'][:16]}…)")
     return 0
