@@ -13,6 +13,13 @@ A manifest entry says how to rebuild the learner: few-shot entries carry their r
 (:class:`metalib.fewshot.FewShotConfig`); others ``learner = {"algorithm", "settings"}``. The file
 holds the state of the network (``"state": "model"``, the default) or of the whole learner
 (``"state": "learner"``: learners with meta-learned tensors outside the network).
+
+A manifest is data and never runs code: its ``builder`` must be one of :data:`BUILDERS` (metalib's
+networks), called with keyword arguments checked against that constructor's schema (known keys,
+types, ranges); the file must match the recorded sha256, hold plain tensors only
+(``weights_only=True``), all finite, that fit the network. Each failure is one
+:class:`CorruptWeightsError` line. Ship names are plain names (:func:`check_ship_name`), and a
+shipped name is replaced only with ``overwrite=True``.
 """
 from __future__ import annotations
 
@@ -245,6 +252,8 @@ def _learner_for(info: Dict[str, Any], model: nn.Module):
     if "config" in info:
         from .fewshot import FewShotConfig, build_learner
 
+        if not isinstance(info["config"], dict):
+            raise ValueError(f"its 'config' is not a JSON object but {type(info['config']).__name__}")
         return build_learner(FewShotConfig.from_dict(info["config"]), model)
     spec = info.get("learner")
     if not isinstance(spec, dict) or "algorithm" not in spec:
@@ -270,7 +279,12 @@ def pretrained(name: str, directory: PathLike = WEIGHTS_DIR, device=None):
     info = pretrained_info(name, directory)
     blob = _load_file(name, directory)
     model = build_model(info.get("builder"), info.get("builder_kwargs"))
-    learner = _learner_for(info, model)
+    try:
+        learner = _learner_for(info, model)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # the entry's config / learner settings
+        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CorruptWeightsError(f"the manifest entry of {name!r} cannot rebuild its learner ({text[:300]}): "
+                                  "restore the manifest from the repository") from None
     kind = info.get("state", "model")
     if kind not in ("model", "learner"):
         raise CorruptWeightsError(f"the manifest entry of {name!r} says state={str(kind)[:40]!r}; it must be "

@@ -321,3 +321,27 @@ def test_memory_lab_ship_refuses_bad_arguments_in_one_line(tmp_path, args, needl
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and needle in err[0], r.stderr
     assert not list(tmp_path.rglob("*")), "nothing may be written"
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"learner": {"algorithm": "maml", "settings": {"frobnicate": 1}}}, "frobnicate"),
+    ({"learner": {"algorithm": "nope", "settings": {}}}, "nope"),
+    ({"learner": {"algorithm": "maml", "settings": {"loss_fn": "os.system"}}}, "unknown loss"),
+    ({"learner": "maml"}, "cannot be rebuilt"),
+])
+def test_learner_settings_in_a_manifest_are_one_line_errors(tmp_path, change, needle):
+    manifest = _sine(tmp_path)
+    _edit(manifest, "demo", **change)
+    with pytest.raises(CorruptWeightsError, match=needle) as err:
+        metalib.pretrained("demo", directory=tmp_path)
+    _one_line(err)
+
+
+@pytest.mark.parametrize("config, needle", [({"algorithm": "protonet", "iterations": 1, "frobnicate": 2}, "frobnicate"),
+                                            ([1, 2], "config"), ({"algorithm": "protonet", "iterations": -1}, "iterations")])
+def test_a_bad_fewshot_config_in_a_manifest_is_one_line(tmp_path, config, needle):
+    manifest = _fewshot(tmp_path)
+    _edit(manifest, "proto", config=config)
+    with pytest.raises(CorruptWeightsError, match=needle) as err:
+        metalib.pretrained("proto", directory=tmp_path)
+    _one_line(err)
