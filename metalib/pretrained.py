@@ -96,6 +96,25 @@ BUILDERS: Dict[str, Dict[str, tuple]] = {
 }
 
 
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32: far above any shipped network (SNAIL: 3.2 M)
+
+
+def _parameters(builder: str, kw: Dict[str, Any]) -> int:
+    """An upper estimate of the number of parameters ``builder(**kw)`` allocates (checked before it is built,
+    so that a crafted manifest cannot ask for terabytes within each argument's range)."""
+    def convs(c: int, h: int) -> int:  # four 3x3 conv blocks with BatchNorm/GroupNorm
+        return 9 * c * h + 3 * 9 * h * h + 4 * 3 * h
+    if builder in ("metalib.models:Conv4", "metalib.algorithms.snail:ConvEmbedding",
+                   "metalib.algorithms.relation:RelationEncoder"):
+        c, h, side = kw.get("in_channels", 1), kw.get("hidden", 64), kw.get("image_size", 28)
+        n = kw.get("n_classes") or 0
+        return convs(c, h) + (h * (side // 16) ** 2 + 1) * n
+    if builder == "metalib.models:MLP":
+        sizes = [kw.get("in_features", 1), *kw.get("hidden", (40, 40)), kw.get("out_features", 1)]
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 0  # sinusoid_mlp (1,761), PixelInput (none)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -142,6 +161,10 @@ def check_builder(builder: Any, kwargs: Any) -> Dict[str, Any]:
             raise CorruptWeightsError(f"{builder}: unknown argument {str(key)[:60]!r} in the manifest; it takes "
                                       f"{', '.join(schema) or 'none'}")
         _check_argument(builder, key, v, schema[key])
+    n = _parameters(builder, kwargs)
+    if n > MAX_PARAMETERS:
+        raise CorruptWeightsError(f"{builder} with {json.dumps(kwargs, sort_keys=True)[:200]} would have about "
+                                  f"{n:,} parameters, more than any metalib network ({MAX_PARAMETERS:,}): refusing to build it")
     return dict(kwargs)
 
 

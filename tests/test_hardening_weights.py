@@ -123,6 +123,7 @@ def test_only_the_allow_listed_constructors_are_called(tmp_path, builder):
     ({"in_features": 10 ** 9}, "in_features must be between"),
     ({"hidden": [40, -1]}, "hidden must be a list of ints between"),
     ({"hidden": "40"}, "hidden must be a list of ints"),
+    ({"in_features": 100_000, "hidden": [100_000] * 8, "out_features": 1}, "parameters, more than any"),
     ([1, 2], "builder_kwargs must be a JSON object"),
 ])
 def test_constructor_arguments_are_checked(tmp_path, kwargs, needle):
@@ -138,6 +139,7 @@ def test_constructor_arguments_are_checked(tmp_path, kwargs, needle):
     ({"image_size": 8}, "image_size must be between"),
     ({"n_classes": 0}, "n_classes must be None or between"),
     ({"track_running_stats": "yes"}, "track_running_stats must be true or false"),
+    ({"hidden": 4096, "image_size": 1024, "n_classes": 100_000}, "parameters, more than any metalib network"),
 ])
 def test_conv4_arguments_are_checked(tmp_path, kwargs, needle):
     manifest = _fewshot(tmp_path)
