@@ -7,7 +7,7 @@ one line each (so that nothing in a run folder is lost, swapped or used unchecke
 * :func:`check_resumable` — a checkpoint that holds weights only (a ``best.pt`` copied to ``last.pt``)
   is named as such, not "does not fit this run ('optimizer')".
 * :func:`check_run_checkpoint` — a checkpoint's config must be the run's (but for ``iterations``,
-  which ``--longer`` changes): a ``best.pt`` or ``last.pt`` of another run, algorithm or architecture
+  which ``--longer`` changes, and the test protocol): a ``best.pt`` or ``last.pt`` of another run, algorithm or architecture
   is refused in one line (:class:`ForeignCheckpointError`) naming the differences, architecture first.
 * :func:`load_for_eval` — ``--eval-only``: the run's ``best.pt`` (and ``last.pt`` where there is one)
   checked, loaded into a trainer that writes nothing; a damaged or foreign ``best.pt`` is an error.
@@ -26,8 +26,9 @@ from .io import PathLike
 # the config keys that change the network or what it computes, named first in a mismatch
 _ARCHITECTURE = ("algorithm", "dataset", "image_size", "in_channels", "hidden", "n_way", "k_shot", "train_way",
                  "first_order", "options")
-# what --longer may change between the checkpoints of one run
-_SAME_RUN_ANYWAY = ("iterations",)
+# what may differ between a run's checkpoint and the config it is used with: the planned length (--longer)
+# and the test protocol (--eval-only measures the run's weights with the protocol it is given)
+_SAME_RUN_ANYWAY = ("iterations", "test_episodes", "test_query", "test_seed", "test_inner_steps")
 
 
 class ForeignCheckpointError(ckpt.ConfigMismatchError):
@@ -46,7 +47,8 @@ def _show(v: Any) -> str:
 def check_run_checkpoint(state: Mapping[str, Any], config: Mapping[str, Any], path: PathLike) -> None:
     """Raise :class:`ForeignCheckpointError` (one line) unless the checkpoint ``state`` (a dict from
     :func:`metalib.checkpoint.load_checkpoint`) was written by a run of ``config`` (a dict): every key
-    equal but ``iterations``."""
+    equal but ``iterations`` and the test protocol (``test_episodes``, ``test_query``, ``test_seed``,
+    ``test_inner_steps``)."""
     saved = state.get("config") if isinstance(state, Mapping) else None
     if not isinstance(saved, Mapping):
         raise ForeignCheckpointError(f"{path} records no config, so it cannot be checked against this run: "

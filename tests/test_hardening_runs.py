@@ -143,6 +143,7 @@ def test_check_run_checkpoint_names_every_difference_in_one_line():
     text = one_line(err)
     assert text.index("hidden") < text.index("seed")  # the architecture first
     runs.check_run_checkpoint({"config": {**saved, "iterations": 99}}, saved, "x/best.pt")  # --longer
+    runs.check_run_checkpoint({"config": {**saved, "test_episodes": 7, "test_seed": 1}}, saved, "x/best.pt")
     with pytest.raises(runs.ForeignCheckpointError, match="records no config"):
         runs.check_run_checkpoint({"config": None}, saved, "x/best.pt")
 
@@ -245,6 +246,15 @@ def test_eval_only_with_a_damaged_best_pt_is_one_line_and_keeps_the_result(cli, 
     capsys.readouterr()
     error_line(capsys, cli.main(BASE + ["--run-dir", str(run), "--eval-only"]), "best.pt")
     assert result.read_bytes() == before
+
+
+def test_eval_only_may_use_another_test_protocol(cli, capsys, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(BASE + ["--run-dir", str(run)]) == 0
+    i = BASE.index("--test-episodes")
+    args = BASE[:i] + ["--test-episodes", "6"] + BASE[i + 2:]
+    assert cli.main(args + ["--run-dir", str(run), "--eval-only"]) == 0
+    assert json.loads((run / "result-3w1s.json").read_text())["test"]["episodes"] == 6
 
 
 def test_eval_only_without_last_pt_tests_best_pt(cli, capsys, tmp_path):
