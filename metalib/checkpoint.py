@@ -174,8 +174,15 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first[:200]}"
 
 
-_START_AGAIN = ("delete it and resume from another checkpoint of the run (e.g. best.pt), or start "
-                "the run again")
+def _advice(path: Path) -> str:
+    """What to do with the damaged checkpoint ``path``, said so that following it loses nothing: the file
+    is moved aside (not deleted), and nothing suggests copying best.pt over last.pt (best.pt holds weights
+    only, it cannot resume training)."""
+    aside = f"move it aside (mv {path.name} {path.name}.corrupt)"
+    if path.name == "best.pt":
+        return f"{aside}: the run resumes from last.pt, and its next validation chooses the best weights anew"
+    return (f"{aside}, which loses nothing else: the run's best.pt can still be tested (--eval-only, "
+            "fewshot.load_run); to train again, start in another --run-dir (or here with --fresh, which deletes best.pt)")
 
 
 def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
@@ -194,7 +201,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     clean_orphan_temp_files(path.parent)
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(
-            f"{path} is empty (0 bytes): the save that wrote it was cut off (full disk or crash); {_START_AGAIN}"
+            f"{path} is empty (0 bytes): the save that wrote it was cut off (full disk or crash); {_advice(path)}"
         )
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
@@ -202,7 +209,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
         raise
     except Exception as err:  # noqa: BLE001 - whatever torch/pickle/zip raise, the file is unusable
         raise CorruptCheckpointError(
-            f"{path} is not a readable checkpoint ({_first_line(err)}): it is truncated or corrupt; {_START_AGAIN}"
+            f"{path} is not a readable checkpoint ({_first_line(err)}): it is truncated or corrupt; {_advice(path)}"
         ) from err
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CorruptCheckpointError(f"{path} is not a metalib training checkpoint (no format={FORMAT!r} tag)")
@@ -214,11 +221,11 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
         )
     missing = [k for k in REQUIRED_KEYS if k not in blob]
     if missing:
-        raise CorruptCheckpointError(f"{path} lacks {', '.join(missing)}; {_START_AGAIN}")
+        raise CorruptCheckpointError(f"{path} lacks {', '.join(missing)}; {_advice(path)}")
     stored = blob.pop(DIGEST_KEY, None)
     if stored is None and version >= 2:
         raise CorruptCheckpointError(
-            f"{path} has no payload digest ({DIGEST_KEY}), so it cannot be checked; {_START_AGAIN}"
+            f"{path} has no payload digest ({DIGEST_KEY}), so it cannot be checked; {_advice(path)}"
         )
     if stored is None:
         warnings.warn(f"{path} was written before metalib stored payload digests (format version {version}): "
@@ -226,15 +233,15 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     elif payload_digest(blob) != stored:
         raise CorruptCheckpointError(
             f"{path} does not match the payload digest stored when it was saved: its bytes changed on "
-            f"disk (damaged or edited); {_START_AGAIN}"
+            f"disk (damaged or edited); {_advice(path)}"
         )
     if not isinstance(blob["model"], dict):
-        raise CorruptCheckpointError(f"{path}: 'model' is not a state dict; {_START_AGAIN}")
+        raise CorruptCheckpointError(f"{path}: 'model' is not a state dict; {_advice(path)}")
     bad = _nonfinite_tensors(blob["model"])
     if bad:
         raise CorruptCheckpointError(
             f"{path} holds non-finite (NaN/inf) weights ({', '.join(bad[:3])}); metalib never saves "
-            f"such a checkpoint, so the file was altered; {_START_AGAIN}"
+            f"such a checkpoint, so the file was altered; {_advice(path)}"
         )
     return blob
 

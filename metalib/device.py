@@ -19,7 +19,10 @@ def default_device(prefer: DeviceLike = None) -> torch.device:
     """The device to run on: ``prefer`` if given, else ``$METALIB_DEVICE``, else CUDA, Apple MPS, CPU."""
     choice = prefer if prefer is not None else os.environ.get("METALIB_DEVICE")
     if choice is not None:
-        dev = torch.device(choice)
+        try:
+            dev = torch.device(choice)
+        except (RuntimeError, TypeError, ValueError):  # torch's message lists twenty device types
+            raise ValueError(f"{str(choice)[:60]!r} is not a device: use cpu, cuda, cuda:N or mps") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {choice!r} was asked for, but CUDA is not available here")
         if dev.type == "mps" and not torch.backends.mps.is_available():

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from . import algorithms
 from . import checkpoint as ckpt
+from . import runs
 from .device import DeviceLike, default_device, describe_device, tune_cpu_allocator
 from .evaluation import TEST_SEED, VAL_SEED, EvalResult, evaluate, images_of, seeded_episodes
 from .io import PathLike
@@ -254,8 +255,8 @@ class _Validation(Callback):
     def validate_and_keep_best(self) -> None:
         t, it = self.t, self.t.loop.iteration
         res = t.validate()
-        t.history.val.append((it, res.mean, res.ci95))
-        improved = self.best is None or res.mean > self.best["accuracy"]
+        runs.record_validation(t.history, it, res.mean, res.ci95)  # once per iteration, resumed or not
+        improved = runs.improves(self.best, it, res.mean)
         if improved:
             self.best = {"iteration": it, "accuracy": res.mean, "ci95": res.ci95}
             self.best_state = {k: v.detach().clone() for k, v in t.learner.state_dict().items()}
@@ -387,6 +388,7 @@ class FewShotTrainer:
             if resume and last.exists():
                 self._resume(last)
             else:
+                runs.check_fresh_start(self.run_dir, resume)  # never delete a best.pt without resume=False
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 for name in ("last.pt", "best.pt"):
                     (self.run_dir / name).unlink(missing_ok=True)
@@ -477,6 +479,7 @@ class FewShotTrainer:
                       " (a learning-rate schedule over the whole run is stretched to the new length)")
             state = {**state, "config": self.config.to_dict()}
             ckpt.save_config(cfg_file, self.config.to_dict())
+        runs.check_resumable(state, path)  # weights only (a best.pt copied to last.pt)?
         try:
             self.load_state(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -484,7 +487,7 @@ class FewShotTrainer:
         best = self.run_dir / "best.pt"
         if best.exists():
             try:
-                self._validation.best_state = ckpt.load_checkpoint(best, map_location=self.device)["model"]
+                self._validation.best_state = runs.load_checked(best, self.config.to_dict(), self.device)["model"]
             except ckpt.CheckpointError as err:
                 import warnings
 
@@ -621,9 +624,9 @@ def load_run(run_dir: PathLike, which: str = "best", device: DeviceLike = None):
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
     config = FewShotConfig.from_dict(ckpt.load_config(run_dir / "config.json"))
-    state = ckpt.load_checkpoint(run_dir / f"{which}.pt", map_location="cpu")
+    state = runs.load_checked(run_dir / f"{which}.pt", config.to_dict())  # this run's checkpoint, not another's
     learner = build_learner(config)
-    learner.load_state_dict(state["model"])
+    runs.load_weights(learner, state["model"], run_dir / f"{which}.pt")
     return learner.to(default_device(device)), config
 
 
@@ -652,15 +655,18 @@ def evaluate_pretrained(name: str, data=None, episodes: Optional[int] = None, de
 
 def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Optional[str] = None,
          note: str = "", directory: Optional[PathLike] = None,
-         config: Optional[FewShotConfig] = None) -> Dict[str, Any]:
+         config: Optional[FewShotConfig] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Save ``trainer``'s learner (as evaluated in ``result``) to ``metalib/weights/`` via
     :func:`metalib.pretrained.save_pretrained`, with a manifest entry saying how it was made.
 
     ``config``: the config to record instead of the trainer's — e.g. a ProtoNet trained for 5-way
     validation, shipped for 20-way testing (only the test-time ``n_way`` may differ, and only for
-    learners without a fixed head).
+    learners without a fixed head). ``name``: a plain name; one the manifest has is replaced only with
+    ``overwrite=True`` (:func:`metalib.pretrained.check_ship_name`).
     """
-    from .pretrained import save_pretrained
+    from .pretrained import WEIGHTS_DIR, check_ship_name, save_pretrained
+
+    check_ship_name(name, WEIGHTS_DIR if directory is None else directory, overwrite)
 
     c = trainer.config if config is None else config
     if config is not None:
@@ -696,7 +702,7 @@ def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Option
         "note": note,
     }
     kw = {} if directory is None else {"directory": directory}
-    return save_pretrained(name, trainer.learner, info=info, **kw)
+    return save_pretrained(name, trainer.learner, info=info, overwrite=overwrite, **kw)
 
 
 def copy_config(config: FewShotConfig, **changes: Any) -> FewShotConfig:

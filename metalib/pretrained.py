@@ -13,11 +13,19 @@ A manifest entry says how to rebuild the learner: few-shot entries carry their r
 (:class:`metalib.fewshot.FewShotConfig`); others ``learner = {"algorithm", "settings"}``. The file
 holds the state of the network (``"state": "model"``, the default) or of the whole learner
 (``"state": "learner"``: learners with meta-learned tensors outside the network).
+
+A manifest is data and never runs code: its ``builder`` must be one of :data:`BUILDERS` (metalib's
+networks), called with keyword arguments checked against that constructor's schema (known keys,
+types, ranges); the file must match the recorded sha256, hold plain tensors only
+(``weights_only=True``), all finite, that fit the network. Each failure is one
+:class:`CorruptWeightsError` line. Ship names are plain names (:func:`check_ship_name`), and a
+shipped name is replaced only with ``overwrite=True``.
 """
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -71,12 +79,137 @@ def pretrained_info(name: str, directory: PathLike = WEIGHTS_DIR) -> Dict[str, A
     return dict(entries[name])
 
 
+# ----------------------------------------------------------------------------- the constructors a manifest may name
+# A manifest is data: loading weights calls only a constructor of this list, with keyword arguments
+# of the types and ranges below (the bounds keep a crafted entry from allocating a huge network).
+# Each value: ("int", low, high) | ("int?", low, high) (an int or None) | ("bool",) | ("ints", low, high, max_len).
+_CHANNELS, _WIDTH, _SIDE = ("int", 1, 64), ("int", 1, 4096), ("int", 16, 1024)
+BUILDERS: Dict[str, Dict[str, tuple]] = {
+    "metalib.models:Conv4": {"in_channels": _CHANNELS, "n_classes": ("int?", 1, 100_000), "hidden": _WIDTH,
+                             "image_size": _SIDE, "track_running_stats": ("bool",)},
+    "metalib.models:MLP": {"in_features": ("int", 1, 100_000), "hidden": ("ints", 1, 100_000, 64),
+                           "out_features": ("int", 1, 100_000)},
+    "metalib.models:sinusoid_mlp": {},
+    "metalib.algorithms.mann:PixelInput": {"in_channels": _CHANNELS, "image_size": ("int", 1, 1024)},
+    "metalib.algorithms.snail:ConvEmbedding": {"in_channels": _CHANNELS, "hidden": _WIDTH, "image_size": _SIDE},
+    "metalib.algorithms.relation:RelationEncoder": {"in_channels": _CHANNELS, "hidden": _WIDTH, "image_size": _SIDE},
+}
+
+
+MAX_PARAMETERS = 100_000_000  # 400 MB of float32: far above any shipped network (SNAIL: 3.2 M)
+
+
+def _parameters(builder: str, kw: Dict[str, Any]) -> int:
+    """An upper estimate of the number of parameters ``builder(**kw)`` allocates (checked before it is built,
+    so that a crafted manifest cannot ask for terabytes within each argument's range)."""
+    def convs(c: int, h: int) -> int:  # four 3x3 conv blocks with BatchNorm/GroupNorm
+        return 9 * c * h + 3 * 9 * h * h + 4 * 3 * h
+    if builder in ("metalib.models:Conv4", "metalib.algorithms.snail:ConvEmbedding",
+                   "metalib.algorithms.relation:RelationEncoder"):
+        c, h, side = kw.get("in_channels", 1), kw.get("hidden", 64), kw.get("image_size", 28)
+        n = kw.get("n_classes") or 0
+        return convs(c, h) + (h * (side // 16) ** 2 + 1) * n
+    if builder == "metalib.models:MLP":
+        sizes = [kw.get("in_features", 1), *kw.get("hidden", (40, 40)), kw.get("out_features", 1)]
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 0  # sinusoid_mlp (1,761), PixelInput (none)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_argument(builder: str, key: str, v: Any, rule: tuple) -> None:
+    kind = rule[0]
+    where = f"{builder}: {key}"
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise CorruptWeightsError(f"{where} must be true or false, got {v!r}")
+    elif kind in ("int", "int?"):
+        low, high = rule[1], rule[2]
+        if v is None and kind == "int?":
+            return
+        what = f"None or between {low} and {high}" if kind == "int?" else f"between {low} and {high}"
+        if not _is_int(v):
+            raise CorruptWeightsError(f"{where} must be an int ({what}), got {v!r}"[:300])
+        if not low <= v <= high:
+            raise CorruptWeightsError(f"{where} must be {what}, got {v}")
+    elif kind == "ints":
+        low, high, most = rule[1:]
+        if (not isinstance(v, (list, tuple)) or not 1 <= len(v) <= most
+                or not all(_is_int(x) and low <= x <= high for x in v)):
+            raise CorruptWeightsError(f"{where} must be a list of ints between {low} and {high} (1 to {most} of "
+                                      f"them), got {v!r}"[:300])
+    else:  # pragma: no cover - a mistake in BUILDERS
+        raise AssertionError(rule)
+
+
+def check_builder(builder: Any, kwargs: Any) -> Dict[str, Any]:
+    """Check that a manifest's ``builder`` is a constructor of :data:`BUILDERS` and ``kwargs`` fit its
+    schema (known keys, types, ranges); returns the keyword arguments. Raises
+    :class:`CorruptWeightsError` (one line) otherwise. Nothing is imported or called."""
+    if not isinstance(builder, str) or builder not in BUILDERS:
+        raise CorruptWeightsError(f"{str(builder)[:100]!r} is not a model constructor metalib allows in a manifest "
+                                  f"(only metalib's networks: {', '.join(BUILDERS)}): refusing to build it")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise CorruptWeightsError(f"{builder}: builder_kwargs must be a JSON object, got {type(kwargs).__name__}")
+    schema = BUILDERS[builder]
+    for key, v in kwargs.items():
+        if key not in schema:
+            raise CorruptWeightsError(f"{builder}: unknown argument {str(key)[:60]!r} in the manifest; it takes "
+                                      f"{', '.join(schema) or 'none'}")
+        _check_argument(builder, key, v, schema[key])
+    n = _parameters(builder, kwargs)
+    if n > MAX_PARAMETERS:
+        raise CorruptWeightsError(f"{builder} with {json.dumps(kwargs, sort_keys=True)[:200]} would have about "
+                                  f"{n:,} parameters, more than any metalib network ({MAX_PARAMETERS:,}): refusing to build it")
+    return dict(kwargs)
+
+
 def build_model(builder: str, kwargs: Optional[Dict[str, Any]] = None) -> nn.Module:
-    """Call ``"package.module:function"`` with ``kwargs`` (how the manifest records an architecture)."""
+    """Build the network ``"package.module:Constructor"`` with ``kwargs`` (how the manifest records an
+    architecture): only a constructor of :data:`BUILDERS`, with arguments checked by :func:`check_builder`."""
+    kwargs = check_builder(builder, kwargs)
     module, _, attr = builder.partition(":")
-    if not module.startswith("metalib"):
-        raise ValueError(f"refusing to build {builder!r}: only metalib builders are allowed in a manifest")
-    return getattr(importlib.import_module(module), attr)(**(kwargs or {}))
+    return getattr(importlib.import_module(module), attr)(**kwargs)
+
+
+# ----------------------------------------------------------------------------- names and files
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_ship_name(name: Any, directory: PathLike = WEIGHTS_DIR, overwrite: bool = True) -> str:
+    """``name`` if it can name shipped weights in ``directory``: a plain name (letters, digits, ``.``, ``_``,
+    ``-``; no path separators, no ``..``, nothing absolute, at most 100 characters). Unless ``overwrite``,
+    a name the manifest already has is refused too (``FileExistsError``). One-line errors."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{str(name)[:120]!r} is not a plain name for shipped weights: use letters, digits, '.', "
+                         "'_' and '-' (at most 100, starting with a letter or digit; no '/', no '..')")
+    if not overwrite and name in _manifest(directory):
+        raise FileExistsError(f"{Path(directory)} already ships {name!r}: choose another name, or pass "
+                              "overwrite=True (--overwrite) to replace it")
+    return name
+
+
+def _nonfinite(state: Dict[str, Any]) -> List[str]:
+    return [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def _check_finite(path: Path, blob: Any) -> None:
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
+        raise CorruptWeightsError(f"{path} holds no 'state_dict': restore it from the repository (git checkout -- <file>)")
+    parts = [("", blob["state_dict"])]
+    snaps = blob.get("snapshots", {})
+    if isinstance(snaps, dict):
+        parts += [(f"snapshot {k}: ", v) for k, v in snaps.items() if isinstance(v, dict)]
+    for where, state in parts:
+        bad = _nonfinite(state)
+        if bad:
+            raise CorruptWeightsError(f"{path} holds non-finite (NaN/inf) weights ({where}{', '.join(bad[:3])}): "
+                                      "metalib never ships such weights; restore it from the repository")
 
 
 def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
@@ -89,18 +222,49 @@ def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
     path = Path(directory) / file
     if not path.exists():
         raise FileNotFoundError(f"the weights file of {name!r} is missing: {path}")
+    expected = info.get("sha256")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise CorruptWeightsError(f"the manifest entry of {name!r} records no sha256 of its file (64 hex digits), so "
+                                  f"{path} cannot be verified: refusing to load it; restore the manifest from the "
+                                  "repository (git checkout -- metalib/weights/MANIFEST.json)")
     digest = sha256_file(path)
-    if digest != info["sha256"]:
+    if digest != expected:
         raise ChecksumMismatchError(
-            f"{path} has sha256 {digest}, but the manifest records {info['sha256']}: the file is "
+            f"{path} has sha256 {digest}, but the manifest records {expected}: the file is "
             "corrupt or was changed. Restore it from the repository (git checkout -- <file>)."
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's message advises weights_only=False: never pass that on to a user
         raise CorruptWeightsError(f"{path} holds something other than plain tensors and numbers "
                                   f"({type(err).__name__}), so it is not loaded; restore it from the repository "
                                   "(git checkout -- <file>)") from None
+    _check_finite(path, blob)
+    return blob
+
+
+def _load_weights(module: nn.Module, state: Dict[str, Tensor], name: str, info: Dict[str, Any]) -> None:
+    """``module.load_state_dict(state)``, with one line naming the first mismatch when the weights are those
+    of another architecture (torch's error lists every key on many lines)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and (not isinstance(state[k], Tensor) or state[k].shape != own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            got = tuple(state[k].shape) if isinstance(state[k], Tensor) else type(state[k]).__name__
+            parts.append(f"{len(shapes)} of another shape (first {k}: file {got}, network {tuple(own[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+        raise CorruptWeightsError(
+            f"the weights of {name!r} do not fit the network the manifest describes ({info.get('builder')} "
+            f"{json.dumps(info.get('builder_kwargs') or {}, sort_keys=True)}): {'; '.join(parts)}. The file and its "
+            "manifest entry belong to different architectures: restore both from the repository")
+    module.load_state_dict(state)
 
 
 # the task losses a manifest may name (settings are JSON: a loss is stored by its name)
@@ -111,6 +275,8 @@ def _learner_for(info: Dict[str, Any], model: nn.Module):
     if "config" in info:
         from .fewshot import FewShotConfig, build_learner
 
+        if not isinstance(info["config"], dict):
+            raise ValueError(f"its 'config' is not a JSON object but {type(info['config']).__name__}")
         return build_learner(FewShotConfig.from_dict(info["config"]), model)
     spec = info.get("learner")
     if not isinstance(spec, dict) or "algorithm" not in spec:
@@ -135,12 +301,18 @@ def pretrained(name: str, directory: PathLike = WEIGHTS_DIR, device=None):
     See :func:`list_pretrained`."""
     info = pretrained_info(name, directory)
     blob = _load_file(name, directory)
-    model = build_model(info["builder"], info.get("builder_kwargs"))
-    learner = _learner_for(info, model)
-    if info.get("state", "model") == "learner":
-        learner.load_state_dict(blob["state_dict"])
-    else:
-        learner.model.load_state_dict(blob["state_dict"])
+    model = build_model(info.get("builder"), info.get("builder_kwargs"))
+    try:
+        learner = _learner_for(info, model)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # the entry's config / learner settings
+        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CorruptWeightsError(f"the manifest entry of {name!r} cannot rebuild its learner ({text[:300]}): "
+                                  "restore the manifest from the repository") from None
+    kind = info.get("state", "model")
+    if kind not in ("model", "learner"):
+        raise CorruptWeightsError(f"the manifest entry of {name!r} says state={str(kind)[:40]!r}; it must be "
+                                  "'model' or 'learner'")
+    _load_weights(learner if kind == "learner" else learner.model, blob["state_dict"], name, info)
     return learner.to(device) if device is not None else learner
 
 
@@ -166,6 +338,7 @@ def save_pretrained(
     info: Optional[Dict[str, Any]] = None,
     snapshots: Optional[Dict[int, Dict[str, Tensor]]] = None,
     directory: PathLike = WEIGHTS_DIR,
+    overwrite: bool = False,
 ) -> Dict[str, Any]:
     """Write ``learner``'s weights (and optional training snapshots of its network) and record them
     in the manifest, so that :func:`pretrained` gives the same learner back (checked before writing).
@@ -175,13 +348,24 @@ def save_pretrained(
     iterations, device, minutes, metrics (with how they were measured). ``builder``/``builder_kwargs``
     rebuild the network (default: ``learner.model.builder_spec()``). The learner's whole state is
     stored (``"state": "learner"``). Both files are written atomically.
+
+    ``name`` must be a plain name (:func:`check_ship_name`); a name the manifest already has is replaced
+    only with ``overwrite=True``. Weights with NaN/inf are refused (``ValueError``), as is a ``builder``
+    outside :data:`BUILDERS`.
     """
     directory = Path(directory)
+    check_ship_name(name, directory, overwrite)
     if builder is None:
         builder, builder_kwargs = _builder_of(learner.model)
+    if builder not in BUILDERS:
+        raise ValueError(f"refusing to record {builder!r} as a builder: only metalib's model constructors "
+                         f"({', '.join(BUILDERS)}) are allowed in a manifest")
     entry = dict(info or {})
     entry.update(builder=builder, builder_kwargs=builder_kwargs or {}, state="learner")
     state = {k: v.detach().cpu().clone() for k, v in learner.state_dict().items()}
+    bad = _nonfinite(state) + [f"snapshot {i}: {k}" for i, sd in (snapshots or {}).items() for k in _nonfinite(sd)]
+    if bad:
+        raise ValueError(f"refusing to ship {name!r}: its weights are non-finite (NaN/inf in {', '.join(bad[:3])})")
     _learner_for(entry, build_model(builder, builder_kwargs)).load_state_dict(state)  # it must rebuild
     file = f"{name}.pt"
     blob: Dict[str, Any] = {"state_dict": state}

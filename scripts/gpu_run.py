@@ -53,6 +53,20 @@ SMOKE_SLICES = {"bench": 30, "maml": 6, "protonet": 4, "reptile": 4}
 TOTAL_S = 530
 
 
+def ship_name(name: str, smoke: bool) -> str:
+    """The name a model is shipped under: a smoke run's weights never take a real shipped name."""
+    return f"smoke-{name}" if smoke else name
+
+
+def ship_note(template: str, smoke: bool, **fmt) -> str:
+    """The manifest note: the step's description of the full run, or — for a smoke run — what it really was."""
+    if smoke:
+        return (f"SMOKE RUN (scripts/gpu_run.py --smoke): tiny settings (8 filters, a few episodes) for {fmt['its']} "
+                f"iterations ({fmt['secs']:.0f} s on {fmt['dev']}), only to check that every step runs; not a trained "
+                "model: never merge these weights into metalib/weights/.")
+    return template.format(**fmt)
+
+
 class TimeToAccuracy(Callback):
     """(iteration, training seconds, wall seconds since the step began, validation accuracy %, ci95)
     after every validation."""
@@ -161,14 +175,15 @@ class Run:
         self.save()
         rec["tests"] = {}
         for name, n_way in tests:
+            name = ship_name(name, self.smoke)
             cfg = trainer.config if n_way == trainer.config.n_way else fewshot.copy_config(trainer.config, n_way=n_way)
             result = trainer.test(n_way=n_way if n_way != trainer.config.n_way else None, progress=False)
             self.log(f"    {name}: {result}")
             rec["tests"][name] = result.as_dict()
             entry = fewshot.ship(name, trainer, result, command=self.command(), config=cfg if cfg is not trainer.config
-                                 else None, directory=self.weights,
-                                 note=note.format(its=trainer.iteration, paper=trainer.config.iterations,
-                                                  secs=h.seconds, dev=describe_device(trainer.device)))
+                                 else None, directory=self.weights, overwrite=True,  # this run's own OUT/weights
+                                 note=ship_note(note, self.smoke, its=trainer.iteration, paper=trainer.config.iterations,
+                                                secs=h.seconds, dev=describe_device(trainer.device)))
             rec["tests"][name]["file"] = entry["file"]
             self.save()
 
@@ -225,7 +240,18 @@ def main(argv=None) -> int:
     ap.add_argument("--total", type=float, default=None, help="seconds for the whole run (default 530; smoke 100)")
     ap.add_argument("--only", nargs="+", choices=list(SLICES), default=list(SLICES))
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.smoke and not torch.cuda.is_available():  # the full program on a CPU would run for hours, silently
+        print("error: no CUDA device here: the full GPU run needs one (scripts/gpu_run.sh --smoke runs the same steps "
+              "on the CPU with tiny settings)", file=sys.stderr)
+        return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / ".gpu_run-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        print(f"error: --out {args.out} cannot be written ({err.strerror or err})", file=sys.stderr)
+        return 2
     if args.smoke:
         torch.set_num_threads(1)
     else:

@@ -8,7 +8,7 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="${OUT:-$ROOT/gpu-run-out}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" 2>/dev/null || { echo "error: OUT=$OUT cannot be created" >&2; exit 2; }
 # The data: the carried folder if there is one, else METALIB_DATA as set; a cache outside the tree.
 if [ -d "$ROOT/.gpu_data/omniglot" ]; then export METALIB_DATA="$ROOT/.gpu_data"; fi
 export METALIB_CACHE="${METALIB_CACHE:-/tmp/metalib-cache}"

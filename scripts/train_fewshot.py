@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from metalib import algorithms, fewshot  # noqa: E402
+from metalib import algorithms, fewshot, runs  # noqa: E402
 from metalib.device import describe_device  # noqa: E402
 from metalib.io import atomic_write_json  # noqa: E402
 
@@ -103,6 +103,7 @@ def parse(argv=None) -> argparse.Namespace:
                         "validated on 5-way episodes, as Snell et al. test one model at 5 and 20 way)")
     p.add_argument("--ship", metavar="NAME", default=None,
                    help="save the evaluated weights to metalib/weights/NAME.pt and the manifest")
+    p.add_argument("--overwrite", action="store_true", help="--ship may replace weights of the same name")
     p.add_argument("--note", default="", help="a note for the manifest (e.g. 'CPU-budget run')")
     p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
     p.add_argument("--no-progress", action="store_true",
@@ -129,14 +130,23 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.threads is not None and args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")
+    if args.until is not None and args.until < 0:
+        return _error(f"--until must be >= 0 (0: where the run's checkpoint stands), got {args.until}")
     if args.threads:
         torch.set_num_threads(args.threads)
     from metalib import checkpoint, distributed
     from metalib.data import CorruptDataError, DataNotFoundError
 
     try:
+        runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
         return run(args, argv, rank, world_size, dist_device)
+    except KeyboardInterrupt:  # outside training (e.g. in the final test): the run's checkpoints are intact
+        print("\ninterrupted; the run's checkpoints are as they were: run the same command again (or with "
+              "--eval-only to test its best.pt)", file=sys.stderr)
+        return 130
+    except runs.ForeignCheckpointError as err:
+        return _error(str(err))
     except checkpoint.ConfigMismatchError as err:
         return _error(str(err).split(". Resume with")[0] + ". Run with --fresh to start over (this overwrites the "
                       "run's checkpoints), --run-dir DIR for another folder, or --longer to train a run longer with "
@@ -175,7 +185,9 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
           f"{', '.join(sorted(overrides)) or 'none'}):")
     print("  " + json.dumps(config.to_dict(), sort_keys=True))
 
-    trainer = fewshot.FewShotTrainer(config, run_dir=run_dir, resume=not args.fresh, device=args.device,
+    # --eval-only: a trainer that writes nothing; the run's checkpoints are checked and loaded below
+    trainer = fewshot.FewShotTrainer(config, run_dir=None if args.eval_only else run_dir, resume=not args.fresh,
+                                     device=args.device,
                                      progress=not args.no_progress, log=True, longer=args.longer,
                                      check_every=args.check_every,
                                      capture=None if args.capture == "none" else args.capture)
@@ -210,15 +222,16 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
         if h.loss:
             tail = h.loss[-100:]
             print(f"final training loss (mean of last {len(tail)} iterations): {sum(tail) / len(tail):.4f}")
-    elif trainer.iteration == 0:
-        print("error: --eval-only, but the run folder holds no checkpoint", file=sys.stderr)
-        return 2
+    else:
+        runs.load_for_eval(trainer, run_dir)  # one line if damaged, foreign or absent: never another model's test
     if rank != 0:
         return 0
     if trainer.best:
         b = trainer.best
         print(f"best validation: {b['accuracy']:.2f}% ± {b['ci95']:.2f}% at iteration {b['iteration']} "
               f"({config.val_episodes} seeded val episodes); testing those weights")
+    if runs.untrained_note(trainer):
+        print(runs.untrained_note(trainer))
     ship_config = None
     if args.test_way and args.test_way != config.n_way:
         ship_config = fewshot.copy_config(config, n_way=args.test_way)
@@ -233,7 +246,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     print(f"result written to {result_file}")
     if args.ship:
         entry = fewshot.ship(args.ship, trainer, result, command=command, note=args.note, config=ship_config,
-                             directory=args.weights_dir)
+                             directory=args.weights_dir, overwrite=args.overwrite)
         where = args.weights_dir or "metalib/weights"
         print(f"shipped as {args.ship!r}: {where}/{entry['file']} (sha256 {entry['sha256'][:16]}…)")
     return 0

@@ -455,3 +455,55 @@ def test_help_documents_every_option_and_its_default(name, parser):
             continue
         assert action.help, f"{name}: {action.dest} has no help"
         assert "default" in action.help, f"{name}: {action.dest}: {action.help!r} shows no default"
+
+
+# ----------------------------------------------------------------------------- 11. issue 24: duplicate members, damaged sidecars
+
+
+def _duplicate_a_member(zpath: Path) -> tuple[str, str]:
+    """Rewrite the zip with drawing 20 of the first character stored under drawing 1's name (20 names,
+    one of them twice): the attack of issue 24. Returns (the duplicated name, the lost name)."""
+    with zipfile.ZipFile(zpath) as zf:
+        members = [(n, zf.read(n)) for n in zf.namelist()]
+    first = next(n for n, _ in members if n.endswith("_01.png"))
+    lost = first.replace("_01.png", "_20.png")
+    with zipfile.ZipFile(zpath, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for n, b in members:
+            zf.writestr(first if n == lost else n, b)
+    return first, lost
+
+
+def test_a_duplicate_member_name_in_the_omniglot_zip_fails_verify(fake, capsys):
+    dup, _lost = _duplicate_a_member(fake / "omniglot" / "images_background.zip")
+    rc, out, _err = _cli(capsys, ["verify", "omniglot", "--root", str(fake)])
+    assert rc == 1 and "omniglot FAILED" in out and "twice" in out and dup in out
+    with pytest.raises(CorruptDataError, match="twice") as e:
+        _omni(fake)
+    assert dup in _one_line(str(e.value))
+
+
+def test_the_cache_never_holds_one_drawing_twice(fake):
+    ok = _omni(fake)
+    first = ok.images[0]
+    assert len({bytes(d.numpy()) for d in first}) == first.shape[0]  # 20 distinct drawings
+    _duplicate_a_member(fake / "omniglot" / "images_background.zip")
+    with pytest.raises(CorruptDataError, match="twice"):
+        _omni(fake)  # the changed zip is re-indexed, not served from the old cache nor decoded with the duplicate
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[1, 2]", None])
+def test_info_lists_a_cache_file_whose_sidecar_is_damaged(fake, damage):
+    _omni(fake)
+    cache = fake / "cache"
+    pts = sorted(cache.glob("*.pt"))
+    assert pts
+    side = pts[0].with_suffix(".json")
+    if damage is None:
+        side.unlink()
+    else:
+        side.write_text(damage)
+    rep = info(fake, cache_dir=cache, checksums=False)
+    entries = {e["file"]: e for e in rep["cache"]["entries"]}
+    assert pts[0].name in entries and entries[pts[0].name].get("damaged")
+    line = next(ln for ln in format_info(rep).splitlines() if pts[0].name in ln)
+    assert "damaged" in line

@@ -361,9 +361,27 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: the best available)")
     a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    config = fewshot.FewShotConfig.from_dict(json.loads(a.config))
-    print(json.dumps(meta_iteration_cost(config, a.repeats, a.warmup, a.device).as_dict()))
+    try:  # every mistake in the command is one line on stderr, exit 2
+        for flag, value, low in (("--threads", a.threads, 1), ("--repeats", a.repeats, 1), ("--warmup", a.warmup, 0)):
+            if value < low:
+                raise ValueError(f"{flag} must be >= {low}, got {value}")
+        try:
+            spec = json.loads(a.config)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config is not valid JSON ({err})") from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"--config must be a JSON object (a FewShotConfig's fields), got {type(spec).__name__}")
+        config = fewshot.FewShotConfig.from_dict(spec)
+        from ..device import default_device
+
+        default_device(a.device)  # a device torch knows, before anything is built
+        torch.set_num_threads(a.threads)
+        cost = meta_iteration_cost(config, a.repeats, a.warmup, a.device)
+    except (ValueError, TypeError, KeyError, OSError) as err:
+        text = str(err).strip().splitlines()
+        print(f"error: {text[0] if text else type(err).__name__}", file=sys.stderr)
+        return 2
+    print(json.dumps(cost.as_dict()))
     return 0
 
 

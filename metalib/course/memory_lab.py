@@ -539,15 +539,24 @@ class AttentionExplorer(FigureApp):
 # 4. The shipped sequence learners (how mann-omniglot and lstm-baseline-omniglot were made)
 # =============================================================================================
 def ship_sequence_learner(algorithm: str, name: str, minutes: float = 8.0, run_dir: Optional[str] = None,
-                          note: str = "", directory: Optional[str] = None, episodes: int = 600) -> Dict[str, Any]:
+                          note: str = "", directory: Optional[str] = None, episodes: int = 600,
+                          overwrite: bool = False) -> Dict[str, Any]:
     """Train ``algorithm`` ("mann" / "lstm-baseline") on Omniglot with its paper settings
     (:func:`metalib.fewshot.default_config`, 5 classes, sequences of 10 instances) for at most ``minutes``
     of wall time (``FewShotTrainer.fit(max_seconds=...)``; resumes from ``run_dir``), measure accuracy by
     instance on ``episodes`` seeded test sequences and the standard 5-way 1-shot accuracy (600 episodes,
     what the manifest records), and ship the weights as ``name`` with a note that gives both. Returns
-    ``{"by_instance": InstanceAccuracy, "standard": EvalResult}``."""
+    ``{"by_instance": InstanceAccuracy, "standard": EvalResult}``. ``name`` is checked before training: a
+    plain name, not shipped yet unless ``overwrite`` (:func:`metalib.pretrained.check_ship_name`)."""
+    import math
+
     from .. import fewshot
     from ..data import Omniglot
+    from ..pretrained import WEIGHTS_DIR, check_ship_name
+
+    check_ship_name(name, WEIGHTS_DIR if directory is None else directory, overwrite)
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not math.isfinite(minutes) or minutes <= 0:
+        raise ValueError(f"minutes must be a number > 0, got {minutes!r}")
 
     cfg = fewshot.default_config(algorithm, n_way=5, k_shot=1, val_every=0)
     trainer = fewshot.FewShotTrainer(cfg, run_dir=run_dir or f"runs/{name}", val_data=False, progress=False)
@@ -561,23 +570,47 @@ def ship_sequence_learner(algorithm: str, name: str, minutes: float = 8.0, run_d
                  f"{trainer.history.seconds / 60:.1f} min of training. {note} Accuracy by instance (1/2/3/4/5/10) on "
                  f"{episodes} seeded test sequences (accuracy_by_instance, seed 1000): {row}. The test accuracy below is "
                  "the standard 5-way 1-shot protocol (the support set as a sequence, each query as the next step).")
-    fewshot.ship(name, trainer, standard, note=full_note, **({} if directory is None else {"directory": directory}))
+    fewshot.ship(name, trainer, standard, note=full_note, overwrite=overwrite,
+                 **({} if directory is None else {"directory": directory}))
     return {"by_instance": by_instance, "standard": standard}
 
 
-if __name__ == "__main__":  # python -m metalib.course.memory_lab ship mann mann-omniglot --minutes 8
+def main(argv=None) -> int:
+    """``python -m metalib.course.memory_lab ship mann mann-omniglot --minutes 8``: every mistake in the
+    command is one line on stderr (exit 2), found before any training."""
     import argparse
+    import math
+    import sys
+
+    from ..pretrained import check_ship_name
 
     parser = argparse.ArgumentParser(description="train and ship a sequence learner on Omniglot (see ship_sequence_learner)")
     parser.add_argument("command", choices=["ship"])
     parser.add_argument("algorithm", choices=["mann", "lstm-baseline"])
-    parser.add_argument("name")
+    parser.add_argument("name", help="a plain name for metalib/weights/NAME.pt")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--note", default="")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    out = ship_sequence_learner(args.algorithm, args.name, args.minutes, args.run_dir, args.note)
+    parser.add_argument("--overwrite", action="store_true", help="replace shipped weights of the same name")
+    args = parser.parse_args(argv)
+    try:
+        if not math.isfinite(args.minutes) or args.minutes <= 0:
+            raise ValueError(f"--minutes must be a number > 0, got {args.minutes}")
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        check_ship_name(args.name, overwrite=args.overwrite)
+        torch.set_num_threads(args.threads)
+        out = ship_sequence_learner(args.algorithm, args.name, args.minutes, args.run_dir, args.note,
+                                    overwrite=args.overwrite)
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        text = str(err).strip().splitlines()
+        print(f"error: {text[0] if text else type(err).__name__}", file=sys.stderr)
+        return 2
     print(out["by_instance"])
     print(out["standard"])
+    return 0
+
+
+if __name__ == "__main__":  # python -m metalib.course.memory_lab ship mann mann-omniglot --minutes 8
+    raise SystemExit(main())

@@ -166,7 +166,8 @@ def ship_sinusoid_metasgd(iterations: int = METASGD["iterations"], seed: int = 0
     kw = {} if directory is None else {"directory": directory}
     # snapshots: the network's weights θ during training (as the other sinusoid learners ship them)
     with _exclusive(lock):
-        return save_pretrained(WEIGHTS["metasgd"], learner, info=info, snapshots=hist.snapshots, **kw)
+        # re-shipping sinusoid-metasgd is what this function is for: replacing the name is meant
+        return save_pretrained(WEIGHTS["metasgd"], learner, info=info, snapshots=hist.snapshots, overwrite=True, **kw)
 
 
 @contextlib.contextmanager

@@ -149,9 +149,16 @@ def _index(src: _Source) -> dict[str, list[str]]:
                 names = [i.filename for i in zf.infolist() if not i.is_dir()]
         except (zipfile.BadZipFile, OSError) as e:
             raise _corrupt(src, f"not a readable zip archive ({e})") from e
+        seen: set[str] = set()
         for name in names:
             if _is_junk(name) or not name.lower().endswith(".png"):
                 continue
+            # zipfile reads the last of two members with one name: the drawing stored under it would be
+            # decoded twice and the other lost (20 names, 19 drawings), so a repeated name is corruption
+            if name in seen:
+                raise _corrupt(src, f"member {name} appears twice in the archive (one drawing stored twice "
+                                    "under one name, another lost)")
+            seen.add(name)
             parts = name.split("/")
             if len(parts) != 4 or parts[0] != top:
                 raise _corrupt(src, f"unexpected member {name!r} (expected {top}/<Alphabet>/<character>/<drawing>.png)")

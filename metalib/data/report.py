@@ -53,18 +53,30 @@ def info(
         out["cache"] = {"folder": None, "origin": str(e), "entries": []}
         return out
     caches = []
-    for side in sorted(cdir.glob("*.json")):
+    # every cache file is listed, also one whose JSON sidecar is missing or damaged (the loaders check
+    # the .pt itself: such a file is still used, or rebuilt if it is damaged too)
+    for pt in sorted(cdir.glob("*.pt")):
+        if not pt.is_file():
+            continue
+        side = pt.with_suffix(".json")
+        entry: dict[str, Any] = {"file": pt.name, "bytes": pt.stat().st_size}
         try:
             meta = json.loads(side.read_text())
-        except (OSError, ValueError):
-            continue
-        pt = side.with_suffix(".pt")
-        if pt.is_file():
-            caches.append({
-                "file": pt.name, "bytes": pt.stat().st_size, "dataset": meta.get("dataset"),
-                "part": meta.get("part") or meta.get("split"), "image_size": meta.get("image_size"),
-                "shape": meta.get("shape"), "sources": [s.get("path") for s in meta.get("sources", [])],
-            })
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except FileNotFoundError:
+            entry["damaged"] = f"no sidecar {side.name}"
+            meta = {}
+        except (OSError, ValueError) as e:
+            entry["damaged"] = f"sidecar {side.name} unreadable ({' '.join(str(e).split())[:80]})"
+            meta = {}
+        sources = meta.get("sources")
+        entry.update({
+            "dataset": meta.get("dataset"), "part": meta.get("part") or meta.get("split"),
+            "image_size": meta.get("image_size"), "shape": meta.get("shape"),
+            "sources": [s.get("path") for s in sources if isinstance(s, dict)] if isinstance(sources, list) else [],
+        })
+        caches.append(entry)
     out["cache"] = {"folder": str(cdir), "origin": why, "entries": caches}
     return out
 
@@ -118,7 +130,8 @@ def format_info(report: dict[str, Any]) -> str:
     c = report["cache"]
     lines.append(f"cache     : {c['folder']}   ({c['origin']})")
     for e in c["entries"]:
-        lines.append(f"    {e['file']:<48} {_mb(e['bytes'])}  shape={e['shape']}")
+        state = f"damaged: {e['damaged']}" if e.get("damaged") else f"shape={e['shape']}"
+        lines.append(f"    {e['file']:<48} {_mb(e['bytes'])}  {state}")
     if not c["entries"]:
         lines.append("    (empty: caches are built on first use, or with `python -m metalib.data prepare`)")
     return "\n".join(lines)
