@@ -109,7 +109,7 @@ _LOSSES = {"mse_loss": "mse_loss", "cross_entropy": "cross_entropy", "l1_loss": 
 
 def _learner_for(info: Dict[str, Any], model: nn.Module):
     if "config" in info:
-        from .fewshot import FewShotConfig, build_learner
+        from .config import FewShotConfig, build_learner
 
         return build_learner(FewShotConfig.from_dict(info["config"]), model)
     spec = info.get("learner")

@@ -47,8 +47,9 @@ import torch
 from torch import Tensor
 
 from . import checkpoint as ckpt
-from .device import tune_cpu_allocator
-from .functional import LossFn, NonFiniteLossError, check_finite, deferred_finite_checks
+from .device import progress_bar, tune_cpu_allocator
+from .engine import CudaGraphStep
+from .functional import LossFn, NonFiniteLossError, deferred_finite_checks
 
 
 # ============================================================================ what a run records
@@ -113,15 +114,6 @@ class Callback:
     def on_interrupt(self, loop: "TrainingLoop") -> None: ...
 
     def on_diverged(self, loop: "TrainingLoop", error: "TrainingDiverged") -> None: ...
-
-
-def progress_bar(total: int, enabled: bool, desc: str, initial: int = 0, leave: bool = False):
-    """A ``tqdm.auto`` bar (a widget in Jupyter, text elsewhere), or None when not ``enabled``."""
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=leave, dynamic_ncols=True)
 
 
 class ProgressBar(Callback):
@@ -222,109 +214,6 @@ class _InterruptGuard:
         self.in_critical = False
         held, self.pending = self.pending, False
         return held
-
-
-# ============================================================================ CUDA graphs
-class _NoStep:
-    """An optimiser stand-in inside the captured graph: ``zero_grad`` is the real one's, ``step``
-    does nothing (the real step runs eagerly after each replay)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self._opt = optimizer
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._opt.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure=None) -> None:
-        return None
-
-    def __getattr__(self, name: str):
-        return getattr(self._opt, name)
-
-
-class CudaGraphStep:
-    """A meta-iteration captured as one CUDA graph and replayed (static shapes per capture).
-
-    The graph holds the gradient computation of ``step_fn(batch, optimizer)`` — ``zero_grad``, the
-    inner steps, the outer backward, the finiteness checks (recorded on the device, see
-    :func:`metalib.functional.deferred_finite_checks`) and the metrics; the optimiser's ``step()``
-    (and the schedule) run eagerly after each replay, so any optimiser and learning-rate schedule
-    work unchanged. The first ``warmup`` calls per shape run eagerly on a side stream (as
-    :func:`torch.cuda.graph` requires before a capture); a batch of another shape is captured anew.
-    Each call copies the batch into the static input tensors, replays, and returns clones of the
-    metrics (the static outputs are overwritten by the next replay).
-
-    If the capture fails (an operation that needs a host sync, an unsupported kernel), the error is
-    kept in :attr:`error` and every later call runs the plain step.
-    """
-
-    def __init__(self, step_fn: Callable[..., Dict[str, Tensor]], optimizer: torch.optim.Optimizer,
-                 warmup: int = 3) -> None:
-        self.step_fn, self.optimizer, self.warmup = step_fn, optimizer, warmup
-        self.graph = None
-        self.shapes = None
-        self.calls = 0           # eager calls since the last change of shape
-        self.captures = 0
-        self.error: Optional[str] = None
-        self._static_in: Tuple[Tensor, ...] = ()
-        self._static_out: Dict[str, Tensor] = {}
-        self._static_ok: Optional[Tensor] = None
-        self._static_grads: List[Tuple[Tensor, Tensor]] = []
-
-    @staticmethod
-    def _signature(batch: Sequence[Tensor]):
-        return tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
-
-    def __call__(self, batch: Sequence[Tensor]) -> Dict[str, Tensor]:
-        if self.error is not None:
-            return self.step_fn(batch, self.optimizer)
-        sig = self._signature(batch)
-        if sig != self.shapes:
-            self.shapes, self.graph, self.calls = sig, None, 0
-        if self.graph is None and self.calls < self.warmup:
-            self.calls += 1
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                out = self.step_fn(batch, self.optimizer)
-            torch.cuda.current_stream().wait_stream(side)
-            return out
-        if self.graph is None:
-            try:
-                self._capture(batch)
-            except Exception as err:  # noqa: BLE001 - any capture failure: fall back, say why
-                self.error = f"{type(err).__name__}: {err}"
-                import warnings
-
-                warnings.warn(f"CUDA graph capture failed ({self.error}); continuing without graphs", stacklevel=2)
-                torch.cuda.synchronize()
-                return self.step_fn(batch, self.optimizer)
-        for dst, src in zip(self._static_in, batch):
-            dst.copy_(src, non_blocking=True)
-        self.graph.replay()
-        for param, grad in self._static_grads:  # a zero_grad(set_to_none) outside the graph dropped them
-            param.grad = grad
-        self.optimizer.step()
-        # the graph's checks, reported to the caller's deferred checks (a NaN marker when one failed)
-        check_finite(torch.where(self._static_ok, 0.0, float("nan")), "the captured meta-iteration")
-        return {k: v.clone() for k, v in self._static_out.items()}
-
-    def _capture(self, batch: Sequence[Tensor]) -> None:
-        self._static_in = tuple(t.clone() for t in batch)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        proxy = _NoStep(self.optimizer)
-        self.optimizer.zero_grad(set_to_none=True)  # .grad is allocated inside the graph's pool
-        with torch.cuda.graph(graph):
-            with deferred_finite_checks() as checks:
-                out = self.step_fn(self._static_in, proxy)
-            ok = checks.all_finite()
-            self._static_ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=batch[0].device)
-            self._static_out = {k: v.detach() for k, v in out.items()}
-        self._static_grads = [(q, q.grad) for g in self.optimizer.param_groups for q in g["params"]
-                              if q.grad is not None]
-        self.graph = graph
-        self.captures += 1
 
 
 # ============================================================================ the loop

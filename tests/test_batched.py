@@ -11,10 +11,8 @@ from torch import nn
 from torch.func import vmap
 
 from metalib import MAML
-from metalib.functional import (
-    BATCHED_BY_DEFAULT, buffers_of, choose_vmap, forward, inner_loop, params_of, plain_batchnorm,
-    transductive_batchnorm,
-)
+from metalib.engine import BATCHED_BY_DEFAULT, choose_vmap, plain_batchnorm
+from metalib.functional import buffers_of, forward, inner_loop, params_of, transductive_batchnorm
 from metalib.models import Conv4
 from _nets import rel_error, tiny_convbn, tiny_mlp
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalib import MAML
-from metalib.functional import buffers_of, inner_loop, inner_loop_checkpointed, params_of
+from metalib.engine import inner_loop_checkpointed
+from metalib.functional import buffers_of, inner_loop, params_of
 from _nets import conv_batch, finite_difference_grad, rel_error, tiny_convbn, tiny_mlp
 
 

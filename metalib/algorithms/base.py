@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batch import check_every_batch, checked, needs_check  # noqa: F401 - check_every_batch: for the learners
 from ..functional import LossFn, Params, check_finite
 
 Metrics = Dict[str, Tensor]
@@ -120,7 +121,7 @@ class Learner(nn.Module):
         """One clear line, before any work: inputs on the learner's device and in its float dtype; with
         cross-entropy, integer labels in ``[0, fixed_way)`` — a ``-100`` label would be silently left
         out by ``F.cross_entropy`` (its ``ignore_index``). The label range is checked where it costs
-        no device synchronisation (labels on the CPU)."""
+        no device synchronisation (labels on the CPU; :data:`metalib.batch.CHECK_EVERY_BATCH`)."""
         p = next((t for t in self.parameters() if t.is_floating_point()), None)
         if p is not None and isinstance(x, Tensor):
             if x.device != p.device:
@@ -133,13 +134,14 @@ class Learner(nn.Module):
             return
         if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
             raise TypeError(f"the {what} labels must be an integer tensor (class indices) for cross-entropy, got {y.dtype}")
-        if y.device.type != "cpu" or y.numel() == 0:
+        if y.numel() == 0 or not needs_check(y, self.fixed_way, what):  # CUDA: once per episode shape
             return
         lo, hi, n = int(y.min()), int(y.max()), self.fixed_way
         if lo < 0 or (n is not None and hi >= n):
             hint = " (-100 is cross_entropy's ignore_index: those examples would be silently left out)" if lo == -100 else ""
             raise ValueError(f"the {what} labels must lie in [0, {n if n is not None else 'n_way'})"
                              + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}")
+        checked(y, n, what)
 
     @property
     def fixed_way(self) -> Optional[int]:

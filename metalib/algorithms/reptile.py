@@ -8,9 +8,10 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from ..batch import as_batch
+from ..engine import choose_vmap
 from ..functional import (
     LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
-    check_steps, choose_vmap, forward, params_of, sgd_step, support_grad,
+    check_steps, forward, params_of, sgd_step, support_grad,
 )
 from .base import Learner, as_task_batch, callable_loss, check_one_task, register
 
