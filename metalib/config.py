@@ -110,6 +110,18 @@ class FewShotConfig:
         """Inner steps at validation/test time (gradient-based learners); ``inner_steps`` if not set."""
         return self.test_inner_steps or self.inner_steps
 
+    #: the fields only some learners take: a run uses those its class lists in ``config_keys``
+    #: (``test_inner_steps`` with ``inner_steps``); the others are neither printed nor meaningful for it
+    LEARNER_FIELDS = ("inner_lr", "inner_steps", "test_inner_steps", "first_order", "outer_lr", "outer_lr_final",
+                      "inner_optimizer")
+
+    def used(self) -> Dict[str, Any]:
+        """:meth:`to_dict` without the :data:`LEARNER_FIELDS` this run's learner does not take (what a run prints)."""
+        keys = set(self.learner_class.config_keys)
+        if "inner_steps" in keys:
+            keys.add("test_inner_steps")
+        return {k: v for k, v in self.to_dict().items() if k not in self.LEARNER_FIELDS or k in keys}
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -218,13 +218,13 @@ class NearestMean(base.Learner):
             return self._logits(x_s, y_s, x_q, n)
         return torch.stack([self._logits(*t, n) for t in zip(x_s, y_s, x_q)])
 
-    def meta_backward(self, batch, loss_fn=None, with_predictions=False):
+    def meta_gradient(self, batch, loss_fn=None):
         x_s, y_s, x_q, y_q = batch
         logits = self.predict(x_s, y_s, x_q)
         loss = F.cross_entropy(logits.flatten(0, 1), y_q.flatten())
         check_finite(loss.detach(), "the toy loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
 
 def informative_rows(n_classes: int, seed: int, rows: int = 4, size: int = 16) -> torch.Tensor:
@@ -276,7 +276,8 @@ LAYERS = [
     ("data", ("metalib.data",)),
     ("models/functional", ("metalib.functional", "metalib.engine", "metalib.models", "metalib.batch", "metalib.tasks")),
     ("algorithms", ("metalib.algorithms",)),
-    ("training/evaluation", ("metalib.training", "metalib.evaluation", "metalib.distributed", "metalib.config")),
+    ("training/evaluation", ("metalib.training", "metalib.harness", "metalib.evaluation", "metalib.distributed",
+                             "metalib.config")),
     ("pretrained/fewshot", ("metalib.pretrained", "metalib.fewshot", "metalib")),
     ("course", ("metalib.course",)),
 ]
@@ -292,7 +293,7 @@ def layer_of(module: str) -> int:
     best, depth = None, -1
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > depth:
+            if (module == p or (p != "metalib" and module.startswith(p + "."))) and len(p) > depth:
                 best, depth = i, len(p)
     assert best is not None, f"{module} is in no layer: add it to LAYERS (and to docs/architecture.md)"
     return best

@@ -96,7 +96,7 @@ def test_batched_meta_backward_and_predictions_equal_the_loop():
     for batching in ("loop", "vmap"):
         maml = MAML(model, inner_lr=0.4, inner_steps=1, eval_steps=3, batching=batching)
         model.zero_grad(set_to_none=True)
-        loss, preds = maml.meta_backward(batch, with_predictions=True)
+        loss, preds = maml.meta_gradient(batch)
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         with torch.no_grad():
             logits = maml.predict(batch[0], batch[1], batch[2], n_way=3)

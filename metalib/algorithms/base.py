@@ -5,7 +5,7 @@ initialisation θ, and whatever else the algorithm meta-learns (per-parameter le
 LSTM optimiser, a memory controller) — so ``learner.parameters()``, ``state_dict()``, ``.to(device)``
 mean what they mean for any module. On top of that it answers two questions:
 
-* **how to learn from a batch of tasks** — :meth:`Learner.meta_backward` fills ``.grad`` of
+* **how to learn from a batch of tasks** — :meth:`Learner.meta_gradient` fills ``.grad`` of
   ``learner.parameters()`` with its meta-gradient (Reptile: its update direction θ − φ̄) and returns
   the mean query loss; :meth:`Learner.train_step` adds the outer update (``optimizer.step()``);
 * **how to classify a new task** — :meth:`Learner.predict` maps a support set and queries to
@@ -18,38 +18,31 @@ dimension (:class:`metalib.TaskBatch`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import check_every_batch, checked, needs_check  # noqa: F401 - check_every_batch: for the learners
+from ..batch import as_batch, check_every_batch, check_labels, check_pair, checked, needs_check  # noqa: F401
 from ..functional import LossFn, Params, check_finite
 
 Metrics = Dict[str, Tensor]
 
 
-class Learner(nn.Module):
-    """Base class of every meta-learning algorithm (see the module docstring).
+class LearnerConfig:
+    """What a run's configuration reads of a learner class (:mod:`metalib.config`, :mod:`metalib.fewshot`).
 
-    Subclasses implement :meth:`meta_backward` and :meth:`predict`; the rest has defaults.
-
-    Class attributes (read by :mod:`metalib.fewshot` to build a learner from a run's config):
+    Class attributes:
         name: the registry name (``"maml"``, ``"protonet"``, ...).
         family: ``"optimisation-based"``, ``"metric-based"`` or ``"model-based"``.
-        config_keys: the :class:`metalib.fewshot.FewShotConfig` fields passed to ``__init__``
+        config_keys: the :class:`metalib.config.FewShotConfig` fields passed to ``__init__``
             (e.g. ``("inner_lr", "inner_steps")``); algorithm-specific extras come from
             ``config.options``.
         paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
-            settings, which :func:`metalib.fewshot.default_config` starts from.
+            settings, which :func:`metalib.config.default_config` starts from.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
-
-    Attributes:
-        loss_fn: the task loss ``loss_fn(predictions, targets)`` (default: cross-entropy).
-        eval_steps: inner steps at test time for learners that adapt by gradient steps (``None``
-            for those that do not: ``predict`` then takes no ``steps``).
     """
 
     name: ClassVar[str] = ""
@@ -57,7 +50,95 @@ class Learner(nn.Module):
     config_keys: ClassVar[Tuple[str, ...]] = ()
     paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
     needs_head: ClassVar[bool] = False
+
+    @classmethod
+    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
+        """The network of a few-shot run: Conv-4, with an ``n_way`` linear head if :attr:`needs_head`."""
+        from ..models import Conv4
+
+        return Conv4(in_channels=in_channels, n_classes=n_way if cls.needs_head else None, hidden=hidden,
+                     image_size=image_size)
+
+    @classmethod
+    def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
+        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
+        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
+        settings = {k: getattr(config, k) for k in cls.config_keys}
+        settings.update(getattr(config, "options", None) or {})
+        settings.update(fixed)
+        learner = cls(model, **settings)
+        if learner.eval_steps is not None and getattr(config, "test_steps", None):
+            learner.eval_steps = config.test_steps
+        return learner
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
+        if cls.needs_head and config.train_way_ != config.n_way:
+            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
+                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+
+
+@runtime_checkable
+class Explainable(Protocol):
+    """The course explorers' view of a learner (:mod:`metalib.course` checks for it): its embedding
+    and its classification rule on it."""
+
+    def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor: ...
+
+    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params: Optional[Params] = None) -> Dict[str, Any]: ...
+
+
+class CourseHooks:
+    """The optional hooks the course's explorers use (:class:`Explainable`), with defaults for a network
+    made of ``features`` and a linear ``head``; nothing in training or evaluation calls them."""
+
     stateless_adaptation: ClassVar[bool] = True  # an inner step depends on the current weights only
+
+    def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor:
+        """Embeddings ``[n, d]`` of inputs ``x`` (one batch). Default, for a network made of
+        ``features`` and a linear ``head`` (Conv-4 with a head): the features before the head,
+        computed with ``params`` (adapted weights; default θ), so ``head(embed(x, φ))`` is the
+        prediction of the adapted model."""
+        model = getattr(self, "model", None)
+        feats = getattr(model, "features", None)
+        if not isinstance(feats, nn.Module) or not isinstance(getattr(model, "head", None), nn.Linear):
+            raise NotImplementedError(f"{self.describe()} has no embedding view: its network needs .features and "
+                                      f"a linear .head (metalib.models.Conv4), got {type(model).__name__}")
+        from ..functional import batchnorm_context, buffers_of, forward, params_of
+
+        params = params_of(model) if params is None else params
+        sub = lambda d: {k[len("features."):]: v for k, v in d.items() if k.startswith("features.")}  # noqa: E731
+        with batchnorm_context(model, getattr(self, "bn_mode", "transductive")):
+            return forward(feats, sub(params), sub(buffers_of(model)), x).flatten(1)
+
+    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params: Optional[Params] = None) -> Dict[str, Any]:
+        """One task in the learner's embedding space: ``z_s [N*K, d]``, ``z_q [Q, d]``, ``logits
+        [Q, N]`` and ``rule``, a function of feature vectors ``[m, d] -> [m, N]`` (the classifier
+        on the embedding), plus the rule's parts (``weight``/``bias``, ``prototypes``).
+
+        Default (features + linear head): the support and the queries embedded separately with
+        ``params`` (as adaptation and prediction see them), the rule is the (adapted) head."""
+        params = getattr(self, "initial_params")() if params is None else params
+        z_s, z_q = self.embed(x_s, params), self.embed(x_q, params)
+        w, b = params["head.weight"].detach(), params["head.bias"].detach()
+        return {"z_s": z_s, "z_q": z_q, "logits": F.linear(z_q, w, b), "weight": w, "bias": b,
+                "rule": lambda z: F.linear(z, w, b)}
+
+
+class Learner(LearnerConfig, CourseHooks, nn.Module):
+    """Base class of every meta-learning algorithm (see the module docstring): what training and
+    evaluation use. What a run's configuration reads is :class:`LearnerConfig`; the course's optional
+    hooks are :class:`CourseHooks` (the course layer checks for :class:`Explainable`).
+
+    Subclasses implement :meth:`meta_gradient` and :meth:`predict`; the rest has defaults.
+
+    Attributes:
+        loss_fn: the task loss ``loss_fn(predictions, targets)`` (default: cross-entropy).
+        eval_steps: inner steps at test time for learners that adapt by gradient steps (``None``
+            for those that do not: ``predict`` then takes no ``steps``).
+    """
+
 
     def __init__(self, loss_fn: Optional[LossFn] = None) -> None:
         super().__init__()
@@ -65,15 +146,18 @@ class Learner(nn.Module):
         self.eval_steps: Optional[int] = None
 
     # ------------------------------------------------------------------ what subclasses implement
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
-                      with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> Tuple[Tensor, Tensor]:
         """Accumulate the meta-gradient of ``batch`` into ``.grad`` of :meth:`parameters`.
 
         Returns:
-            the mean query loss (0-dim, detached); with ``with_predictions``, also the query
-            predictions ``[T, n_query, ...]`` (detached; logits for classification).
+            ``(mean query loss (0-dim), query predictions [T, n_query, ...])``, detached (logits for
+            classification).
         """
         raise NotImplementedError
+
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, **kw: Any) -> Tensor:
+        """:meth:`meta_gradient`, returning the mean query loss only (0-dim, detached)."""
+        return self.meta_gradient(batch, loss_fn, **kw)[0]
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:
@@ -87,7 +171,7 @@ class Learner(nn.Module):
 
     # ------------------------------------------------------------------ defaults
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Metrics:
-        """One meta-iteration: clear the gradients, :meth:`meta_backward`, check the loss is finite
+        """One meta-iteration: clear the gradients, :meth:`meta_gradient`, check the loss is finite
         (before touching the weights), ``optimizer.step()``.
 
         Returns:
@@ -97,7 +181,7 @@ class Learner(nn.Module):
             metalib.NonFiniteLossError: the loss is NaN/inf; the weights were not updated.
         """
         optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_backward(batch, with_predictions=True)
+        loss, out = self.meta_gradient(batch)
         check_finite(loss, "the meta-loss")
         optimizer.step()
         return query_metrics(loss, out, batch[3])
@@ -163,72 +247,13 @@ class Learner(nn.Module):
         """The name a table column uses, e.g. ``"FOMAML"`` (default: :meth:`describe`)."""
         return self.describe()
 
-    # ------------------------------------------------------------------ looking inside (course explorers)
-    def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor:
-        """Embeddings ``[n, d]`` of inputs ``x`` (one batch). Default, for a network made of
-        ``features`` and a linear ``head`` (Conv-4 with a head): the features before the head,
-        computed with ``params`` (adapted weights; default θ), so ``head(embed(x, φ))`` is the
-        prediction of the adapted model."""
-        model = getattr(self, "model", None)
-        feats = getattr(model, "features", None)
-        if not isinstance(feats, nn.Module) or not isinstance(getattr(model, "head", None), nn.Linear):
-            raise NotImplementedError(f"{self.describe()} has no embedding view: its network needs .features and "
-                                      f"a linear .head (metalib.models.Conv4), got {type(model).__name__}")
-        from ..functional import batchnorm_context, buffers_of, forward, params_of
-
-        params = params_of(model) if params is None else params
-        sub = lambda d: {k[len("features."):]: v for k, v in d.items() if k.startswith("features.")}  # noqa: E731
-        with batchnorm_context(model, getattr(self, "bn_mode", "transductive")):
-            return forward(feats, sub(params), sub(buffers_of(model)), x).flatten(1)
-
-    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params: Optional[Params] = None) -> Dict[str, Any]:
-        """One task in the learner's embedding space: ``z_s [N*K, d]``, ``z_q [Q, d]``, ``logits
-        [Q, N]`` and ``rule``, a function of feature vectors ``[m, d] -> [m, N]`` (the classifier
-        on the embedding), plus the rule's parts (``weight``/``bias``, ``prototypes``).
-
-        Default (features + linear head): the support and the queries embedded separately with
-        ``params`` (as adaptation and prediction see them), the rule is the (adapted) head."""
-        params = getattr(self, "initial_params")() if params is None else params
-        z_s, z_q = self.embed(x_s, params), self.embed(x_q, params)
-        w, b = params["head.weight"].detach(), params["head.bias"].detach()
-        return {"z_s": z_s, "z_q": z_q, "logits": F.linear(z_q, w, b), "weight": w, "bias": b,
-                "rule": lambda z: F.linear(z, w, b)}
-
-    # ------------------------------------------------------------------ building from a config
-    @classmethod
-    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
-        """The network of a few-shot run: Conv-4, with an ``n_way`` linear head if :attr:`needs_head`."""
-        from ..models import Conv4
-
-        return Conv4(in_channels=in_channels, n_classes=n_way if cls.needs_head else None, hidden=hidden,
-                     image_size=image_size)
-
-    @classmethod
-    def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
-        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
-        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
-        settings = {k: getattr(config, k) for k in cls.config_keys}
-        settings.update(getattr(config, "options", None) or {})
-        settings.update(fixed)
-        learner = cls(model, **settings)
-        if learner.eval_steps is not None and getattr(config, "test_steps", None):
-            learner.eval_steps = config.test_steps
-        return learner
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
-        if cls.needs_head and config.train_way_ != config.n_way:
-            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
-
 
 # ============================================================================ learners without an inner loop
 class EpisodeClassifier(Learner):
     """A learner that classifies a task's queries in one computation from its support set — no inner
     loop: the metric-based learners (ProtoNet, Matching and Relation Networks) and closed-form heads
     (R2D2). A subclass implements :meth:`task_logits` for one task; batching, the checks, the loss,
-    ``meta_backward`` and ``predict`` are here, written once.
+    ``meta_gradient`` and ``predict`` are here, written once.
     """
 
     def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
@@ -243,8 +268,6 @@ class EpisodeClassifier(Learner):
     def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
         """:meth:`task_logits` of one task (``y_s: [N*K]`` → ``[Q, N]``) or of a batch (``y_s: [T, N*K]``
         → ``[T, Q, N]``): the labels' dimension tells which. ``n_way`` defaults to max label + 1."""
-        from ..batch import check_labels, check_pair
-
         if y_s.dim() not in (1, 2):
             raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
         check_pair(x_s, y_s, "support", dims=y_s.dim())
@@ -260,8 +283,6 @@ class EpisodeClassifier(Learner):
 
     def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Per-task query losses ``[T]`` and logits ``[T, Q, N]`` of a batch of episodes."""
-        from ..batch import as_batch, check_labels
-
         x_s, y_s, x_q, y_q = as_batch(batch)
         n_way = check_labels(y_s, n_way, "support")
         check_labels(y_q, n_way, "query")
@@ -274,8 +295,8 @@ class EpisodeClassifier(Learner):
         check_finite(loss.detach(), "the query loss")
         return loss
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, with_predictions: bool = False):
-        """``meta_loss(batch).backward()``; returns the loss (and the logits ``[T, Q, N]``), detached.
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> Tuple[Tensor, Tensor]:
+        """``meta_loss(batch).backward()``; returns the loss and the logits ``[T, Q, N]``, detached.
         ``loss_fn`` must be None: the loss is the algorithm's own (:meth:`query_losses`)."""
         if loss_fn is not None:
             raise ValueError(f"{self.describe()}'s loss is its own (query_losses); loss_fn must be None")
@@ -283,7 +304,7 @@ class EpisodeClassifier(Learner):
         loss = losses.mean()
         check_finite(loss.detach(), "the query loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:
@@ -311,8 +332,6 @@ def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
 def check_one_task(x_s: Tensor, y_s: Tensor) -> None:
     """``adapt`` takes one task's support set: refuse an empty one, and a whole batch ``[T, k, ...]``
     (which would silently be treated as one task)."""
-    from ..batch import check_pair
-
     check_pair(x_s, y_s, "support")
     if x_s.shape[0] == 0:
         raise ValueError("the support set is empty: adapting needs at least one example (k_shot >= 1)")

@@ -275,8 +275,8 @@ class MAML(Learner):
         model's ``.grad`` with the meta-gradient."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
-                      with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
+                      steps: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """``meta_loss(batch, loss_fn).backward()`` with the memory of one task instead of ``T``.
 
         On the task loop, each task's query loss (divided by ``T``) is back-propagated as soon as it
@@ -287,11 +287,10 @@ class MAML(Learner):
         trainer's step) runs.
 
         Returns:
-            the mean query loss, detached (0-dim); with ``with_predictions``, also the query
-            predictions ``[T, n_query, ...]`` (detached).
+            the mean query loss (0-dim) and the query predictions ``[T, n_query, ...]``, detached.
         """
         losses, preds = self._run(batch, loss_fn, steps, backward=True)
-        return (losses.mean(), preds) if with_predictions else losses.mean()
+        return losses.mean(), preds
 
     def describe(self) -> str:
         return f"MAML ({'first' if self.first_order else 'second'}-order)"

@@ -308,7 +308,7 @@ class RelationNetworks(EpisodeClassifier):
         """:meth:`metalib.algorithms.Learner.train_step` with the official code's gradient clipping:
         the embedding's and the relation module's gradient norms are each clipped at ``clip_grad_norm``."""
         optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_backward(batch, with_predictions=True)
+        loss, out = self.meta_gradient(batch)
         check_finite(loss, "the meta-loss")
         if self.clip_grad_norm:
             nn.utils.clip_grad_norm_(self.encoder.parameters(), self.clip_grad_norm)
