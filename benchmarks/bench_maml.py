@@ -14,7 +14,7 @@ forced, to show its wrong second-order gradient). Inputs are random tensors of t
 Every configuration runs in a fresh subprocess so that its peak memory (peak RSS on CPU, peak
 allocated on CUDA) is its own. Before timing, each path's meta-gradient is compared with the loop's.
 The "paired" rows time loop and vmap alternately in one process (the median of per-round ratios is
-immune to load drift on a shared machine): they decide ``metalib.functional.BATCHED_BY_DEFAULT``.
+immune to load drift on a shared machine): they decide ``metalib.engine.BATCHED_BY_DEFAULT``.
 
     python benchmarks/bench_maml.py            # all workloads, writes the table into benchmarks/README.md
     python benchmarks/bench_maml.py --no-write # print only
@@ -68,9 +68,9 @@ def learner(model, workload, path, first_order):
         # each row runs in its own process, so the module-level switch touches no other row
         import contextlib
 
-        import metalib.functional as mf
+        import metalib.engine as me
 
-        mf.plain_batchnorm = lambda model: contextlib.nullcontext()
+        me.plain_batchnorm = lambda model: contextlib.nullcontext()
     return maml
 
 
@@ -170,7 +170,7 @@ def main() -> None:
 
 
 def render(rows, paired, args) -> str:
-    from metalib.functional import BATCHED_BY_DEFAULT
+    from metalib.engine import BATCHED_BY_DEFAULT
 
     dev = default_device()
     load = os.getloadavg()[0]
@@ -216,7 +216,7 @@ def render(rows, paired, args) -> str:
         "conv4-5w1s = Conv-4 (64 filters, BatchNorm), 28×28, 5-way 1-shot, 15 queries/class, meta-batch 32, 1 inner step; "
         "conv4-W2 = the same with 1 query/class (how `metalib.fewshot` trains MAML on Omniglot).",
         f"`batching=\"auto\"` picks the path marked ✓: vmap for models without convolutions/BatchNorm; for conv nets "
-        f"`metalib.functional.BATCHED_BY_DEFAULT` = `{BATCHED_BY_DEFAULT}`.",
+        f"`metalib.engine.BATCHED_BY_DEFAULT` = `{BATCHED_BY_DEFAULT}`.",
     ]
     return "\n".join(lines)
 

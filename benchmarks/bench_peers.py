@@ -311,7 +311,7 @@ PRECISION_TOL = 1e-3  # TF32 / bf16 are kept only where the meta-gradient stays 
 
 def _device_step(w, impl, order, device):
     """``(model, batch, step)`` for the device table; ``step(batch)`` fills ``.grad`` (gradients only)."""
-    from metalib.training import CudaGraphStep
+    from metalib.engine import CudaGraphStep
 
     cfg = WORKLOADS[w]
     base = impl.split(" + ")[0].split(" TF32")[0].split(" bf16")[0]
@@ -451,7 +451,7 @@ def render_device(rows, meta) -> str:
         "",
         "One process, time-bounded. `loop` = `MAML(batching=\"loop\").meta_backward` (per-task backward); `batched` = "
         "`batching=\"vmap\"` (vmap over tasks, BatchNorm as plain tensor ops, one backward); `+ CUDA graph` = the "
-        "meta-gradient captured once and replayed (`metalib.training.CudaGraphStep`); `TF32` = TF32 matmul/conv; "
+        "meta-gradient captured once and replayed (`metalib.engine.CudaGraphStep`); `TF32` = TF32 matmul/conv; "
         "`bf16 autocast` = `torch.autocast(bfloat16)`. Meta-gradients gated against `loop` (float32, TF32 off) before "
         f"timing: rel. error < {TOL:.0e}, or < {PRECISION_TOL:.0e} for the reduced-precision rows (kept only if "
         "within it). Speed-up = textbook / row.",

@@ -1,7 +1,8 @@
 """The task batch every algorithm consumes, and the checks that keep bad input from passing silently."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+import os
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -76,12 +77,40 @@ def check_pair(x: Tensor, y: Tensor, what: str, dims: int = 1) -> None:
         )
 
 
+#: The device types whose label values are checked on every batch: reading a CPU tensor costs no device
+#: synchronisation. On the others (CUDA) a label tensor is checked once per episode shape and setting —
+#: ``(shape, dtype, device, n_way, what)`` — so a training step reads nothing back from the GPU;
+#: ``METALIB_CHECK_EVERY_BATCH=1`` checks every batch there too (debugging).
+CHECK_EVERY_BATCH = {"cpu"}
+_CHECKED: Dict[Tuple, Optional[int]] = {}
+
+
+def check_every_batch(y: Tensor) -> bool:
+    """Whether checks may read the values of ``y`` now (see :data:`CHECK_EVERY_BATCH`)."""
+    return y.device.type in CHECK_EVERY_BATCH or os.environ.get("METALIB_CHECK_EVERY_BATCH") == "1"
+
+
+def needs_check(y: Tensor, *setting) -> bool:
+    """Whether a check should read the values of ``y`` now: always where :func:`check_every_batch`, else
+    only for the first tensor of its shape, dtype and device with this ``setting`` (see :func:`checked`)."""
+    return check_every_batch(y) or (tuple(y.shape), y.dtype, str(y.device), *setting) not in _CHECKED
+
+
+def checked(y: Tensor, *setting, result=None) -> None:
+    """Record that tensors like ``y`` passed the check of ``setting`` (:func:`needs_check`)."""
+    _CHECKED[(tuple(y.shape), y.dtype, str(y.device), *setting)] = result
+
+
 def check_labels(y: Tensor, n_way: Optional[int], what: str) -> int:
-    """Labels must be integers in ``[0, n_way)``; returns ``n_way`` (inferred if None)."""
+    """Labels must be integers in ``[0, n_way)``; returns ``n_way`` (inferred if None). The values are
+    read on every call for CPU labels, once per episode shape elsewhere (:data:`CHECK_EVERY_BATCH`)."""
     if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
         raise TypeError(f"{what} labels must be an integer tensor, got {y.dtype}")
     if y.numel() == 0:
         raise ValueError(f"{what} labels are empty")
+    setting = (n_way, what)
+    if not needs_check(y, *setting):
+        return _CHECKED[(tuple(y.shape), y.dtype, str(y.device), *setting)]
     lo, hi = int(y.min()), int(y.max())
     if n_way is None:
         present = torch.unique(y).tolist()
@@ -95,4 +124,5 @@ def check_labels(y: Tensor, n_way: Optional[int], what: str) -> int:
         raise ValueError(f"n_way must be a positive int, got {n_way!r}")
     if lo < 0 or hi >= n_way:
         raise ValueError(f"{what} labels must lie in [0, {n_way}) for {n_way}-way tasks; found {lo}..{hi}")
+    checked(y, *setting, result=n_way)
     return n_way

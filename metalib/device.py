@@ -334,12 +334,12 @@ def describe_device(device: DeviceLike = None) -> str:
 
 def environment_report() -> Dict[str, str]:
     """Versions and devices, as the welcome notebook shows them."""
-    import metalib
+    from .version import __version__
 
     report = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "metalib": metalib.__version__,
+        "metalib": __version__,
         "device": str(default_device()),
         "device name": describe_device(),
         "cuda available": str(torch.cuda.is_available()),
@@ -350,3 +350,12 @@ def environment_report() -> Dict[str, str]:
         except ImportError:
             report[name] = "not installed"
     return report
+
+
+def progress_bar(total: int, enabled: bool, desc: str, initial: int = 0, leave: bool = False):
+    """A ``tqdm.auto`` bar (a widget in Jupyter, text elsewhere), or None when not ``enabled``."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, leave=leave, dynamic_ncols=True)

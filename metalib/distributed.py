@@ -150,7 +150,7 @@ class DistributedStep:
             batch = self.shard(batch)
         weight = batch[0].shape[0] / self.meta_batch
         optimizer.zero_grad(set_to_none=True)
-        loss, preds = self.learner.meta_backward(batch, with_predictions=True)
+        loss, preds = self.learner.meta_gradient(batch)
         metrics = query_metrics(loss, preds, batch[3])
         params = [p for p in self.learner.parameters() if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -16,11 +15,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .device import DeviceLike, describe_device, tune_cpu_allocator
-from .training import progress_bar
-
-TEST_SEED = 1000   # the seed of the test episodes, shared by every algorithm
-VAL_SEED = 2000    # the seed of the validation episodes
+from .data.protocol import TEST_SEED, VAL_SEED, images_of, mean_ci  # noqa: F401 - the protocol, re-exported
+from .device import DeviceLike, describe_device, progress_bar, tune_cpu_allocator
 
 
 @dataclass
@@ -55,14 +51,6 @@ class EvalResult:
         return d
 
 
-def images_of(data: Any) -> Tensor:
-    """The uint8 image tensor ``[C, P, ch, H, W]`` of ``data`` (a dataset with ``.images``, or the tensor)."""
-    images = data if isinstance(data, Tensor) else getattr(data, "images", None)
-    if not isinstance(images, Tensor):
-        raise TypeError(f"expected a dataset with .images or a uint8 tensor [C, P, ch, H, W], got {type(data).__name__}")
-    return images
-
-
 def seeded_episodes(sampler, episodes: int, seed: int, chunk: int = 25) -> Iterator[Tuple[Tensor, ...]]:
     """The ``episodes`` episodes of ``sampler`` drawn one task at a time from
     ``torch.Generator().manual_seed(seed)``, yielded in batches of up to ``chunk`` tasks.
@@ -77,17 +65,6 @@ def seeded_episodes(sampler, episodes: int, seed: int, chunk: int = 25) -> Itera
         idx = [sampler.sample_indices(1, g) for _ in range(n)]
         yield sampler.gather(torch.cat([c for c, _ in idx]), torch.cat([p for _, p in idx]))
         done += n
-
-
-def mean_ci(accuracies: Tensor) -> Tuple[float, float, float]:
-    """``(mean, 95% CI half-width, std)`` of per-episode accuracies: CI = 1.96·σ/√n, σ with ``ddof=0``
-    (as in Finn et al.'s code)."""
-    acc = accuracies.double()
-    n = acc.numel()
-    if n == 0:
-        raise ValueError("no episodes to average")
-    std = float(acc.std(unbiased=False))
-    return float(acc.mean()), 1.96 * std / math.sqrt(n), std
 
 
 @torch.no_grad()

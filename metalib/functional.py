@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import types
 from typing import Callable, Dict, Iterator, List, Literal, Optional, Tuple, Union
 
 import torch
@@ -75,113 +74,17 @@ def transductive_batchnorm(model: nn.Module) -> Iterator[None]:
             m.training, m.track_running_stats = training, track
 
 
-def _plain_batchnorm_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
-    r"""BatchNorm as plain tensor operations (what :func:`plain_batchnorm` installs).
-
-    ``x: [n, C, *spatial]``. With batch statistics (training mode, or no running statistics):
-
-    .. math:: \mu_c = \operatorname{mean}_{n, *} x, \quad
-              \sigma^2_c = \operatorname{mean}_{n, *} (x - \mu_c)^2, \quad
-              y = \gamma_c \frac{x - \mu_c}{\sqrt{\sigma^2_c + \epsilon}} + \beta_c
-
-    (the biased variance, as ``F.batch_norm`` normalises with); otherwise the running statistics.
-    Running statistics are never updated here (callers refuse the modes that would update them).
-    """
-    dims = [0] + list(range(2, x.dim()))
-    shape = [1, -1] + [1] * (x.dim() - 2)
-    if self.training or self.running_mean is None or self.running_var is None:
-        mean = x.mean(dims, keepdim=True)
-        var = (x - mean).square().mean(dims, keepdim=True)
-    else:
-        mean, var = self.running_mean.view(shape), self.running_var.view(shape)
-    y = (x - mean) * torch.rsqrt(var + self.eps)
-    if self.affine:
-        y = y * self.weight.view(shape) + self.bias.view(shape)
-    return y
-
-
-@contextlib.contextmanager
-def plain_batchnorm(model: nn.Module) -> Iterator[None]:
-    """Make every BatchNorm layer of ``model`` compute with plain tensor operations
-    (:func:`_plain_batchnorm_forward`: mean, variance, rsqrt) instead of ``F.batch_norm``.
-
-    Why: under :func:`torch.func.vmap` over tasks, the second-order meta-gradient through
-    ``F.batch_norm`` is silently wrong (torch 2.x; relative error ~1e-2 even in float64,
-    ``tests/test_batched.py`` shows it), while vmap's double backward of these plain operations is
-    exact. This is what MAML's batched path (``batching="vmap"``) runs; the task loop keeps
-    ``F.batch_norm`` (the same values up to float rounding). Nothing else changes: parameters and
-    buffers are those of the module (so :func:`torch.func.functional_call` substitutes them as usual).
-    """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in layers:
-        m.forward = types.MethodType(_plain_batchnorm_forward, m)  # an instance attribute shadows the class's
-    try:
-        yield
-    finally:
-        for m in layers:
-            m.__dict__.pop("forward", None)
-
-
-def batchnorm_context(model: nn.Module, bn_mode: str, plain: bool = False):
+def batchnorm_context(model: nn.Module, bn_mode: str):
     """The context in which an algorithm runs ``model``: see :func:`transductive_batchnorm`.
 
     ``bn_mode="transductive"`` forces batch statistics; ``"module"`` leaves BatchNorm as configured.
-    ``plain``: also compute BatchNorm with plain tensor operations (:func:`plain_batchnorm`; the
-    batched path under ``vmap``).
+    (The batched path's plain-tensor BatchNorm is :func:`metalib.engine.bn_context`.)
     """
     if bn_mode == "transductive":
-        ctx = transductive_batchnorm(model)
-    elif bn_mode == "module":
-        ctx = contextlib.nullcontext()
-    else:
-        raise ValueError(f"bn_mode must be 'transductive' or 'module', got {bn_mode!r}")
-    if not plain:
-        return ctx
-    stack = contextlib.ExitStack()
-    stack.enter_context(ctx)
-    stack.enter_context(plain_batchnorm(model))
-    return stack
-
-
-# Whether batching="auto" runs a conv/BatchNorm network's tasks batched (vmap with plain BatchNorm)
-# rather than in a loop, per device type: decided by `benchmarks/bench_maml.py` (numbers and the
-# decision in benchmarks/README.md, section "Batched MAML"). Devices not listed: the loop.
-BATCHED_BY_DEFAULT: Dict[str, bool] = {"cpu": False, "cuda": True}
-
-
-def choose_vmap(model: nn.Module, batching: str, second_order: bool, bn_mode: str = "transductive",
-                device: Optional[torch.device] = None) -> bool:
-    """Whether to process a batch of tasks with :func:`torch.func.vmap` rather than a Python loop.
-
-    ``"loop"``: never. ``"vmap"``: always, where it is right: BatchNorm layers then run as plain
-    tensor operations (:func:`plain_batchnorm`, which the caller enters with
-    ``batchnorm_context(..., plain=True)``), whose second-order meta-gradient under vmap equals the
-    loop's; refused only for BatchNorm layers that would update running statistics. ``"auto"``:
-    vmap for models without convolutions or BatchNorm (the sinusoid MLP: several times faster on
-    CPU); for conv/BatchNorm models, :data:`BATCHED_BY_DEFAULT` of ``device``'s type (the numbers
-    that decided it are in ``benchmarks/README.md``), the loop when ``device`` is None (callers that
-    never run the plain-BatchNorm path, e.g. Reptile, pass none and keep the loop).
-
-    ``second_order`` is kept for callers' clarity; with plain BatchNorm it no longer restricts vmap.
-    """
-    if batching not in ("auto", "loop", "vmap"):
-        raise ValueError(f"batching must be 'auto', 'loop' or 'vmap', got {batching!r}")
-    if batching == "loop":
-        return False
-    bn = has_batchnorm(model)
-    updates_stats = bn and bn_mode == "module" and model.training and any(
-        getattr(m, "track_running_stats", False) for m in model.modules())
-    if batching == "auto":
-        if not bn and not has_conv(model):
-            return True
-        kind = torch.device(device).type if device is not None else None
-        return bool(kind is not None and BATCHED_BY_DEFAULT.get(kind, False)) and not updates_stats
-    if updates_stats:
-        raise ValueError(
-            "BatchNorm layers that update running statistics cannot run under vmap; use "
-            "bn_mode='transductive' or batching='loop'"
-        )
-    return True
+        return transductive_batchnorm(model)
+    if bn_mode == "module":
+        return contextlib.nullcontext()
+    raise ValueError(f"bn_mode must be 'transductive' or 'module', got {bn_mode!r}")
 
 
 class FiniteChecks:
@@ -345,59 +248,6 @@ def support_grad(
         grads = torch.autograd.grad(loss, list(src.values()), create_graph=create, allow_unused=True,
                                     materialize_grads=True)
     return dict(zip(src, grads)), loss.detach()
-
-
-def inner_loop_checkpointed(
-    model: nn.Module,
-    params: Params,
-    buffers: Params,
-    x_s: Tensor,
-    y_s: Tensor,
-    loss_fn: LossFn,
-    lr: LearningRate,
-    steps: int,
-    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> Tuple[Params, Tensor]:
-    r"""The second-order :func:`inner_loop` with gradient checkpointing over the inner steps.
-
-    Same result and same meta-gradient as ``inner_loop(..., first_order=False)``, but the autograd
-    graph of each step (the forward activations *and* the graph of the inner gradient) is not kept:
-    only :math:`\phi_0, \dots, \phi_{steps}` are, and each step is recomputed once during the outer
-    ``backward()`` (:func:`torch.utils.checkpoint.checkpoint`, non-reentrant). Memory then grows with
-    ``steps`` by one parameter copy per step instead of one set of activations per step, for about
-    one extra forward+backward per step of compute.
-
-    ``context`` is entered around every (re)computation of a step, e.g. the BatchNorm mode
-    (:func:`batchnorm_context`): the recomputation runs inside ``backward()``, outside the caller's
-    ``with`` blocks. The inner gradient is taken with :func:`torch.autograd.grad` because
-    ``torch.func.grad`` does not run under checkpointing's saved-tensor hooks. Not for ``vmap``.
-
-    Args/Returns: as :func:`inner_loop`.
-    """
-    from torch.utils.checkpoint import checkpoint
-
-    names = list(params)
-
-    if not torch.is_grad_enabled():  # nothing to differentiate, nothing to save: the plain loop
-        return inner_loop(model, params, buffers, x_s, y_s, loss_fn, lr, steps)
-
-    def step(xs: Tensor, ys: Tensor, *flat: Tensor) -> Tuple[Tensor, ...]:
-        # A start that carries no history (e.g. detached weights) still needs an inner gradient.
-        flat = tuple(w if w.requires_grad else w.detach().requires_grad_() for w in flat)
-        with context():
-            loss = loss_fn(forward(model, dict(zip(names, flat)), buffers, xs), ys)
-            grads = torch.autograd.grad(loss, flat, create_graph=True)
-        new = sgd_step(dict(zip(names, flat)), dict(zip(names, grads)), lr)
-        return tuple(new[k] for k in names) + (loss.detach(),)
-
-    flat = tuple(params[k] for k in names)
-    losses = []
-    for _ in range(steps):
-        *flat, loss = checkpoint(step, x_s, y_s, *flat, use_reentrant=False)
-        losses.append(loss)
-    if not losses:
-        return dict(params), x_s.new_zeros(0)
-    return dict(zip(names, flat)), torch.stack(losses)
 
 
 def sgd_step(params: Params, grads: Params, lr: LearningRate) -> Params:

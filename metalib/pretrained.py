@@ -273,7 +273,7 @@ _LOSSES = {"mse_loss": "mse_loss", "cross_entropy": "cross_entropy", "l1_loss": 
 
 def _learner_for(info: Dict[str, Any], model: nn.Module):
     if "config" in info:
-        from .fewshot import FewShotConfig, build_learner
+        from .config import FewShotConfig, build_learner
 
         if not isinstance(info["config"], dict):
             raise ValueError(f"its 'config' is not a JSON object but {type(info['config']).__name__}")

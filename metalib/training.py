@@ -36,9 +36,7 @@ to it too (the reason is kept in ``loop.capture_error``).
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -46,9 +44,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch import Tensor
 
-from . import checkpoint as ckpt
-from .device import tune_cpu_allocator
-from .functional import LossFn, NonFiniteLossError, check_finite, deferred_finite_checks
+from .device import progress_bar
+from .engine import CudaGraphStep  # noqa: F401 - re-exported (capture="cuda_graph")
+from .functional import LossFn
+from .harness import Harness, TrainingDiverged
 
 
 # ============================================================================ what a run records
@@ -91,14 +90,6 @@ class History:
         del self.loss[n_loss:], self.accuracy[n_acc:], self.val[n_val:]
 
 
-class TrainingDiverged(NonFiniteLossError):
-    """The loss (or the weights) became NaN/inf; training stopped, the learner is at a good state."""
-
-    def __init__(self, message: str, iteration: int, checkpoint=None) -> None:
-        super().__init__(message)
-        self.iteration, self.checkpoint = iteration, checkpoint
-
-
 # ============================================================================ callbacks
 class Callback:
     """Hooks of :class:`TrainingLoop`; override what you need. ``loop.iteration`` counts completed
@@ -113,15 +104,6 @@ class Callback:
     def on_interrupt(self, loop: "TrainingLoop") -> None: ...
 
     def on_diverged(self, loop: "TrainingLoop", error: "TrainingDiverged") -> None: ...
-
-
-def progress_bar(total: int, enabled: bool, desc: str, initial: int = 0, leave: bool = False):
-    """A ``tqdm.auto`` bar (a widget in Jupyter, text elsewhere), or None when not ``enabled``."""
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=leave, dynamic_ncols=True)
 
 
 class ProgressBar(Callback):
@@ -180,156 +162,13 @@ class Snapshots(Callback):
             self._take(loop, i)
 
 
-# ============================================================================ Ctrl-C, held while the weights change
-class _InterruptGuard:
-    """While entered (in the main thread), a SIGINT that arrives inside :meth:`critical` is held and
-    raised as ``KeyboardInterrupt`` when the critical section ends; outside it, SIGINT behaves as
-    before. Elsewhere than the main thread, signals cannot be handled and nothing changes."""
-
-    def __init__(self) -> None:
-        self.in_critical = False
-        self.pending = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> "_InterruptGuard":
-        self.in_critical = self.pending = False
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
-
-    def _handler(self, signum, frame) -> None:
-        if self.in_critical and not self.pending:
-            self.pending = True  # a second Ctrl-C while held interrupts at once
-            return
-        if callable(self._previous):
-            self._previous(signum, frame)
-        elif self._previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
-
-    def begin(self) -> None:
-        self.in_critical = True
-
-    def end(self) -> bool:
-        """Leave the critical section; whether a Ctrl-C was held in it."""
-        self.in_critical = False
-        held, self.pending = self.pending, False
-        return held
-
-
-# ============================================================================ CUDA graphs
-class _NoStep:
-    """An optimiser stand-in inside the captured graph: ``zero_grad`` is the real one's, ``step``
-    does nothing (the real step runs eagerly after each replay)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self._opt = optimizer
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._opt.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure=None) -> None:
-        return None
-
-    def __getattr__(self, name: str):
-        return getattr(self._opt, name)
-
-
-class CudaGraphStep:
-    """A meta-iteration captured as one CUDA graph and replayed (static shapes per capture).
-
-    The graph holds the gradient computation of ``step_fn(batch, optimizer)`` — ``zero_grad``, the
-    inner steps, the outer backward, the finiteness checks (recorded on the device, see
-    :func:`metalib.functional.deferred_finite_checks`) and the metrics; the optimiser's ``step()``
-    (and the schedule) run eagerly after each replay, so any optimiser and learning-rate schedule
-    work unchanged. The first ``warmup`` calls per shape run eagerly on a side stream (as
-    :func:`torch.cuda.graph` requires before a capture); a batch of another shape is captured anew.
-    Each call copies the batch into the static input tensors, replays, and returns clones of the
-    metrics (the static outputs are overwritten by the next replay).
-
-    If the capture fails (an operation that needs a host sync, an unsupported kernel), the error is
-    kept in :attr:`error` and every later call runs the plain step.
-    """
-
-    def __init__(self, step_fn: Callable[..., Dict[str, Tensor]], optimizer: torch.optim.Optimizer,
-                 warmup: int = 3) -> None:
-        self.step_fn, self.optimizer, self.warmup = step_fn, optimizer, warmup
-        self.graph = None
-        self.shapes = None
-        self.calls = 0           # eager calls since the last change of shape
-        self.captures = 0
-        self.error: Optional[str] = None
-        self._static_in: Tuple[Tensor, ...] = ()
-        self._static_out: Dict[str, Tensor] = {}
-        self._static_ok: Optional[Tensor] = None
-        self._static_grads: List[Tuple[Tensor, Tensor]] = []
-
-    @staticmethod
-    def _signature(batch: Sequence[Tensor]):
-        return tuple((tuple(t.shape), t.dtype, t.device) for t in batch)
-
-    def __call__(self, batch: Sequence[Tensor]) -> Dict[str, Tensor]:
-        if self.error is not None:
-            return self.step_fn(batch, self.optimizer)
-        sig = self._signature(batch)
-        if sig != self.shapes:
-            self.shapes, self.graph, self.calls = sig, None, 0
-        if self.graph is None and self.calls < self.warmup:
-            self.calls += 1
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                out = self.step_fn(batch, self.optimizer)
-            torch.cuda.current_stream().wait_stream(side)
-            return out
-        if self.graph is None:
-            try:
-                self._capture(batch)
-            except Exception as err:  # noqa: BLE001 - any capture failure: fall back, say why
-                self.error = f"{type(err).__name__}: {err}"
-                import warnings
-
-                warnings.warn(f"CUDA graph capture failed ({self.error}); continuing without graphs", stacklevel=2)
-                torch.cuda.synchronize()
-                return self.step_fn(batch, self.optimizer)
-        for dst, src in zip(self._static_in, batch):
-            dst.copy_(src, non_blocking=True)
-        self.graph.replay()
-        for param, grad in self._static_grads:  # a zero_grad(set_to_none) outside the graph dropped them
-            param.grad = grad
-        self.optimizer.step()
-        # the graph's checks, reported to the caller's deferred checks (a NaN marker when one failed)
-        check_finite(torch.where(self._static_ok, 0.0, float("nan")), "the captured meta-iteration")
-        return {k: v.clone() for k, v in self._static_out.items()}
-
-    def _capture(self, batch: Sequence[Tensor]) -> None:
-        self._static_in = tuple(t.clone() for t in batch)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        proxy = _NoStep(self.optimizer)
-        self.optimizer.zero_grad(set_to_none=True)  # .grad is allocated inside the graph's pool
-        with torch.cuda.graph(graph):
-            with deferred_finite_checks() as checks:
-                out = self.step_fn(self._static_in, proxy)
-            ok = checks.all_finite()
-            self._static_ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=batch[0].device)
-            self._static_out = {k: v.detach() for k, v in out.items()}
-        self._static_grads = [(q, q.grad) for g in self.optimizer.param_groups for q in g["params"]
-                              if q.grad is not None]
-        self.graph = graph
-        self.captures += 1
-
-
 # ============================================================================ the loop
-class TrainingLoop:
+class TrainingLoop(Harness):
     """Meta-train ``learner`` on batches from ``sample_batch()`` (see the module docstring).
+
+    The loop itself is :meth:`run` and :meth:`_iteration`: sample a batch, ``train_step``, log,
+    then the callbacks (validation and best weights, checkpoints, progress). What makes it safe to
+    interrupt and resume and fast on a GPU is the harness it inherits (:mod:`metalib.harness`).
 
     Args:
         learner: a :class:`metalib.algorithms.Learner`.
@@ -361,173 +200,49 @@ class TrainingLoop:
             raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
         if not callable(getattr(learner, "train_step", None)):
             raise TypeError(f"expected a metalib learner (with train_step), got {type(learner).__name__}")
-        if capture not in (None, "cuda_graph", "compile"):
-            raise ValueError(f"capture must be None, 'cuda_graph' or 'compile', got {capture!r}")
-        if check_every is not None and (isinstance(check_every, bool) or not isinstance(check_every, int)
-                                        or check_every < 1):
-            raise ValueError(f"check_every must be an int >= 1, got {check_every!r}")
         self.learner, self.sample_batch, self.iterations = learner, sample_batch, iterations
         self.optimizer = optimizer if optimizer is not None else learner.outer_optimizer(meta_lr)
         self.scheduler = scheduler if scheduler is not None else learner.outer_schedule(self.optimizer, iterations)
         self.callbacks: List[Callback] = list(callbacks)
         self.generator = generator
-        on_cuda = getattr(learner, "device", torch.device("cpu")).type == "cuda"
-        self.deferred = bool(on_cuda if deferred is None else deferred) or capture is not None
-        self.check_every = check_every if check_every is not None else (50 if self.deferred else 1)
-        self.keep_every = keep_every
         self.iteration = 0
         self.history = History()
-        self.pending_callbacks = False  # the last iteration's callbacks were interrupted: redo them first
-        self._good: Optional[Dict[str, Any]] = None
-        self._guard: Optional[_InterruptGuard] = None
-        self._pending: List[Tuple[int, Dict[str, Tensor], Optional[Tensor]]] = []  # deferred: (iteration, metrics, ok)
         self.step_fn = step_fn if step_fn is not None else learner.train_step
-        self.capture, self.capture_error = capture, None
-        self._step = self._plain_step
-        if capture == "cuda_graph":
-            if on_cuda:
-                self._step = CudaGraphStep(self.step_fn, self.optimizer)
-            else:
-                import warnings
-
-                self.capture_error = "capture='cuda_graph' needs a learner on a CUDA device; running without graphs"
-                warnings.warn(self.capture_error, stacklevel=2)
-        elif capture == "compile":
-            compiled = torch.compile(lambda batch: self.step_fn(batch, self.optimizer), **(compile_options or {}))
-            self._step = compiled
-
-    def _plain_step(self, batch: Sequence[Tensor]) -> Dict[str, Tensor]:
-        return self.step_fn(batch, self.optimizer)
-
-    # ------------------------------------------------------------------ state
-    def state(self) -> Dict[str, Any]:
-        """The complete resumable state: learner, optimiser, schedule, generator, RNG, iteration, history
-        (deferred: after :meth:`sync`, so that a state is never taken over unchecked iterations)."""
-        import copy
-
-        self.sync()
-        return {
-            "iteration": self.iteration,
-            "model": {k: v.detach().clone() for k, v in self.learner.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
-            "generator": self.generator.get_state() if self.generator is not None else None,
-            "rng": ckpt.rng_state(),
-            "history": self.history.as_dict(),
-            "pending_callbacks": self.pending_callbacks,
-            "callbacks": {type(c).__name__: c.state_dict() for c in self.callbacks if hasattr(c, "state_dict")},
-        }
-
-    def load_state(self, state: Dict[str, Any], history: bool = True) -> None:
-        """Restore what :meth:`state` returned (``history=False``: keep the current history)."""
-        self.learner.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.generator is not None and state.get("generator") is not None:
-            self.generator.set_state(state["generator"])
-        ckpt.set_rng_state(state["rng"])
-        self._pending.clear()
-        self.iteration = int(state["iteration"])
-        self.pending_callbacks = bool(state.get("pending_callbacks", False))
-        if history:
-            snapshots = self.history.snapshots
-            self.history = History.from_dict(state["history"])
-            self.history.snapshots = {k: v for k, v in snapshots.items() if k <= self.iteration}
-        for c in self.callbacks:
-            saved = (state.get("callbacks") or {}).get(type(c).__name__)
-            if saved is not None and hasattr(c, "load_state_dict"):
-                c.load_state_dict(saved)
-
-    def _mark(self) -> Dict[str, Any]:
-        """What undoing an unfinished iteration needs (small: no weights)."""
-        return {"iteration": self.iteration, "rng": ckpt.rng_state(), "lengths": self.history._lengths(),
-                "generator": self.generator.get_state() if self.generator is not None else None,
-                "seconds": self.history.seconds, "pending": len(self._pending)}
-
-    def _undo(self, mark: Dict[str, Any]) -> None:
-        del self._pending[mark.get("pending", len(self._pending)):]
-        self.iteration = mark["iteration"]
-        ckpt.set_rng_state(mark["rng"])
-        if self.generator is not None:
-            self.generator.set_state(mark["generator"])
-        self.history._truncate(mark["lengths"])
-        self.history.seconds = mark["seconds"]
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def keep_good_state(self) -> None:
-        """Remember the current state as the one non-finite weights are rolled back to."""
-        self._good = self.state()
-
-    def _rollback(self) -> int:
-        """Back to the last good state (history, RNG and all); returns its iteration."""
-        self._pending.clear()
-        good = self._good
-        self.load_state(good, history=False)
-        self.history = History.from_dict(good["history"])
-        return self.iteration
-
-    # ------------------------------------------------------------------ running
-    def _critical_begin(self, *_: Any) -> None:
-        if self._guard is not None:
-            self._guard.begin()
+        self.setup_harness(deferred, check_every, keep_every, capture, compile_options)
 
     def run(self, until: Optional[int] = None, max_seconds: Optional[float] = None) -> History:
         """Train until iteration ``until`` (default ``iterations``) from where the run stands;
         ``max_seconds``: or until the end of the first iteration that ends after that many seconds."""
-        until = self.iterations if until is None else until
-        if isinstance(until, bool) or not isinstance(until, int) or not 0 <= until <= self.iterations:
-            raise ValueError(f"until must be an int in [0, iterations={self.iterations}], got {until!r}")
-        if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
-                                        or not max_seconds >= 0):
-            raise ValueError(f"max_seconds must be a number >= 0, got {max_seconds!r}")
-        if self.learner.device.type == "cpu":
-            tune_cpu_allocator()  # reuse freed activation memory (metalib.device.tune_cpu_allocator)
-        if self._good is None or self._good["iteration"] > self.iteration:
-            self.keep_good_state()
+        until = self.start_run(until, max_seconds)
         for c in self.callbacks:
             c.on_run_start(self, until)
-        hook = self.optimizer.register_step_pre_hook(self._critical_begin)
-        guard = self._guard = _InterruptGuard()
         start, base = time.perf_counter(), self.history.seconds
-        mark = None
-        try:
-            with guard:
-                if self.pending_callbacks:
-                    self._callbacks({})
-                while self.iteration < until:
-                    mark = self._mark()
-                    metrics, held = self._iteration(mark, start, base, until)
-                    mark = None  # complete: nothing to undo from here on
-                    if held:  # a Ctrl-C came during the update: stop here, the callbacks run on resume
-                        self.pending_callbacks = True
-                        raise KeyboardInterrupt
-                    self._callbacks(metrics)
-                    if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-                        break
-                self.sync()  # deferred: a run ends on checked iterations
-        except KeyboardInterrupt:
-            if mark is None:  # between iterations (e.g. in a validation): the iteration is complete
-                self.history.seconds = base + time.perf_counter() - start
-            elif guard.in_critical:  # raised (not signalled) while the weights changed: the last good state
-                self._rollback()
-            else:  # before the update: undo the iteration's partial work
-                self._undo(mark)
-            for c in self.callbacks:
-                c.on_interrupt(self)
-            raise
-        except TrainingDiverged:
-            raise  # already undone / rolled back
-        except Exception:
-            if mark is not None and not guard.in_critical:
-                self._undo(mark)  # e.g. bad input found mid-iteration: the run stays where it was
-            raise
-        finally:
-            hook.remove()
-            self._guard = None
+        with self.protected(start, base):  # Ctrl-C held during an update, undone before it; errors undone
+            if self.pending_callbacks:  # the last run stopped between an update and its callbacks
+                self._callbacks({})
+            while self.iteration < until:
+                self.begin_iteration()
+                metrics, held = self._iteration(start, base, until)
+                self.end_iteration(held)  # a Ctrl-C held during the update stops the run here
+                self._callbacks(metrics)  # validation and best weights, checkpoints, progress
+                if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                    break
+            self.sync()  # deferred: a run ends on checked iterations
         for c in self.callbacks:
             c.on_run_end(self)
         return self.history
+
+    def _iteration(self, start: float, base: float, until: Optional[int] = None) -> Tuple[Dict[str, Any], bool]:
+        it = self.iteration
+        batch = self.sample_batch()  # 1. a batch of tasks
+        out, ok = self.checked_step(batch, it)  # 2. learner.train_step: the meta-gradient and the update
+        self.hold_interrupts()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.iteration = it + 1
+        metrics = self.log(it, out, ok, until)  # 3. loss and accuracy into the history
+        self.history.seconds = base + time.perf_counter() - start
+        return metrics, self.release_interrupts()  # was a Ctrl-C held during the update?
 
     def _callbacks(self, metrics: Dict[str, float]) -> None:
         self.pending_callbacks = True
@@ -536,102 +251,6 @@ class TrainingLoop:
         self.pending_callbacks = False
         if self.keep_every and self.iteration % self.keep_every == 0:
             self.keep_good_state()
-
-    def _iteration(self, mark: Dict[str, Any], start: float, base: float,
-                   until: Optional[int] = None) -> Tuple[Dict[str, Any], bool]:
-        it = self.iteration
-        ok = None
-        try:
-            batch = self.sample_batch()
-            if self.deferred:
-                with deferred_finite_checks() as checks:
-                    out = self._step(batch)
-                ok = checks.all_finite()
-            else:
-                out = self._step(batch)
-        except NonFiniteLossError as err:  # raised before the update: the weights are untouched
-            self._undo(mark)
-            self._diverged(f"training stopped at iteration {it}: {err} The weights are those before that "
-                           f"update (iteration {it}).", it, err)
-        guard = self._guard
-        guard.begin()  # from the update (or now, if the learner had none) to the end of the bookkeeping
-        if self.scheduler is not None:
-            self.scheduler.step()
-        if self.deferred:  # no host sync: metrics stay device tensors until the next check
-            metrics: Dict[str, Any] = {k: v.detach() for k, v in out.items()}
-            self._pending.append((it, metrics, ok))
-            self.iteration = it + 1
-            if self.iteration % self.check_every == 0 or self.iteration in (self.iterations, until):
-                self.sync()
-            self.history.seconds = base + time.perf_counter() - start
-            return metrics, guard.end()
-        metrics = {k: float(v) for k, v in out.items()}
-        if (it + 1) % self.check_every == 0 or it + 1 == self.iterations:
-            self._check_weights(it)
-        self.iteration = it + 1
-        self.history.loss.append(metrics.get("loss", float("nan")))
-        self.history.accuracy.append(metrics.get("accuracy", float("nan")))
-        self.history.seconds = base + time.perf_counter() - start
-        return metrics, guard.end()  # the iteration is complete; was a Ctrl-C held during the update?
-
-    def sync(self) -> None:
-        """Deferred mode: read the pending iterations' metrics and finiteness flags, and the weights'
-        finiteness, in one host sync; record the metrics in the history. A non-finite loss or weight
-        rolls the run back to the last good state and raises :class:`TrainingDiverged`. No-op when
-        nothing is pending (and always on the non-deferred path)."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        first = pending[0][0]
-        nan = torch.tensor(float("nan"))
-        rows = []
-        for _, m, ok in pending:
-            vals = [m.get("loss", nan), m.get("accuracy", nan), ok if ok is not None else torch.tensor(True)]
-            dev = next((v.device for v in vals if v.device.type != "cpu"), torch.device("cpu"))
-            rows.append(torch.stack([v.detach().to(dev, torch.float64).reshape(()) for v in vals]))
-        params = dict(self.learner.named_parameters())
-        finite = [torch.isfinite(p).all() for p in params.values()]
-        dev = rows[0].device
-        host = torch.cat([torch.stack(rows).flatten()] + ([torch.stack(finite).to(dev, torch.float64)] if finite else [])
-                         ).cpu().tolist()  # the one sync
-        table, weights_ok = host[:3 * len(rows)], host[3 * len(rows):]
-        bad = [first + i for i in range(len(rows)) if table[3 * i + 2] < 0.5
-               or not math.isfinite(table[3 * i])]
-        bad_weights = [n for n, v in zip(params, weights_ok) if v < 0.5]
-        if not bad and not bad_weights:
-            for i in range(len(rows)):
-                self.history.loss.append(table[3 * i])
-                self.history.accuracy.append(table[3 * i + 1])
-            return
-        it = bad[0] if bad else pending[-1][0]
-        if self._guard is not None:
-            self._guard.in_critical = False
-        back = self._rollback()
-        what = (f"the loss became non-finite at iteration {it}" if bad
-                else f"the weights became non-finite by iteration {it} ({', '.join(bad_weights[:3])})")
-        self._diverged(f"{what} (found at the check after iteration {pending[-1][0]}: on this device the loop "
-                       f"checks every {self.check_every} iterations without a host sync per iteration); the learner "
-                       f"was rolled back to its last good state (iteration {back}). The learning rate is probably "
-                       "too large.", it, None)
-
-    def _check_weights(self, it: int) -> None:
-        params = dict(self.learner.named_parameters())
-        finite = torch.stack([torch.isfinite(p).all() for p in params.values()]) if params else torch.ones(1, dtype=torch.bool)
-        if bool(finite.all()):
-            return
-        bad = [n for n, ok in zip(params, finite.tolist()) if not ok]
-        if self._guard is not None:
-            self._guard.in_critical = False
-        back = self._rollback()
-        self._diverged(f"the weights became non-finite after the update at iteration {it} ({', '.join(bad[:3])}); "
-                       f"the learner was rolled back to its last good state (iteration {back}). The learning rate "
-                       "is probably too large.", it, None)
-
-    def _diverged(self, message: str, it: int, cause: Optional[Exception]):
-        err = TrainingDiverged(message, it)
-        for c in self.callbacks:
-            c.on_diverged(self, err)
-        raise err from cause
 
 
 # ============================================================================ the sinusoid-style entry point

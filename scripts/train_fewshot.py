@@ -111,6 +111,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batching", choices=["auto", "loop", "vmap"], default=None,
                    help="MAML-family learners: the task loop or the batched path (vmap; default: per device, "
                         "see benchmarks/README.md); recorded in the config's options")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the learner beyond the flags above, recorded in the config's options (VALUE is "
+                        "JSON, else a string; repeatable): e.g. fce=true (Matching), memory_slots=128, read_heads=4 "
+                        "(MANN), filters=128 (SNAIL), alpha_init=[0.005,0.1] (Meta-SGD), init_lambda=50 (R2-D2) - see the "
+                        "learner's __init__")
     p.add_argument("--capture", choices=["none", "cuda_graph", "compile"], default="none",
                    help="GPU: capture the meta-iteration as a CUDA graph, or torch.compile it (metalib.training)")
     p.add_argument("--check-every", type=int, default=None, metavar="N",
@@ -124,6 +129,17 @@ def parse(argv=None) -> argparse.Namespace:
 
 class UsageError(Exception):
     """A problem with the command, reported in one line (exit 2)."""
+
+
+def parse_option(text: str):
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE as JSON, else the string)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--option takes KEY=VALUE (e.g. --option fce=true), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 def main(argv=None) -> int:
@@ -174,8 +190,12 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.first_order:
         overrides["first_order"] = True
+    options = dict(parse_option(o) for o in args.option)
     if args.batching is not None:
-        overrides["options"] = {"batching": args.batching}
+        options["batching"] = args.batching
+    if options:  # on top of the paper's options, not instead of them
+        paper = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset).options
+        overrides["options"] = {**paper, **options}
     config = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset, **overrides)
     name = f"{args.algorithm}-{args.dataset}-{args.way}w{args.shot}s"
     run_dir = args.run_dir or ROOT / "runs" / name
@@ -183,7 +203,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     print(f"{config.describe()} — run folder {run_dir}")
     print("config (the paper's defaults from the algorithm's paper_settings, overridden: "
           f"{', '.join(sorted(overrides)) or 'none'}):")
-    print("  " + json.dumps(config.to_dict(), sort_keys=True))
+    print("  " + json.dumps(config.used(), sort_keys=True))
 
     # --eval-only: a trainer that writes nothing; the run's checkpoints are checked and loaded below
     trainer = fewshot.FewShotTrainer(config, run_dir=None if args.eval_only else run_dir, resume=not args.fresh,

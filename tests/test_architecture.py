@@ -218,13 +218,13 @@ class NearestMean(base.Learner):
             return self._logits(x_s, y_s, x_q, n)
         return torch.stack([self._logits(*t, n) for t in zip(x_s, y_s, x_q)])
 
-    def meta_backward(self, batch, loss_fn=None, with_predictions=False):
+    def meta_gradient(self, batch, loss_fn=None):
         x_s, y_s, x_q, y_q = batch
         logits = self.predict(x_s, y_s, x_q)
         loss = F.cross_entropy(logits.flatten(0, 1), y_q.flatten())
         check_finite(loss.detach(), "the toy loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
 
 def informative_rows(n_classes: int, seed: int, rows: int = 4, size: int = 16) -> torch.Tensor:
@@ -267,3 +267,122 @@ def test_registering_something_that_is_not_a_learner_is_refused():
         algorithms.register("Bad Name", NearestMean)
     with pytest.raises(ValueError, match="unknown algorithm 'nope'; available: .*maml"):
         algorithms.get("nope", nn.Linear(1, 1))
+
+
+# ============================================================================ the import graph: no cycle, no upward edge
+# The layers, bottom to top (docs/architecture.md); a module may import its own layer and those below.
+LAYERS = [
+    ("io/device", ("metalib.io", "metalib.device", "metalib.version", "metalib.checkpoint")),
+    ("data", ("metalib.data",)),
+    ("models/functional", ("metalib.functional", "metalib.engine", "metalib.models", "metalib.batch", "metalib.tasks")),
+    ("algorithms", ("metalib.algorithms",)),
+    ("training/evaluation", ("metalib.training", "metalib.harness", "metalib.evaluation", "metalib.distributed",
+                             "metalib.config")),
+    ("pretrained/fewshot", ("metalib.pretrained", "metalib.fewshot", "metalib.runs", "metalib")),
+    ("course", ("metalib.course",)),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the longest matching prefix."""
+    best, depth = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or (p != "metalib" and module.startswith(p + "."))) and len(p) > depth:
+                best, depth = i, len(p)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS (and to docs/architecture.md)"
+    return best
+
+
+def import_graph(paths):
+    """``{module: {imported metalib module}}`` from every import statement of ``paths``, those inside
+    functions (deferred imports) included; ``from pkg import name`` counts as ``pkg.name`` where that
+    is a module, else as ``pkg``. Importing a package's submodule is not counted as importing the package."""
+    modules = {module_name(p): p for p in paths}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(_tree(path)):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    prefix = node.module or ""
+                targets = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in modules else prefix for a in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def upward_edges(graph):
+    return sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {n} ({LAYERS[layer_of(n)][0]})"
+                  for m, edges in graph.items() for n in edges if layer_of(n) > layer_of(m))
+
+
+ALL_MODULES = sorted((ROOT / "metalib").rglob("*.py"))
+
+
+def test_metalib_has_no_import_cycle_deferred_imports_included():
+    assert find_cycle(import_graph(ALL_MODULES)) is None, find_cycle(import_graph(ALL_MODULES))
+
+
+def test_every_import_goes_down_the_layers():
+    assert upward_edges(import_graph(ALL_MODULES)) == []
+
+
+def test_the_import_graph_checks_find_what_they_look_for(tmp_path):
+    """Not vacuous: a deferred import that closes a cycle, and an upward one, are both found."""
+    global ROOT
+    pkg = tmp_path / "metalib"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "__init__.py").write_text("")
+    (pkg / "data" / "seq.py").write_text("def f():\n    from ..evaluation import mean_ci\n")
+    (pkg / "evaluation.py").write_text("from .data import seq\n")
+    (pkg / "fewshot.py").write_text("def g():\n    from . import pretrained\n")
+    (pkg / "pretrained.py").write_text("def h():\n    from .fewshot import build\n")
+    old, ROOT = ROOT, tmp_path
+    try:
+        graph = import_graph(sorted(pkg.rglob("*.py")))
+        assert find_cycle(graph) in (["metalib.data.seq", "metalib.evaluation", "metalib.data.seq"],
+                                     ["metalib.evaluation", "metalib.data.seq", "metalib.evaluation"],
+                                     ["metalib.fewshot", "metalib.pretrained", "metalib.fewshot"])
+        assert upward_edges(graph) == ["metalib.data.seq (data) imports metalib.evaluation (training/evaluation)"]
+    finally:
+        ROOT = old

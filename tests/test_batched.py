@@ -11,10 +11,8 @@ from torch import nn
 from torch.func import vmap
 
 from metalib import MAML
-from metalib.functional import (
-    BATCHED_BY_DEFAULT, buffers_of, choose_vmap, forward, inner_loop, params_of, plain_batchnorm,
-    transductive_batchnorm,
-)
+from metalib.engine import BATCHED_BY_DEFAULT, choose_vmap, plain_batchnorm
+from metalib.functional import buffers_of, forward, inner_loop, params_of, transductive_batchnorm
 from metalib.models import Conv4
 from _nets import rel_error, tiny_convbn, tiny_mlp
 
@@ -98,7 +96,7 @@ def test_batched_meta_backward_and_predictions_equal_the_loop():
     for batching in ("loop", "vmap"):
         maml = MAML(model, inner_lr=0.4, inner_steps=1, eval_steps=3, batching=batching)
         model.zero_grad(set_to_none=True)
-        loss, preds = maml.meta_backward(batch, with_predictions=True)
+        loss, preds = maml.meta_gradient(batch)
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         with torch.no_grad():
             logits = maml.predict(batch[0], batch[1], batch[2], n_way=3)

@@ -90,3 +90,22 @@ def test_the_sinusoid_script_errors_are_one_line(capsys):
     cli = script("train_sinusoid")
     one_line_error(capsys, cli.main(["--kinds", "maml", "--iterations", "-1", "--no-save"]),
                    "iterations must be")
+
+
+def test_every_learner_option_is_settable_and_only_what_the_learner_uses_is_printed(cli, capsys, tmp_path):
+    """--option KEY=VALUE reaches the learner (on top of the paper's options, with --batching); the
+    printed config holds no setting the learner does not take (ProtoNet: no inner_lr, outer_lr, ...)."""
+    import json
+
+    run = ["--run-dir", str(tmp_path / "run"), "--iterations", "0"]
+    args = [a if a != "protonet" else "matching" for a in BASE] + run + ["--option", "fce=true", "--option",
+                                                                          "fce_steps=2"]
+    assert cli.main(args) == 0
+    printed = json.loads(capsys.readouterr().out.splitlines()[2])
+    assert printed["options"] == {"fce": True, "fce_steps": 2}
+    assert not set(printed) & {"inner_lr", "inner_steps", "outer_lr", "inner_optimizer", "first_order"}
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["options"] == {"fce": True, "fce_steps": 2}
+    one_line_error(capsys, cli.main(BASE + ["--run-dir", str(tmp_path / "r2"), "--option", "nonsense"]),
+                   "--option takes KEY=VALUE")
+    one_line_error(capsys, cli.main(BASE + ["--run-dir", str(tmp_path / "r3"), "--option", "no_such=1"]), "no_such")

@@ -33,7 +33,7 @@ def test_batched_meta_gradient_equals_the_loop_on_cuda_in_float64(first_order):
         maml.meta_loss(batch).backward()
         grads[batching] = {n: p.grad.clone() for n, p in model.named_parameters()}
     assert rel_error(grads["vmap"], grads["loop"]) < 1e-10
-    assert MAML(model).uses_vmap()  # auto on CUDA: the batched path (metalib.functional.BATCHED_BY_DEFAULT)
+    assert MAML(model).uses_vmap()  # auto on CUDA: the batched path (metalib.engine.BATCHED_BY_DEFAULT)
 
 
 @pytest.mark.parametrize("batching", ["loop", "vmap"])

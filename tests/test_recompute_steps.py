@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalib import MAML
-from metalib.functional import buffers_of, inner_loop, inner_loop_checkpointed, params_of
+from metalib.engine import inner_loop_checkpointed
+from metalib.functional import buffers_of, inner_loop, params_of
 from _nets import conv_batch, finite_difference_grad, rel_error, tiny_convbn, tiny_mlp
 
 
@@ -132,7 +133,7 @@ def test_meta_backward_predictions_equal_task_losses(mlp):
     maml = MAML(model, inner_lr=0.3, inner_steps=2)
     assert maml.uses_vmap() == mlp
     _, want = maml.task_losses(batch, loss_fn)
-    loss, got = maml.meta_backward(batch, loss_fn, with_predictions=True)
+    loss, got = maml.meta_gradient(batch, loss_fn)
     assert got.shape == want.shape and not got.requires_grad and not loss.requires_grad
     assert torch.allclose(got, want.detach(), rtol=0, atol=1e-12)
 
@@ -148,7 +149,7 @@ def test_pretrain_meta_backward_is_its_own_objective():
     learner.meta_loss(batch, F.cross_entropy).backward()
     ref = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    loss, preds = learner.meta_backward(batch, F.cross_entropy, with_predictions=True)
+    loss, preds = learner.meta_gradient(batch, F.cross_entropy)
     assert rel_error({n: p.grad for n, p in model.named_parameters()}, ref) < 1e-12
     assert preds.shape == (*batch[2].shape[:2], 3)
     maml_grad = meta_grad(MAML(model, inner_lr=0.3, inner_steps=2), batch)

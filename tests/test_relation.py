@@ -157,7 +157,7 @@ def test_shapes_for_5_and_20_way_1_and_5_shot(n, k):
     assert out.shape == (2 * n, n) and v["scores"].shape == (2 * n, n)
     assert v["z_s"].shape == (n * k, 64 * 25) and v["class_features"].shape == (n, 64 * 25)
     torch.testing.assert_close(v["rule"](v["z_q"]), out)
-    loss, log_odds = net.meta_backward((x_s[None], y_s[None], x_q[None], y_q[None]), with_predictions=True)
+    loss, log_odds = net.meta_gradient((x_s[None], y_s[None], x_q[None], y_q[None]))
     assert log_odds.shape == (1, 2 * n, n) and math.isfinite(float(loss))
 
 

@@ -101,9 +101,9 @@ def test_training_never_feeds_the_query_labels():
     m = tiny()
     x_s, y_s, x_q, y_q = episode()
     torch.manual_seed(1)
-    _, a = m.meta_backward((x_s, y_s, x_q, y_q), with_predictions=True)
+    _, a = m.meta_gradient((x_s, y_s, x_q, y_q))
     torch.manual_seed(1)
-    _, b = m.meta_backward((x_s, y_s, x_q, (y_q + 1) % 3), with_predictions=True)
+    _, b = m.meta_gradient((x_s, y_s, x_q, (y_q + 1) % 3))
     assert torch.equal(a, b)
 
 

@@ -212,3 +212,54 @@ def test_bad_loop_options_are_refused_with_one_line(kw, match):
         TrainingLoop(t.learner, lambda: None, 3, **kw)
     with pytest.raises(ValueError, match="max_seconds"):
         t.loop.run(max_seconds=-1)
+
+
+# ============================================================================ input checks cost no host sync per step
+SYNCS = [(torch.Tensor, "item"), (torch.Tensor, "tolist"), (torch.Tensor, "__bool__"), (torch.Tensor, "__int__"),
+         (torch.Tensor, "__float__"), (torch.Tensor, "nonzero"), (torch, "unique"), (torch, "bincount")]
+
+
+def count_host_syncs(monkeypatch, fn):
+    """Run ``fn()`` counting the calls that read a tensor back to the host (or, for bincount and
+    unique, synchronise a CUDA device): ``.item()``, ``.tolist()``, ``bool/int/float(tensor)``,
+    ``nonzero``, ``torch.unique``, ``torch.bincount``. Returns the names called."""
+    calls = []
+    with monkeypatch.context() as m:
+        for owner, name in SYNCS:
+            real = getattr(owner, name)
+
+            def spy(*a, _real=real, _name=name, **k):
+                calls.append(_name)
+                return _real(*a, **k)
+
+            m.setattr(owner, name, spy)
+        fn()
+    return calls
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet"])
+def test_a_training_step_reads_nothing_back_once_the_episode_shape_is_checked(monkeypatch, algorithm):
+    """On a GPU (here: CPU tensors treated as device tensors, CHECK_EVERY_BATCH emptied) the labels are
+    checked on the first batch of a shape, and a training step after it makes no host sync at all
+    (the finiteness checks deferred, as the loop runs them on CUDA). CUDA itself: tests/test_cuda.py."""
+    import metalib.batch as mb
+    from metalib.functional import deferred_finite_checks
+
+    t = trainer(tiny(algorithm))
+    opt = torch.optim.SGD(t.learner.parameters(), lr=0.01)
+    first, second = t.loop.sample_batch(), t.loop.sample_batch()
+    monkeypatch.setattr(mb, "CHECK_EVERY_BATCH", set())
+    monkeypatch.setattr(mb, "_CHECKED", {})
+
+    def step(batch):
+        with deferred_finite_checks():
+            t.learner.train_step(batch, opt)
+
+    assert count_host_syncs(monkeypatch, lambda: step(first))  # the first batch of this shape: checked
+    assert count_host_syncs(monkeypatch, lambda: step(second)) == []
+    # the counter is not blind: with every batch checked (CPU, or METALIB_CHECK_EVERY_BATCH=1) it sees the reads
+    monkeypatch.setenv("METALIB_CHECK_EVERY_BATCH", "1")
+    assert count_host_syncs(monkeypatch, lambda: step(second))
+    bad = (second[0], second[1], second[2], torch.full_like(second[3], -100))
+    with pytest.raises(ValueError, match="-100"):
+        step(bad)

@@ -5,9 +5,19 @@ from typing import Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
-from ..functional import LossFn, Params, inner_loop, inner_loop_checkpointed, params_of
+from ..functional import LearningRate, LossFn, Params, params_of
 from .base import register
-from .maml import MAML, Batching, BNMode
+from .maml import MAML, Batching, BNMode, query_loss as maml_query_loss
+
+
+def query_loss(model: nn.Module, theta: Params, buffers: Params, task: Sequence[Tensor], loss_fn: LossFn,
+               lr: LearningRate, steps: int, first_order: bool = False, head: str = "head."):
+    """ANIL's objective on one task: MAML's :func:`~metalib.algorithms.maml.query_loss` with one change —
+    the inner loop adapts the head :math:`\\theta_h` only; the body :math:`\\theta_b` goes in with the
+    fixed tensors (so the adapted body is θ_b itself). Returns what MAML's does."""
+    body = {k: v for k, v in theta.items() if not k.startswith(head)}
+    heads = {k: v for k, v in theta.items() if k.startswith(head)}
+    return maml_query_loss(model, heads, {**buffers, **body}, task, loss_fn, lr, steps, first_order)
 
 
 class ANIL(MAML):
@@ -29,9 +39,8 @@ class ANIL(MAML):
     features only). The paper's finding: this matches MAML's accuracy — MAML's inner loop mostly *reuses*
     features rather than learning new ones.
 
-    Implementation: :func:`metalib.functional.inner_loop` with the head as ``params`` and the body as fixed
-    tensors (passed with the buffers), so the adapted body is θ_b itself (the same tensors) and only the
-    head's gradients are taken in the inner loop. Everything else is MAML's machinery.
+    Implementation: MAML's :func:`~metalib.algorithms.maml.query_loss` with the head as ``theta`` and the
+    body as fixed tensors (passed with the buffers): :meth:`inner_params` is all that differs from MAML.
 
     Args:
         model: a network whose head parameters are named ``head.*`` (Conv-4 with ``n_classes``), or name
@@ -87,18 +96,10 @@ class ANIL(MAML):
         head = {k: v for k, v in params.items() if self.is_head(k)}
         return {k: v for k, v in params.items() if k not in head}, head
 
-    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
-               fo: bool, engine: str = "auto"):
-        """The inner loop on the head; the body goes in as fixed tensors and comes out unchanged."""
-        body, head = self.split(params)
-        fixed = {**buffers, **body}
-        if self.recompute_steps and not fo:
-            adapted, losses = inner_loop_checkpointed(self.model, head, fixed, x_s, y_s, loss_fn, self.inner_lr,
-                                                      steps, context=self._bn_context)
-        else:
-            adapted, losses = inner_loop(self.model, head, fixed, x_s, y_s, loss_fn, self.inner_lr, steps, fo,
-                                         engine=engine)
-        return {k: adapted[k] if k in adapted else v for k, v in params.items()}, losses
+    def inner_params(self, theta: Params, buffers: Params) -> Tuple[Params, Params]:
+        """The one change to MAML (:func:`query_loss`): the inner loop adapts the head; the body is held fixed."""
+        body, head = self.split(theta)
+        return head, {**buffers, **body}
 
     def describe(self) -> str:
         return f"ANIL ({'first' if self.first_order else 'second'}-order)"

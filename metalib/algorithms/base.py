@@ -5,7 +5,7 @@ initialisation θ, and whatever else the algorithm meta-learns (per-parameter le
 LSTM optimiser, a memory controller) — so ``learner.parameters()``, ``state_dict()``, ``.to(device)``
 mean what they mean for any module. On top of that it answers two questions:
 
-* **how to learn from a batch of tasks** — :meth:`Learner.meta_backward` fills ``.grad`` of
+* **how to learn from a batch of tasks** — :meth:`Learner.meta_gradient` fills ``.grad`` of
   ``learner.parameters()`` with its meta-gradient (Reptile: its update direction θ − φ̄) and returns
   the mean query loss; :meth:`Learner.train_step` adds the outer update (``optimizer.step()``);
 * **how to classify a new task** — :meth:`Learner.predict` maps a support set and queries to
@@ -18,37 +18,31 @@ dimension (:class:`metalib.TaskBatch`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batch import as_batch, check_every_batch, check_labels, check_pair, checked, needs_check  # noqa: F401
 from ..functional import LossFn, Params, check_finite
 
 Metrics = Dict[str, Tensor]
 
 
-class Learner(nn.Module):
-    """Base class of every meta-learning algorithm (see the module docstring).
+class LearnerConfig:
+    """What a run's configuration reads of a learner class (:mod:`metalib.config`, :mod:`metalib.fewshot`).
 
-    Subclasses implement :meth:`meta_backward` and :meth:`predict`; the rest has defaults.
-
-    Class attributes (read by :mod:`metalib.fewshot` to build a learner from a run's config):
+    Class attributes:
         name: the registry name (``"maml"``, ``"protonet"``, ...).
         family: ``"optimisation-based"``, ``"metric-based"`` or ``"model-based"``.
-        config_keys: the :class:`metalib.fewshot.FewShotConfig` fields passed to ``__init__``
+        config_keys: the :class:`metalib.config.FewShotConfig` fields passed to ``__init__``
             (e.g. ``("inner_lr", "inner_steps")``); algorithm-specific extras come from
             ``config.options``.
         paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
-            settings, which :func:`metalib.fewshot.default_config` starts from.
+            settings, which :func:`metalib.config.default_config` starts from.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
-
-    Attributes:
-        loss_fn: the task loss ``loss_fn(predictions, targets)`` (default: cross-entropy).
-        eval_steps: inner steps at test time for learners that adapt by gradient steps (``None``
-            for those that do not: ``predict`` then takes no ``steps``).
     """
 
     name: ClassVar[str] = ""
@@ -56,112 +50,51 @@ class Learner(nn.Module):
     config_keys: ClassVar[Tuple[str, ...]] = ()
     paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
     needs_head: ClassVar[bool] = False
+
+    @classmethod
+    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
+        """The network of a few-shot run: Conv-4, with an ``n_way`` linear head if :attr:`needs_head`."""
+        from ..models import Conv4
+
+        return Conv4(in_channels=in_channels, n_classes=n_way if cls.needs_head else None, hidden=hidden,
+                     image_size=image_size)
+
+    @classmethod
+    def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
+        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
+        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
+        settings = {k: getattr(config, k) for k in cls.config_keys}
+        settings.update(getattr(config, "options", None) or {})
+        settings.update(fixed)
+        learner = cls(model, **settings)
+        if learner.eval_steps is not None and getattr(config, "test_steps", None):
+            learner.eval_steps = config.test_steps
+        return learner
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
+        if cls.needs_head and config.train_way_ != config.n_way:
+            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
+                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+
+
+@runtime_checkable
+class Explainable(Protocol):
+    """The course explorers' view of a learner (:mod:`metalib.course` checks for it): its embedding
+    and its classification rule on it."""
+
+    def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor: ...
+
+    def explain(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, params: Optional[Params] = None) -> Dict[str, Any]: ...
+
+
+class CourseHooks:
+    """The optional hooks the course's explorers use (:class:`Explainable`), with defaults for a network
+    made of ``features`` and a linear ``head``; nothing in training or evaluation calls them."""
+
     stateless_adaptation: ClassVar[bool] = True  # an inner step depends on the current weights only
 
-    def __init__(self, loss_fn: Optional[LossFn] = None) -> None:
-        super().__init__()
-        self.loss_fn: LossFn = check_loss_fn(loss_fn) if loss_fn is not None else F.cross_entropy
-        self.eval_steps: Optional[int] = None
-
-    # ------------------------------------------------------------------ what subclasses implement
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
-                      with_predictions: bool = False):
-        """Accumulate the meta-gradient of ``batch`` into ``.grad`` of :meth:`parameters`.
-
-        Returns:
-            the mean query loss (0-dim, detached); with ``with_predictions``, also the query
-            predictions ``[T, n_query, ...]`` (detached; logits for classification).
-        """
-        raise NotImplementedError
-
-    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
-                steps: Optional[int] = None) -> Tensor:
-        """Query predictions (logits for classification) after learning from the support set.
-
-        One task (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]`` → ``[Q, N]``) or a batch
-        (``[T, N*K, ...]``, ``[T, N*K]``, ``[T, Q, ...]`` → ``[T, Q, N]``). ``steps``: inner steps
-        for learners that adapt by gradient (default :attr:`eval_steps`).
-        """
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ defaults
-    def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Metrics:
-        """One meta-iteration: clear the gradients, :meth:`meta_backward`, check the loss is finite
-        (before touching the weights), ``optimizer.step()``.
-
-        Returns:
-            ``{"loss": mean query loss}`` and, for classification, ``"accuracy"`` (% of the
-            queries of the batch classified correctly by the adapted learner) — 0-dim tensors.
-        Raises:
-            metalib.NonFiniteLossError: the loss is NaN/inf; the weights were not updated.
-        """
-        optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_backward(batch, with_predictions=True)
-        check_finite(loss, "the meta-loss")
-        optimizer.step()
-        return query_metrics(loss, out, batch[3])
-
-    def outer_optimizer(self, lr: float) -> torch.optim.Optimizer:
-        """The optimiser of the outer loop: Adam over every meta-learned tensor (the papers' choice)."""
-        return torch.optim.Adam(self.parameters(), lr=lr)
-
-    def outer_schedule(self, optimizer: torch.optim.Optimizer, iterations: int):
-        """A learning-rate schedule the algorithm itself prescribes (Reptile's linear annealing), or None."""
-        return None
-
-    def check_task(self, n_way: int) -> None:
-        """Raise ``ValueError`` if this learner cannot classify ``n_way``-way tasks (a fixed head)."""
-        n = self.fixed_way
-        if n is not None and n != n_way:
-            raise ValueError(f"this {self.describe()} learner has a {n}-way linear head: it classifies {n}-way "
-                             f"tasks only (got {n_way}-way); metric-based learners work for any N")
-
-    def check_data(self, x: Tensor, y: Optional[Tensor], what: str, loss_fn: Optional[LossFn] = None) -> None:
-        """One clear line, before any work: inputs on the learner's device and in its float dtype; with
-        cross-entropy, integer labels in ``[0, fixed_way)`` — a ``-100`` label would be silently left
-        out by ``F.cross_entropy`` (its ``ignore_index``). The label range is checked where it costs
-        no device synchronisation (labels on the CPU)."""
-        p = next((t for t in self.parameters() if t.is_floating_point()), None)
-        if p is not None and isinstance(x, Tensor):
-            if x.device != p.device:
-                raise ValueError(f"the {what} inputs are on {x.device} but the learner's weights on {p.device}: "
-                                 "move one of them with .to(...)")
-            if x.is_floating_point() and x.dtype != p.dtype:
-                raise TypeError(f"the {what} inputs are {x.dtype} but the learner's weights {p.dtype}: convert one "
-                                f"(x.to({p.dtype}) or learner.to({x.dtype}))")
-        if y is None or (loss_fn or self.loss_fn) is not F.cross_entropy:
-            return
-        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-            raise TypeError(f"the {what} labels must be an integer tensor (class indices) for cross-entropy, got {y.dtype}")
-        if y.device.type != "cpu" or y.numel() == 0:
-            return
-        lo, hi, n = int(y.min()), int(y.max()), self.fixed_way
-        if lo < 0 or (n is not None and hi >= n):
-            hint = " (-100 is cross_entropy's ignore_index: those examples would be silently left out)" if lo == -100 else ""
-            raise ValueError(f"the {what} labels must lie in [0, {n if n is not None else 'n_way'})"
-                             + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}")
-
-    @property
-    def fixed_way(self) -> Optional[int]:
-        """The number of classes of the network's linear head (``model.head``), or None (any N)."""
-        head = getattr(getattr(self, "model", None), "head", None)
-        return int(head.out_features) if isinstance(head, nn.Linear) else None
-
-    @property
-    def device(self) -> torch.device:
-        first = next(iter([*self.parameters(), *self.buffers()]), None)
-        return first.device if first is not None else torch.device("cpu")
-
-    def describe(self) -> str:
-        """A human name with the variant, e.g. ``"MAML (second-order)"`` (progress bars, results)."""
-        return type(self).__name__
-
-    @property
-    def short_name(self) -> str:
-        """The name a table column uses, e.g. ``"FOMAML"`` (default: :meth:`describe`)."""
-        return self.describe()
-
-    # ------------------------------------------------------------------ looking inside (course explorers)
     def embed(self, x: Tensor, params: Optional[Params] = None) -> Tensor:
         """Embeddings ``[n, d]`` of inputs ``x`` (one batch). Default, for a network made of
         ``features`` and a linear ``head`` (Conv-4 with a head): the features before the head,
@@ -192,33 +125,127 @@ class Learner(nn.Module):
         return {"z_s": z_s, "z_q": z_q, "logits": F.linear(z_q, w, b), "weight": w, "bias": b,
                 "rule": lambda z: F.linear(z, w, b)}
 
-    # ------------------------------------------------------------------ building from a config
-    @classmethod
-    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
-        """The network of a few-shot run: Conv-4, with an ``n_way`` linear head if :attr:`needs_head`."""
-        from ..models import Conv4
 
-        return Conv4(in_channels=in_channels, n_classes=n_way if cls.needs_head else None, hidden=hidden,
-                     image_size=image_size)
+class Learner(LearnerConfig, CourseHooks, nn.Module):
+    """Base class of every meta-learning algorithm (see the module docstring): what training and
+    evaluation use. What a run's configuration reads is :class:`LearnerConfig`; the course's optional
+    hooks are :class:`CourseHooks` (the course layer checks for :class:`Explainable`).
 
-    @classmethod
-    def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
-        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
-        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
-        settings = {k: getattr(config, k) for k in cls.config_keys}
-        settings.update(getattr(config, "options", None) or {})
-        settings.update(fixed)
-        learner = cls(model, **settings)
-        if learner.eval_steps is not None and getattr(config, "test_steps", None):
-            learner.eval_steps = config.test_steps
-        return learner
+    Subclasses implement :meth:`meta_gradient` and :meth:`predict`; the rest has defaults.
 
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
-        if cls.needs_head and config.train_way_ != config.n_way:
-            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+    Attributes:
+        loss_fn: the task loss ``loss_fn(predictions, targets)`` (default: cross-entropy).
+        eval_steps: inner steps at test time for learners that adapt by gradient steps (``None``
+            for those that do not: ``predict`` then takes no ``steps``).
+    """
+
+
+    def __init__(self, loss_fn: Optional[LossFn] = None) -> None:
+        super().__init__()
+        self.loss_fn: LossFn = check_loss_fn(loss_fn) if loss_fn is not None else F.cross_entropy
+        self.eval_steps: Optional[int] = None
+
+    # ------------------------------------------------------------------ what subclasses implement
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> Tuple[Tensor, Tensor]:
+        """Accumulate the meta-gradient of ``batch`` into ``.grad`` of :meth:`parameters`.
+
+        Returns:
+            ``(mean query loss (0-dim), query predictions [T, n_query, ...])``, detached (logits for
+            classification).
+        """
+        raise NotImplementedError
+
+    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, **kw: Any) -> Tensor:
+        """:meth:`meta_gradient`, returning the mean query loss only (0-dim, detached)."""
+        return self.meta_gradient(batch, loss_fn, **kw)[0]
+
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """Query predictions (logits for classification) after learning from the support set.
+
+        One task (``x_s [N*K, ...]``, ``y_s [N*K]``, ``x_q [Q, ...]`` → ``[Q, N]``) or a batch
+        (``[T, N*K, ...]``, ``[T, N*K]``, ``[T, Q, ...]`` → ``[T, Q, N]``). ``steps``: inner steps
+        for learners that adapt by gradient (default :attr:`eval_steps`).
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ defaults
+    def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Metrics:
+        """One meta-iteration: clear the gradients, :meth:`meta_gradient`, check the loss is finite
+        (before touching the weights), ``optimizer.step()``.
+
+        Returns:
+            ``{"loss": mean query loss}`` and, for classification, ``"accuracy"`` (% of the
+            queries of the batch classified correctly by the adapted learner) — 0-dim tensors.
+        Raises:
+            metalib.NonFiniteLossError: the loss is NaN/inf; the weights were not updated.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        loss, out = self.meta_gradient(batch)
+        check_finite(loss, "the meta-loss")
+        optimizer.step()
+        return query_metrics(loss, out, batch[3])
+
+    def outer_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of the outer loop: Adam over every meta-learned tensor (the papers' choice)."""
+        return torch.optim.Adam(self.parameters(), lr=lr)
+
+    def outer_schedule(self, optimizer: torch.optim.Optimizer, iterations: int):
+        """A learning-rate schedule the algorithm itself prescribes (Reptile's linear annealing), or None."""
+        return None
+
+    def check_task(self, n_way: int) -> None:
+        """Raise ``ValueError`` if this learner cannot classify ``n_way``-way tasks (a fixed head)."""
+        n = self.fixed_way
+        if n is not None and n != n_way:
+            raise ValueError(f"this {self.describe()} learner has a {n}-way linear head: it classifies {n}-way "
+                             f"tasks only (got {n_way}-way); metric-based learners work for any N")
+
+    def check_data(self, x: Tensor, y: Optional[Tensor], what: str, loss_fn: Optional[LossFn] = None) -> None:
+        """One clear line, before any work: inputs on the learner's device and in its float dtype; with
+        cross-entropy, integer labels in ``[0, fixed_way)`` — a ``-100`` label would be silently left
+        out by ``F.cross_entropy`` (its ``ignore_index``). The label range is checked where it costs
+        no device synchronisation (labels on the CPU; :data:`metalib.batch.CHECK_EVERY_BATCH`)."""
+        p = next((t for t in self.parameters() if t.is_floating_point()), None)
+        if p is not None and isinstance(x, Tensor):
+            if x.device != p.device:
+                raise ValueError(f"the {what} inputs are on {x.device} but the learner's weights on {p.device}: "
+                                 "move one of them with .to(...)")
+            if x.is_floating_point() and x.dtype != p.dtype:
+                raise TypeError(f"the {what} inputs are {x.dtype} but the learner's weights {p.dtype}: convert one "
+                                f"(x.to({p.dtype}) or learner.to({x.dtype}))")
+        if y is None or (loss_fn or self.loss_fn) is not F.cross_entropy:
+            return
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise TypeError(f"the {what} labels must be an integer tensor (class indices) for cross-entropy, got {y.dtype}")
+        if y.numel() == 0 or not needs_check(y, self.fixed_way, what):  # CUDA: once per episode shape
+            return
+        lo, hi, n = int(y.min()), int(y.max()), self.fixed_way
+        if lo < 0 or (n is not None and hi >= n):
+            hint = " (-100 is cross_entropy's ignore_index: those examples would be silently left out)" if lo == -100 else ""
+            raise ValueError(f"the {what} labels must lie in [0, {n if n is not None else 'n_way'})"
+                             + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}")
+        checked(y, n, what)
+
+    @property
+    def fixed_way(self) -> Optional[int]:
+        """The number of classes of the network's linear head (``model.head``), or None (any N)."""
+        head = getattr(getattr(self, "model", None), "head", None)
+        return int(head.out_features) if isinstance(head, nn.Linear) else None
+
+    @property
+    def device(self) -> torch.device:
+        first = next(iter([*self.parameters(), *self.buffers()]), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def describe(self) -> str:
+        """A human name with the variant, e.g. ``"MAML (second-order)"`` (progress bars, results)."""
+        return type(self).__name__
+
+    @property
+    def short_name(self) -> str:
+        """The name a table column uses, e.g. ``"FOMAML"`` (default: :meth:`describe`)."""
+        return self.describe()
 
 
 # ============================================================================ learners without an inner loop
@@ -226,7 +253,7 @@ class EpisodeClassifier(Learner):
     """A learner that classifies a task's queries in one computation from its support set — no inner
     loop: the metric-based learners (ProtoNet, Matching and Relation Networks) and closed-form heads
     (R2D2). A subclass implements :meth:`task_logits` for one task; batching, the checks, the loss,
-    ``meta_backward`` and ``predict`` are here, written once.
+    ``meta_gradient`` and ``predict`` are here, written once.
     """
 
     def task_logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Tensor:
@@ -241,8 +268,6 @@ class EpisodeClassifier(Learner):
     def logits(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> Tensor:
         """:meth:`task_logits` of one task (``y_s: [N*K]`` → ``[Q, N]``) or of a batch (``y_s: [T, N*K]``
         → ``[T, Q, N]``): the labels' dimension tells which. ``n_way`` defaults to max label + 1."""
-        from ..batch import check_labels, check_pair
-
         if y_s.dim() not in (1, 2):
             raise ValueError(f"y_s must be [n_support] or [tasks, n_support], got shape {tuple(y_s.shape)}")
         check_pair(x_s, y_s, "support", dims=y_s.dim())
@@ -258,8 +283,6 @@ class EpisodeClassifier(Learner):
 
     def task_losses(self, batch: Sequence[Tensor], n_way: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Per-task query losses ``[T]`` and logits ``[T, Q, N]`` of a batch of episodes."""
-        from ..batch import as_batch, check_labels
-
         x_s, y_s, x_q, y_q = as_batch(batch)
         n_way = check_labels(y_s, n_way, "support")
         check_labels(y_q, n_way, "query")
@@ -272,8 +295,8 @@ class EpisodeClassifier(Learner):
         check_finite(loss.detach(), "the query loss")
         return loss
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, with_predictions: bool = False):
-        """``meta_loss(batch).backward()``; returns the loss (and the logits ``[T, Q, N]``), detached.
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> Tuple[Tensor, Tensor]:
+        """``meta_loss(batch).backward()``; returns the loss and the logits ``[T, Q, N]``, detached.
         ``loss_fn`` must be None: the loss is the algorithm's own (:meth:`query_losses`)."""
         if loss_fn is not None:
             raise ValueError(f"{self.describe()}'s loss is its own (query_losses); loss_fn must be None")
@@ -281,7 +304,7 @@ class EpisodeClassifier(Learner):
         loss = losses.mean()
         check_finite(loss.detach(), "the query loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:
@@ -309,8 +332,6 @@ def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
 def check_one_task(x_s: Tensor, y_s: Tensor) -> None:
     """``adapt`` takes one task's support set: refuse an empty one, and a whole batch ``[T, k, ...]``
     (which would silently be treated as one task)."""
-    from ..batch import check_pair
-
     check_pair(x_s, y_s, "support")
     if x_s.shape[0] == 0:
         raise ValueError("the support set is empty: adapting needs at least one example (k_shot >= 1)")

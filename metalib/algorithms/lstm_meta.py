@@ -291,17 +291,16 @@ class LSTMMetaLearner(Learner):
         """Mean query loss over the batch after the unrolled updates (``.backward()`` gives the meta-gradient)."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
-                      with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None):
         """The meta-gradient into ``.grad`` (each task's ``loss / T`` back-propagated as soon as it is computed)."""
         losses, preds = self._run(batch, loss_fn, steps, backward=True)
-        return (losses.mean(), preds) if with_predictions else losses.mean()
+        return losses.mean(), preds
 
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer):
         """:meth:`metalib.algorithms.Learner.train_step` with the meta-gradient's norm clipped to
         ``max_grad_norm`` before the outer step (Ravi & Larochelle's code: 0.25)."""
         optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_backward(batch, with_predictions=True)
+        loss, out = self.meta_gradient(batch)
         check_finite(loss, "the meta-loss")
         if self.max_grad_norm:
             nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)

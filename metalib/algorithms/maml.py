@@ -1,18 +1,53 @@
-"""MAML and first-order MAML (Finn, Abbeel & Levine, ICML 2017)."""
+r"""MAML and first-order MAML (Finn, Abbeel & Levine, ICML 2017).
+
+The algorithm is the two functions below: :func:`adapt_task` (the inner loop, eq. 1) and
+:func:`query_loss` (the query loss after it on one task, eq. 2-3). The meta-objective is their mean
+over a batch of tasks, :math:`\frac{1}{T}\sum_i \mathcal{L}^{q}_{\mathcal{T}_i}(f_{\phi_i(\theta)})`,
+minimised over :math:`\theta` by the outer optimiser (Adam). First-order MAML is ``first_order=True``;
+Meta-SGD (``metasgd.py``) is ``lr`` a tensor per parameter; ANIL (``anil.py``) is ``theta`` the head
+only. The class :class:`MAML` runs them on a batch (:mod:`metalib.engine`: vmap or a task loop).
+"""
 from __future__ import annotations
 
 from typing import Literal, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
+from .. import engine
 from ..batch import as_batch
 from ..functional import (
-    LossFn, Params, batchnorm_context, buffers_of, check_finite, check_positive, check_steps,
-    choose_vmap, forward, inner_loop, inner_loop_checkpointed, params_of,
+    LearningRate, LossFn, Params, buffers_of, check_finite, check_positive, check_steps, forward, params_of, sgd_step,
+    support_grad,
 )
 from .base import Learner, as_task_batch, callable_loss, check_one_task, register
+
+
+def adapt_task(model: nn.Module, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn,
+               lr: LearningRate, steps: int, first_order: bool = False) -> Tuple[Params, Tensor]:
+    r"""The inner loop on one task (eq. 1), ``steps`` times from :math:`\phi_0 = \theta`:
+    :math:`\phi \leftarrow \phi - \alpha \nabla_\phi \mathcal{L}^{s}(f_\phi)` on the support set
+    ``x_s [n_s, ...]``, ``y_s [n_s]``. Second order, :math:`\phi` stays a differentiable function of
+    :math:`\theta`; ``first_order``: each inner gradient is a constant. Returns ``(phi, support losses [steps])``."""
+    phi, losses = theta, []
+    for _ in range(steps):
+        grads, loss = support_grad(model, phi, buffers, x_s, y_s, loss_fn, create_graph=not first_order)
+        phi = sgd_step(phi, grads, lr)                      # phi - lr * grad (lr: a number or a dict)
+        losses.append(loss)
+    return phi, torch.stack(losses) if losses else x_s.new_zeros(0)
+
+
+def query_loss(model: nn.Module, theta: Params, buffers: Params, task: Sequence[Tensor], loss_fn: LossFn,
+               lr: LearningRate, steps: int, first_order: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""MAML's objective on one task ``(x_s, y_s, x_q, y_q)``: the query loss of the adapted model,
+    :math:`\mathcal{L}^{q}_{\mathcal{T}}(f_{\phi(\theta)})` with :math:`\phi(\theta)` = :func:`adapt_task`.
+    Its gradient with respect to :math:`\theta` is the task's meta-gradient.
+    Returns ``(query loss (0-dim), query predictions [n_q, ...], support losses [steps])``."""
+    x_s, y_s, x_q, y_q = task
+    phi, support_losses = adapt_task(model, theta, buffers, x_s, y_s, loss_fn, lr, steps, first_order)
+    pred = forward(model, phi, buffers, x_q)
+    return loss_fn(pred, y_q), pred, support_losses
+
 
 Batching = Literal["auto", "loop", "vmap"]
 BNMode = Literal["transductive", "module"]
@@ -39,11 +74,11 @@ class MAML(Learner):
         first_order: drop the second-order terms (FOMAML).
         batching: how a batch of tasks is processed. ``"loop"`` — one task after another;
             ``"vmap"`` — the batched path: all tasks at once with :func:`torch.func.vmap`, BatchNorm
-            computed with plain tensor operations (:func:`metalib.functional.plain_batchnorm`),
+            computed with plain tensor operations (:func:`metalib.engine.plain_batchnorm`),
             which makes its second-order meta-gradient equal the loop's (``F.batch_norm`` under
             vmap gives a wrong one); ``"auto"`` (default) — ``vmap`` for models without
             convolutions or BatchNorm (on the sinusoid MLP it is several times faster); for conv
-            nets, the path :data:`metalib.functional.BATCHED_BY_DEFAULT` names for the model's
+            nets, the path :data:`metalib.engine.BATCHED_BY_DEFAULT` names for the model's
             device (chosen from the measurements in ``benchmarks/README.md``: the loop on CPU).
             The loop takes its inner gradients with :func:`torch.autograd.grad` (the same
             meta-gradient as :func:`torch.func.grad`, which vmap needs, for less per-step
@@ -53,7 +88,7 @@ class MAML(Learner):
             meta-training *and* meta-test time; running statistics are ignored and never updated.
             ``"module"``: BatchNorm behaves as the module is configured (``train()``/``eval()``).
         recompute_steps: opt-in gradient checkpointing over the inner steps of the second-order
-            meta-gradient (:func:`metalib.functional.inner_loop_checkpointed`): each inner step is
+            meta-gradient (:func:`metalib.engine.inner_loop_checkpointed`): each inner step is
             recomputed during ``backward()`` instead of kept, giving the same meta-gradient with
             memory that grows more slowly with ``inner_steps``, for about one extra
             forward+backward per step. Implies the task loop (not vmap); has no effect with
@@ -83,18 +118,9 @@ class MAML(Learner):
            for k in (1, 5)},
     }
 
-    def __init__(
-        self,
-        model: nn.Module,
-        inner_lr: float = 0.01,
-        inner_steps: int = 1,
-        first_order: bool = False,
-        batching: Batching = "auto",
-        bn_mode: BNMode = "transductive",
-        recompute_steps: bool = False,
-        loss_fn: Optional[LossFn] = None,
-        eval_steps: Optional[int] = None,
-    ) -> None:
+    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
+                 batching: Batching = "auto", bn_mode: BNMode = "transductive", recompute_steps: bool = False,
+                 loss_fn: Optional[LossFn] = None, eval_steps: Optional[int] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         super().__init__(loss_fn)
@@ -103,8 +129,8 @@ class MAML(Learner):
         self.inner_steps = check_steps("inner_steps", inner_steps)
         self.first_order = bool(first_order)
         self.bn_mode, self.batching = bn_mode, batching
-        batchnorm_context(model, bn_mode)  # validates bn_mode
-        choose_vmap(model, batching, False)  # validates batching
+        engine.bn_context(model, bn_mode)  # validates bn_mode
+        engine.choose_vmap(model, batching, False)  # validates batching
         self.recompute_steps = bool(recompute_steps)
         if self.recompute_steps and batching == "vmap":
             raise ValueError("recompute_steps=True runs the tasks in a loop; it cannot be combined with batching='vmap'")
@@ -112,14 +138,45 @@ class MAML(Learner):
 
     def _bn_context(self, plain: bool = False):
         """The BatchNorm mode (``bn_mode``); ``plain``: BatchNorm as plain tensor ops (the vmap path)."""
-        return batchnorm_context(self.model, self.bn_mode, plain=plain)
+        return engine.bn_context(self.model, self.bn_mode, plain=plain)
 
     def uses_vmap(self) -> bool:
         """Whether a batch of tasks is processed with ``vmap`` (see ``batching``; ``"auto"``
         depends on the device the model is on)."""
         if self.recompute_steps and not self.first_order:
             return False
-        return choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode, device=self.device)
+        return engine.choose_vmap(self.model, self.batching, not self.first_order, self.bn_mode, device=self.device)
+
+    # ------------------------------------------------------------------ the one thing ANIL and Meta-SGD change
+    def inner_params(self, theta: Params, buffers: Params) -> Tuple[Params, Params]:
+        """``(what the inner loop adapts, what it holds fixed)``: θ and the buffers (ANIL: the head, and
+        the body with the buffers)."""
+        return theta, buffers
+
+    def step_size(self) -> LearningRate:
+        """The inner step size α: ``inner_lr`` (Meta-SGD: a tensor per parameter entry)."""
+        return self.inner_lr
+
+    def task_loss(self, theta: Params, buffers: Params, task: Sequence[Tensor], loss_fn: LossFn, steps: int,
+                  first_order: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        """:func:`query_loss` of one task with this learner's :meth:`inner_params` and :meth:`step_size`
+        (recomputing each inner step during ``backward()`` with ``recompute_steps``: the same values)."""
+        start, fixed = self.inner_params(theta, buffers)
+        if self.recompute_steps and not first_order:
+            return engine.query_loss_checkpointed(self.model, start, fixed, task, loss_fn, self.step_size(), steps,
+                                                  context=self._bn_context)
+        return query_loss(self.model, start, fixed, task, loss_fn, self.step_size(), steps, first_order)
+
+    def _adapt(self, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
+               first_order: bool) -> Tuple[Params, Params, Tensor]:
+        """:func:`adapt_task` on :meth:`inner_params`: ``(adapted, fixed, support losses)``."""
+        start, fixed = self.inner_params(theta, buffers)
+        if self.recompute_steps and not first_order:
+            phi, losses = engine.inner_loop_checkpointed(self.model, start, fixed, x_s, y_s, loss_fn, self.step_size(),
+                                                         steps, context=self._bn_context)
+        else:
+            phi, losses = adapt_task(self.model, start, fixed, x_s, y_s, loss_fn, self.step_size(), steps, first_order)
+        return phi, fixed, losses
 
     # ------------------------------------------------------------------ public API
     def initial_params(self) -> Params:
@@ -127,15 +184,8 @@ class MAML(Learner):
         (the model's own parameter tensors, not copies: detach/clone them for a before/after comparison)."""
         return params_of(self.model)
 
-    def adapt(
-        self,
-        x_s: Tensor,
-        y_s: Tensor,
-        loss_fn: Optional[LossFn] = None,
-        steps: Optional[int] = None,
-        params: Optional[Params] = None,
-        first_order: Optional[bool] = None,
-    ) -> Params:
+    def adapt(self, x_s: Tensor, y_s: Tensor, loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
+              params: Optional[Params] = None, first_order: Optional[bool] = None) -> Params:
         """Adapt to one task: ``steps`` inner SGD steps on its support set.
 
         Args:
@@ -154,9 +204,9 @@ class MAML(Learner):
         fo = self.first_order if first_order is None else first_order
         start = self.initial_params() if params is None else params
         with self._bn_context():
-            adapted, losses = self._inner(start, buffers_of(self.model), x_s, y_s, loss_fn, steps, fo)
+            adapted, _, losses = self._adapt(start, buffers_of(self.model), x_s, y_s, loss_fn, steps, fo)
         check_finite(losses, "the inner-loop (support) loss")
-        return adapted
+        return {k: adapted.get(k, v) for k, v in start.items()}
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         """Predictions of the model with ``params`` (e.g. from :meth:`adapt`) on ``x``; also
@@ -176,9 +226,8 @@ class MAML(Learner):
         _, preds = self._run((x_s, y_s, x_q, None), self.loss_fn, steps, backward=False)
         return preds if batched else preds[0]
 
-    def task_losses(
-        self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None
-    ) -> Tuple[Tensor, Tensor]:
+    def task_losses(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
+                    steps: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Adapt to every task of ``batch`` and evaluate on its query set.
 
         Args:
@@ -190,74 +239,44 @@ class MAML(Learner):
         return self._run(batch, loss_fn, steps, backward=False)
 
     def _run(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn], steps: Optional[int], backward: bool):
-        """:meth:`task_losses`; with ``backward``, each task's ``loss / T`` is back-propagated as soon
-        as it is computed on the task loop (outputs detached), or the mean once on the vmap path.
+        """:meth:`task_loss` on every task of ``batch`` by :func:`metalib.engine.run_tasks` (vmap or a
+        task loop, see ``batching``); with ``backward``, the meta-gradient is back-propagated there.
         ``y_q = None`` (:meth:`predict`): predictions only, the losses returned are zeros."""
         loss_fn = callable_loss(loss_fn, self.loss_fn)
-        y_q = batch[3] if isinstance(batch, (tuple, list)) and len(batch) == 4 else batch
-        if y_q is None:  # predictions only: check the shapes with placeholder query labels
-            x_s, y_s, x_q, _ = as_batch((*batch[:3], batch[2].new_zeros(batch[2].shape[:2], dtype=torch.long)))
-        else:
-            x_s, y_s, x_q, y_q = as_batch(batch)
+        labels = not (isinstance(batch, (tuple, list)) and len(batch) == 4 and batch[3] is None)
+        if labels:
+            x_s, y_s, x_q, y_q = tasks = tuple(as_batch(batch))
+        else:  # predictions only: check the shapes with placeholder query labels
+            x_s, y_s, x_q, y_q = as_batch((*batch[:3], batch[2].new_zeros(batch[2].shape[:2], dtype=torch.long)))
+            tasks, y_q = (x_s, y_s, x_q), None
         self.check_data(x_s, y_s, "support", loss_fn)
         self.check_data(x_q, y_q, "query", loss_fn)
-        T = x_s.shape[0]
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
-        theta, buffers = self.initial_params(), buffers_of(self.model)
-        model, fo = self.model, self.first_order
+        theta, buffers, fo = self.initial_params(), buffers_of(self.model), self.first_order
+
+        def one_task(*task):
+            if labels:
+                return self.task_loss(theta, buffers, task, loss_fn, steps, fo)
+            phi, fixed, inner = self._adapt(theta, buffers, task[0], task[1], loss_fn, steps, fo)
+            pred = forward(self.model, phi, fixed, task[2])
+            return pred.new_zeros(()), pred, inner
 
         vmapped = self.uses_vmap()
-        # torch.autograd.grad cannot run under vmap; on the task loop it is the faster engine
-        engine = "func" if vmapped else "autograd"
-
-        def one_task(xs, ys, xq, yq):
-            phi, inner = self._inner(theta, buffers, xs, ys, loss_fn, steps, fo, engine)
-            pred = forward(model, phi, buffers, xq)
-            return (loss_fn(pred, yq) if yq is not None else pred.new_zeros(())), pred, inner
-
         with self._bn_context(plain=vmapped):  # plain BatchNorm: vmap's double backward is exact
-            if vmapped:
-                if y_q is None:
-                    losses, preds, inner = vmap(lambda xs, ys, xq: one_task(xs, ys, xq, None),
-                                                randomness="different")(x_s, y_s, x_q)
-                else:
-                    losses, preds, inner = vmap(one_task, randomness="different")(x_s, y_s, x_q, y_q)
-                if backward:
-                    losses.mean().backward()
-                    losses, preds = losses.detach(), preds.detach()
-            else:
-                outs = []
-                for task in zip(x_s, y_s, x_q, y_q if y_q is not None else [None] * T):
-                    loss, pred, inner = one_task(*task)
-                    if backward:  # frees this task's graph before the next task is built
-                        (loss / T).backward()
-                        loss, pred = loss.detach(), pred.detach()
-                    outs.append((loss, pred, inner))
-                losses, preds, inner = (torch.stack(o) for o in zip(*outs))
+            losses, preds, inner = engine.run_tasks(one_task, tasks, vmapped, backward)
         # one check (one device sync) per batch, after the fact: a NaN has then reached .grad, which
         # the caller discards when this raises (no optimiser step)
         check_finite(inner, "the inner-loop (support) loss")
         check_finite(losses.detach(), "the query loss")
         return losses, preds
 
-    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int, fo: bool,
-               engine: str = "auto"):
-        """The inner loop of one task: checkpointed when asked for (second order only)."""
-        if self.recompute_steps and not fo:
-            return inner_loop_checkpointed(
-                self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, context=self._bn_context
-            )
-        return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, self.inner_lr, steps, fo, engine=engine)
-
     def meta_loss(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None) -> Tensor:
         """Mean query loss over the task batch (the MAML objective); ``.backward()`` fills the
         model's ``.grad`` with the meta-gradient."""
         return self.task_losses(batch, loss_fn, steps)[0].mean()
 
-    def meta_backward(
-        self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
-        with_predictions: bool = False,
-    ):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
+                      steps: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """``meta_loss(batch, loss_fn).backward()`` with the memory of one task instead of ``T``.
 
         On the task loop, each task's query loss (divided by ``T``) is back-propagated as soon as it
@@ -268,11 +287,10 @@ class MAML(Learner):
         trainer's step) runs.
 
         Returns:
-            the mean query loss, detached (0-dim); with ``with_predictions``, also the query
-            predictions ``[T, n_query, ...]`` (detached).
+            the mean query loss (0-dim) and the query predictions ``[T, n_query, ...]``, detached.
         """
         losses, preds = self._run(batch, loss_fn, steps, backward=True)
-        return (losses.mean(), preds) if with_predictions else losses.mean()
+        return losses.mean(), preds
 
     def describe(self) -> str:
         return f"MAML ({'first' if self.first_order else 'second'}-order)"
@@ -283,10 +301,8 @@ class MAML(Learner):
 
     def __repr__(self) -> str:
         ck = ", recompute_steps=True" if self.recompute_steps else ""
-        return (
-            f"MAML(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order="
-            f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r}{ck})"
-        )
+        return (f"MAML(inner_lr={self.inner_lr}, inner_steps={self.inner_steps}, first_order="
+                f"{self.first_order}, batching={self.batching!r}, bn_mode={self.bn_mode!r}{ck})")
 
 
 register("maml", MAML)

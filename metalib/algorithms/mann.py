@@ -405,7 +405,7 @@ class MANN(Learner):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         return loss, logits, y
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn=None):
         """Back-propagate the mean cross-entropy of all steps of each episode's sequence (see the
         module docstring); returns the loss (and the logits ``[T, L, N]`` of the sequence, whose
         labels are not ``batch``'s order: :meth:`train_step` scores them)."""
@@ -414,7 +414,7 @@ class MANN(Learner):
         loss, logits, _ = self.sequence_loss(batch)
         check_finite(loss.detach(), "the sequence loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Dict[str, Tensor]:
         """One update on a batch of episodes shown as sequences; ``accuracy``: % of all steps right."""

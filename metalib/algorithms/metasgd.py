@@ -7,9 +7,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..functional import LossFn, Params, inner_loop, inner_loop_checkpointed, params_of
+from ..functional import LossFn, Params, params_of
 from .base import register
-from .maml import MAML, Batching, BNMode
+from .maml import MAML, Batching, BNMode, query_loss as maml_query_loss
 
 AlphaInit = Union[float, Sequence[float]]
 
@@ -39,6 +39,14 @@ def check_alpha_init(alpha_init: AlphaInit) -> Tuple[float, float]:
     return low, high
 
 
+def query_loss(model: nn.Module, theta: Params, alpha: Dict[str, Tensor], buffers: Params, task: Sequence[Tensor],
+               loss_fn: LossFn, steps: int, first_order: bool = False):
+    """Meta-SGD's objective on one task: MAML's :func:`~metalib.algorithms.maml.query_loss` with one change —
+    the step size is α, a tensor per parameter (``{name: tensor of the parameter's shape}``), so each
+    inner step is :math:`\\theta - \\boldsymbol\\alpha \\circ \\nabla \\mathcal{L}^s` and α is meta-learned too."""
+    return maml_query_loss(model, theta, buffers, task, loss_fn, alpha, steps, first_order)
+
+
 class MetaSGD(MAML):
     r"""Meta-SGD: learn the initialisation :math:`\theta` *and* a step size for every entry of it.
 
@@ -57,7 +65,7 @@ class MetaSGD(MAML):
     parameter of ``model``, keyed by :func:`alpha_key`), so ``learner.parameters()`` — what the outer optimiser
     is built on — holds θ *and* α, and ``state_dict()`` saves both. Everything else is MAML's machinery
     (task loop or vmap, per-task backward, ``recompute_steps``, BatchNorm mode): only the step size
-    handed to :func:`metalib.functional.inner_loop` differs.
+    (:meth:`step_size`) differs.
 
     Args:
         model: the network (θ is its parameters).
@@ -114,18 +122,14 @@ class MetaSGD(MAML):
         their autograd history: differentiable)."""
         return {n: self.alpha[alpha_key(n)] for n in params_of(self.model)}
 
-    def _inner(self, params: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
-               fo: bool, engine: str = "auto"):
-        """MAML's inner loop with the step size α (a dict): ``θ − α ∘ ∇L``, ``steps`` times."""
+    def step_size(self) -> Dict[str, Tensor]:
+        """The one change to MAML (:func:`query_loss`): the step size is α, per parameter entry."""
         lr = self.learning_rates()
-        missing = sorted(set(params) - set(lr))
+        missing = sorted(set(params_of(self.model)) - set(lr))
         if missing:
             raise ValueError(f"Meta-SGD has no learning rate for {missing}: the model's parameters changed after "
                              "the learner was built")
-        if self.recompute_steps and not fo:
-            return inner_loop_checkpointed(self.model, params, buffers, x_s, y_s, loss_fn, lr, steps,
-                                           context=self._bn_context)
-        return inner_loop(self.model, params, buffers, x_s, y_s, loss_fn, lr, steps, fo, engine=engine)
+        return lr
 
     # ------------------------------------------------------------------ config
     @classmethod

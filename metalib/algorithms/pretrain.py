@@ -35,14 +35,11 @@ class Pretrain(MAML):
         check_finite(loss.detach(), "the joint-training loss")
         return loss
 
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None,
-                      with_predictions: bool = False):
-        """``meta_loss(batch, loss_fn).backward()`` (one graph: there is no per-task inner loop).
-        With ``with_predictions``, also the un-adapted model's query predictions ``[T, n_query, ...]``."""
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None):
+        """``meta_loss(batch, loss_fn).backward()`` (one graph: there is no per-task inner loop); returns the
+        loss and the un-adapted model's query predictions ``[T, n_query, ...]``."""
         loss = self.meta_loss(batch, loss_fn, steps)
         loss.backward()
-        if not with_predictions:
-            return loss.detach()
         x_q = as_batch(batch).x_q
         with torch.no_grad(), self._bn_context():
             pred = forward(self.model, self.initial_params(), buffers_of(self.model), x_q.flatten(0, 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import EpisodeClassifier, register
+from .base import EpisodeClassifier, check_every_batch, register
 
 
 def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
@@ -16,8 +16,8 @@ def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
     Returns:
         ``[n_way, d]``. Raises ``ValueError`` if a class has no support example.
     """
-    counts = torch.bincount(y_s, minlength=n_way)
-    if bool((counts == 0).any()):
+    counts = (y_s.unsqueeze(-1) == torch.arange(n_way, device=y_s.device)).sum(0)  # bincount syncs on CUDA
+    if check_every_batch(y_s) and bool((counts == 0).any()):
         missing = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
     sums = torch.zeros(n_way, z_s.shape[-1], dtype=z_s.dtype, device=z_s.device).index_add_(0, y_s, z_s)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import check_labels
+from ..batch import check_every_batch, check_labels
 from ..functional import Params, buffers_of, check_finite, check_positive, forward, params_of, transductive_batchnorm
 from .base import EpisodeClassifier, query_metrics, register
 
@@ -125,8 +125,8 @@ class RelationModule(nn.Module):
 def class_features(maps_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
     r""":math:`f_\varphi(x_c) = \sum_{i: y_i = c} f_\varphi(x_i)`: ``[N*K, C, h, w]``, ``[N*K]`` -> ``[N, C, h, w]``
     (the sum, not the mean: section 3.2 of the paper). Raises ``ValueError`` for a class without support."""
-    counts = torch.bincount(y_s, minlength=n_way)
-    if bool((counts == 0).any()):
+    counts = (y_s.unsqueeze(-1) == torch.arange(n_way, device=y_s.device)).sum(0)  # bincount syncs on CUDA
+    if check_every_batch(y_s) and bool((counts == 0).any()):
         missing = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
     return torch.zeros(n_way, *maps_s.shape[1:], dtype=maps_s.dtype, device=maps_s.device).index_add_(0, y_s, maps_s)
@@ -308,7 +308,7 @@ class RelationNetworks(EpisodeClassifier):
         """:meth:`metalib.algorithms.Learner.train_step` with the official code's gradient clipping:
         the embedding's and the relation module's gradient norms are each clipped at ``clip_grad_norm``."""
         optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_backward(batch, with_predictions=True)
+        loss, out = self.meta_gradient(batch)
         check_finite(loss, "the meta-loss")
         if self.clip_grad_norm:
             nn.utils.clip_grad_norm_(self.encoder.parameters(), self.clip_grad_norm)

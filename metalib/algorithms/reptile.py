@@ -8,10 +8,9 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from ..batch import as_batch
-from ..functional import (
-    LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
-    check_steps, choose_vmap, forward, params_of, sgd_step, support_grad,
-)
+from ..engine import choose_vmap
+from ..functional import (LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
+                          check_steps, forward, params_of, sgd_step, support_grad)
 from .base import Learner, as_task_batch, callable_loss, check_one_task, register
 
 
@@ -172,15 +171,14 @@ class Reptile(Learner):
         return torch.stack(out) if batched else out[0]
 
     @torch.no_grad()
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None,
-                      with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None):
         """Adapt to every task (support sets only, as in the paper) and put the "Reptile gradient"
         :math:`\\theta - \\bar\\phi` into each parameter's ``.grad``: ``torch.optim.SGD`` with
         learning rate :math:`\\epsilon` then takes exactly the Reptile step.
 
         Returns:
-            the mean post-adaptation query loss (0-dim; the queries are only monitored); with
-            ``with_predictions``, also the adapted models' query predictions ``[T, n_query, ...]``.
+            the mean post-adaptation query loss (0-dim; the queries are only monitored) and the adapted
+            models' query predictions ``[T, n_query, ...]``.
         """
         self._set_loss_fn(loss_fn)
         loss_fn = self._loss_fn
@@ -206,7 +204,7 @@ class Reptile(Learner):
         check_finite(inner, "the inner-loop (support) loss")
         for k, p in theta.items():
             p.grad = p - phis[k].mean(0)  # theta - mean(phi)
-        return (query.mean(), preds) if with_predictions else query.mean()
+        return query.mean(), preds
 
     @torch.no_grad()
     def meta_step(

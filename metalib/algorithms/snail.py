@@ -267,7 +267,7 @@ class SNAIL(Learner):
             raise ValueError(f"support labels must be integers in [0, {self.n_way}) for this {self.n_way}-way SNAIL")
 
     # ------------------------------------------------------------------ the Learner interface
-    def meta_backward(self, batch: Sequence[Tensor], loss_fn=None, with_predictions: bool = False):
+    def meta_gradient(self, batch: Sequence[Tensor], loss_fn=None):
         """Mean cross-entropy of every query's last-step logits, each episode's support set in a random
         order; back-propagated. Returns the loss (and the logits ``[T, Q, N]``), detached."""
         if loss_fn is not None:
@@ -279,7 +279,7 @@ class SNAIL(Learner):
         loss = F.cross_entropy(logits.flatten(0, 1), y_q.flatten())
         check_finite(loss.detach(), "the query loss")
         loss.backward()
-        return (loss.detach(), logits.detach()) if with_predictions else loss.detach()
+        return loss.detach(), logits.detach()
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:

@@ -38,6 +38,7 @@ from ..device import (
 )
 from ..io import PathLike
 from ..pretrained import WEIGHTS_DIR, manifest as read_manifest
+from .paper_results import PAPER_RESULTS, PaperNumber
 
 __all__ = ["ShippedResult", "Cost", "method_label", "shipped_results", "synthetic_images", "PaperNumber",
            "PAPER_RESULTS", "load_paper_numbers", "paper_number", "FAMILIES", "by_family",
@@ -118,77 +119,9 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
 
 
 # ============================================================================ the papers' numbers
-@dataclass(frozen=True)
-class PaperNumber:
-    """A paper's published accuracy for one setting, as ``docs/references.md`` lists it: the value as
-    printed there, where it stands, how its protocol differs from metalib's (Vinyals / Ravi split, 15
-    queries per class, 600 seeded episodes, transductive BatchNorm), and how it was verified (P: the
-    paper's table; C: the official code; S: quoted by a later paper)."""
-
-    value: str
-    where: str
-    protocol: str
-    source: str
-
-    def text(self) -> str:
-        """``"98.7 ± 0.4 [P]"``."""
-        return f"{self.value} [{self.source}]"
-
-
-_MAML = "Finn et al. 2017, Table 1"
-_MAML_O = "MAML's own random character split; K queries per class (1-shot: 1); transductive"
-_MAML_M = "K queries per class (1-shot: 1, 5-shot: 5); transductive"
-_REPTILE = "Nichol et al. 2018 (arXiv v3), quoted by later papers"
-_REPTILE_T = "10,000 test tasks of 1 query per class; transductive, as ours (the non-transductive row: {})"
-_PROTO = "Snell et al. 2017"
-_PROTO_O = "1,000 test episodes, no interval given; final model retrained on train + val"
-_PROTO_M = "same protocol; 30-way (1-shot) / 20-way (5-shot) training episodes"
-
-#: the papers' numbers for the learners of notebooks 02-08, keyed by ``(learner.short_name, dataset,
-#: n_way, k_shot)``; only those marked P, C or S in ``docs/references.md`` (a number not verified is
-#: never printed as the paper's). Other course modules add their learners' entries.
-PAPER_RESULTS: Dict[Tuple[str, str, int, int], PaperNumber] = {
-    ("MAML", "omniglot", 5, 1): PaperNumber("98.7 ± 0.4", _MAML, _MAML_O, "P"),
-    ("MAML", "omniglot", 5, 5): PaperNumber("99.9 ± 0.1", _MAML, _MAML_O.replace("1-shot: 1", "5-shot: 5"), "P"),
-    ("MAML", "omniglot", 20, 1): PaperNumber("95.8 ± 0.3", _MAML, _MAML_O, "P"),
-    ("MAML", "omniglot", 20, 5): PaperNumber("98.9 ± 0.2", _MAML, _MAML_O.replace("1-shot: 1", "5-shot: 5"), "P"),
-    ("MAML", "miniimagenet", 5, 1): PaperNumber("48.70 ± 1.84", _MAML, _MAML_M, "P"),
-    ("MAML", "miniimagenet", 5, 5): PaperNumber("63.11 ± 0.92", _MAML, _MAML_M, "P"),
-    ("FOMAML", "miniimagenet", 5, 1): PaperNumber("48.07 ± 1.75", _MAML, _MAML_M, "P"),
-    ("FOMAML", "miniimagenet", 5, 5): PaperNumber("63.15 ± 0.91", _MAML, _MAML_M, "P"),
-    # Reptile: the transductive rows — BatchNorm on the whole query batch, as metalib evaluates (and as the
-    # official command with metalib's Reptile settings, lr 0.001 x 5 inner steps, 50 at test, runs)
-    ("Reptile", "omniglot", 5, 1): PaperNumber("97.68 ± 0.04", _REPTILE, _REPTILE_T.format("95.39 ± 0.09"), "S"),
-    ("Reptile", "omniglot", 5, 5): PaperNumber("99.48 ± 0.06", _REPTILE, _REPTILE_T.format("98.90 ± 0.10"), "S"),
-    ("Reptile", "omniglot", 20, 1): PaperNumber("89.43 ± 0.14", _REPTILE, _REPTILE_T.format("88.14 ± 0.15"), "S"),
-    ("Reptile", "omniglot", 20, 5): PaperNumber("97.12 ± 0.32", _REPTILE, _REPTILE_T.format("96.65 ± 0.33"), "S"),
-    ("Reptile", "miniimagenet", 5, 1): PaperNumber("49.97 ± 0.32", _REPTILE, _REPTILE_T.format("47.07 ± 0.26"), "S"),
-    ("Reptile", "miniimagenet", 5, 5): PaperNumber("65.99 ± 0.58", _REPTILE, _REPTILE_T.format("62.74 ± 0.37"), "S"),
-    ("ProtoNet", "omniglot", 5, 1): PaperNumber("98.8", f"{_PROTO}, Table 1", _PROTO_O, "P"),
-    ("ProtoNet", "omniglot", 5, 5): PaperNumber("99.7", f"{_PROTO}, Table 1", _PROTO_O, "P"),
-    ("ProtoNet", "omniglot", 20, 1): PaperNumber("96.0", f"{_PROTO}, Table 1", _PROTO_O, "P"),
-    ("ProtoNet", "omniglot", 20, 5): PaperNumber("98.9", f"{_PROTO}, Table 1", _PROTO_O, "P"),
-    ("ProtoNet", "miniimagenet", 5, 1): PaperNumber("49.42 ± 0.78", f"{_PROTO}, Table 2", _PROTO_M, "P"),
-    ("ProtoNet", "miniimagenet", 5, 5): PaperNumber("68.20 ± 0.66", f"{_PROTO}, Table 2", _PROTO_M, "P"),
-}
-
-
-_ALL_LOADED = False
-
 
 def load_paper_numbers() -> Dict[Tuple[str, str, int, int], PaperNumber]:
-    """:data:`PAPER_RESULTS` with every course module's entries: imports each module of
-    ``metalib.course`` once (each adds its learners' numbers when imported), so that a table of every
-    shipped learner finds a new family's numbers without naming its module."""
-    global _ALL_LOADED
-    if not _ALL_LOADED:
-        import importlib
-        import pkgutil
-
-        package = __name__.rsplit(".", 1)[0]
-        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            importlib.import_module(f"{package}.{module.name}")
-        _ALL_LOADED = True
+    """:data:`PAPER_RESULTS` (:mod:`metalib.course.paper_results`: every family's numbers, declared in one place)."""
     return PAPER_RESULTS
 
 

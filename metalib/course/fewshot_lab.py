@@ -50,6 +50,7 @@ from torch import Tensor
 
 from .. import fewshot
 from ..algorithms import Learner
+from ..algorithms.base import Explainable
 from ..evaluation import TEST_SEED, images_of, seeded_episodes
 from ..functional import Params, check_steps
 from ..pretrained import manifest
@@ -270,7 +271,15 @@ def episode_probabilities(learner: Learner, batch: Sequence[Tensor], steps: Opti
 def embed(learner: Learner, x: Tensor, params: Optional[Params] = None) -> Tensor:
     """Embeddings ``[n, d]`` of images ``x [n, ch, H, W]`` (``learner.embed``; one batch: BatchNorm
     uses its statistics). ``params``: adapted weights of a learner that adapts (default θ)."""
+    explainable(learner)
     return learner.embed(x) if params is None else learner.embed(x, params)
+
+
+def explainable(learner) -> None:
+    """The course's explorers need the optional hooks of :class:`metalib.algorithms.base.Explainable`."""
+    if not isinstance(learner, Explainable):
+        raise TypeError(f"{type(learner).__name__} has no embed/explain: the explorers need a learner with "
+                        "the course hooks (metalib.algorithms.base.Explainable)")
 
 
 @dataclass
@@ -344,6 +353,7 @@ def episode_view(learner: Learner, episode: Sequence[Tensor], steps: Optional[in
     learner.check_task(n)
     if params is None and adapts(learner):
         params = adaptation_path(learner, x_s, y_s, [steps])[steps]
+    explainable(learner)
     v = learner.explain(x_s, y_s, x_q, params=params)
     cpu = {k: (t.detach().cpu() if isinstance(t, Tensor) else t) for k, t in v.items()}
     return EpisodeView(learner.name, steps, cpu["z_s"], cpu["z_q"], y_s.cpu(), y_q.cpu(), cpu["logits"],

@@ -27,7 +27,6 @@ from torch import Tensor
 
 from ..data.sequences import InstanceAccuracy, SequenceSampler, accuracy_by_instance
 from ..evaluation import TEST_SEED, images_of
-from . import compare
 from .exercises import lrua_write as _lrua_exercise
 from .exercises import solution as _solution
 from .widgets import FigureApp
@@ -43,13 +42,6 @@ PAPER_TABLE1 = {
     "LSTM": {1: 24.4, 2: 49.5, 3: 55.3, 4: 61.0, 5: 63.6, 10: 62.5},
 }
 
-# SNAIL's N-way K-shot numbers for notebook 08's table (metalib.course.compare.PAPER_RESULTS), as
-# docs/references.md (Model-based) lists them. Santoro et al. report accuracy by instance only (above), so
-# the MANN and LSTM rows of the N-way K-shot table have no paper number.
-_SNAIL = "Mishra et al. 2018, Omniglot table, as quoted by later papers"
-_SNAIL_O = "Vinyals-style split with rotations; each query its own sequence; test episodes and interval not found"
-for (_n, _k), _v in {(5, 1): "99.07", (5, 5): "99.78", (20, 1): "97.64", (20, 5): "99.36"}.items():
-    compare.PAPER_RESULTS.setdefault(("SNAIL", "omniglot", _n, _k), compare.PaperNumber(_v, _SNAIL, _SNAIL_O, "S"))
 
 
 # =============================================================================================

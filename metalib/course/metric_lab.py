@@ -32,7 +32,6 @@ from .. import fewshot
 from ..algorithms import Learner, squared_distances
 from ..data import EpisodeSampler
 from ..evaluation import images_of, mean_ci, seeded_episodes
-from . import compare
 from .exercises import CheckFailed, Exercise, Feedback, Mistake, call_checked, close, register, run_check
 
 __all__ = ["FAMILY", "load_family", "MethodView", "EpisodeComparison", "compare_episode", "Agreement",
@@ -54,30 +53,6 @@ KINDS = {
 }
 
 
-# the papers' numbers for notebook 08's table (metalib.course.compare.PAPER_RESULTS), as docs/references.md lists them
-_VINYALS = "Vinyals et al. 2016, Table 1, as quoted in Snell et al. 2017 and Finn et al. 2017 (Table 1)"
-_VINYALS_O = ("Omniglot: 1,200 training / 423 test characters with rotations; the test queries and episodes are not "
-              "recorded in docs/references.md")
-_RAVI = "Ravi & Larochelle's re-run, as quoted in Snell et al. 2017, Table 2"
-_SUNG = "Sung et al. 2018, Tables 1-2, as quoted by later papers"
-_SUNG_O = ("official code: {}; BatchNorm over the episode's pairs at test; 1,000,000 (Omniglot) / 500,000 "
-           "(miniImageNet) training episodes")
-_PAPER = {
-    **{("MatchingNet", "omniglot", n, k): compare.PaperNumber(v, _VINYALS, _VINYALS_O, "P")
-       for (n, k), v in {(5, 1): "98.1", (5, 5): "98.9", (20, 1): "93.8", (20, 5): "98.5"}.items()},
-    ("MatchingNet", "miniimagenet", 5, 1): compare.PaperNumber("43.40 ± 0.78", _RAVI, "Ravi split", "P"),
-    ("MatchingNet", "miniimagenet", 5, 5): compare.PaperNumber("51.09 ± 0.71", _RAVI, "Ravi split", "P"),
-    ("MatchingNet+FCE", "miniimagenet", 5, 1): compare.PaperNumber("43.56 ± 0.84", _RAVI, "Ravi split", "P"),
-    ("MatchingNet+FCE", "miniimagenet", 5, 5): compare.PaperNumber("55.31 ± 0.73", _RAVI, "Ravi split", "P"),
-    **{("RelationNet", "omniglot", n, k): compare.PaperNumber(v, _SUNG, _SUNG_O.format(
-        "1,000 test episodes with K queries per class"), "S")
-       for (n, k), v in {(5, 1): "99.6 ± 0.2", (5, 5): "99.8 ± 0.1", (20, 1): "97.6 ± 0.2", (20, 5): "99.1 ± 0.1"}.items()},
-    **{("RelationNet", "miniimagenet", 5, k): compare.PaperNumber(v, _SUNG, _SUNG_O.format(
-        "600 test episodes with 15 queries per class"), "S")
-       for k, v in {1: "50.44 ± 0.82", 5: "65.32 ± 0.70"}.items()},
-}
-for _key, _number in _PAPER.items():
-    compare.PAPER_RESULTS.setdefault(_key, _number)
 
 
 def load_family(k_shot: int = 1, device=None) -> Dict[str, Learner]:

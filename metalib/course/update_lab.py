@@ -31,7 +31,6 @@ from ..algorithms import Learner
 from ..algorithms.lstm_meta import Unroll
 from ..functional import NonFiniteLossError
 from ..tasks import Sinusoid
-from . import compare
 from . import fewshot_lab as fl
 from . import sinusoid_lab as lab
 from .exercises import CheckFailed, Exercise, Feedback, Mistake, call_checked, register, run_check
@@ -50,38 +49,6 @@ METASGD = dict(iterations=lab.PAPER["iterations"], k_support=lab.PAPER["k_suppor
 sinusoid_lab.PAPER`: 70,000 iterations, K = 10, 10 queries, meta-batch 25, Adam 1e-3, one inner step), with
 Meta-SGD's per-parameter α initialised in [0.005, 0.1] (Li et al. 2017) instead of MAML's α = 0.01."""
 
-# ============================================================================ the papers' numbers (docs/references.md)
-_NOT_RECORDED = "split, queries per class and test episodes not recorded in docs/references.md"
-compare.PAPER_RESULTS.update({
-    ("Meta-SGD", "omniglot", 5, 1): compare.PaperNumber("99.53 ± 0.26", "Li et al. 2017, quoted by later papers",
-                                                        _NOT_RECORDED, "S"),
-    ("Meta-SGD", "omniglot", 5, 5): compare.PaperNumber("99.93 ± 0.09", "Li et al. 2017, quoted by later papers",
-                                                        _NOT_RECORDED, "S"),
-    ("Meta-SGD", "miniimagenet", 5, 1): compare.PaperNumber("50.47 ± 1.87", "Li et al. 2017, quoted by later papers",
-                                                            "Ravi split; " + _NOT_RECORDED, "S"),
-    ("Meta-SGD", "miniimagenet", 5, 5): compare.PaperNumber("64.03 ± 0.94", "Li et al. 2017, quoted by later papers",
-                                                            "Ravi split; " + _NOT_RECORDED, "S"),
-    ("ANIL", "omniglot", 20, 1): compare.PaperNumber("96.2 ± 0.5", "Raghu et al. 2020, quoted by later papers",
-                                                     "MAML's setup; " + _NOT_RECORDED, "S"),
-    ("ANIL", "omniglot", 20, 5): compare.PaperNumber("98.0 ± 0.3", "Raghu et al. 2020, quoted by later papers",
-                                                     "MAML's setup; " + _NOT_RECORDED, "S"),
-    ("ANIL", "miniimagenet", 5, 1): compare.PaperNumber("46.7 ± 0.4", "Raghu et al. 2020, quoted by later papers",
-                                                        "Ravi split, MAML's setup", "S"),
-    ("ANIL", "miniimagenet", 5, 5): compare.PaperNumber("61.5 ± 0.5", "Raghu et al. 2020, quoted by later papers",
-                                                        "Ravi split, MAML's setup", "S"),
-    ("R2-D2", "miniimagenet", 5, 1): compare.PaperNumber(
-        "51.2 ± 0.6", "Bertinetto et al. 2019, quoted in MetaOptNet's Table 1",
-        "96-192-384-512 backbone (not Conv-4); 10,000 test episodes in the official code", "S"),
-    ("R2-D2", "miniimagenet", 5, 5): compare.PaperNumber(
-        "68.8 ± 0.1", "Bertinetto et al. 2019, quoted in MetaOptNet's Table 1",
-        "96-192-384-512 backbone (not Conv-4); 10,000 test episodes in the official code", "S"),
-    ("Meta-LSTM", "miniimagenet", 5, 1): compare.PaperNumber(
-        "43.44 ± 0.77", "Ravi & Larochelle 2017, quoted in Finn et al. Table 1 and Snell et al. Table 2",
-        "Ravi split; BatchNorm: running averages of the episode's training set for its test set", "P"),
-    ("Meta-LSTM", "miniimagenet", 5, 5): compare.PaperNumber(
-        "60.60 ± 0.71", "Ravi & Larochelle 2017, quoted in Finn et al. Table 1 and Snell et al. Table 2",
-        "Ravi split; BatchNorm: running averages of the episode's training set for its test set", "P"),
-})
 
 WEIGHTS = {"maml": "sinusoid-maml", "metasgd": "sinusoid-metasgd"}
 """The shipped sinusoid learners the notebook compares."""

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .episodes import EpisodeSampler
+from .protocol import TEST_SEED, images_of, mean_ci
 
 __all__ = ["SequenceEpisode", "SequenceSampler", "SnailSequences", "offset_labels", "instance_numbers",
            "snail_form", "accuracy_by_instance", "InstanceAccuracy", "ORDER_SEED_OFFSET", "REPORTED_INSTANCES"]
@@ -226,8 +227,6 @@ def accuracy_by_instance(learner: Any, data: Any, n_way: int = 5, instances: int
         predict: a function ``(x, y) -> logits [B, L, N]`` to use instead of ``learner.predict_sequence``
             (e.g. a metric learner restricted to the classes seen so far, in the course layer).
     """
-    from ..evaluation import TEST_SEED, images_of, mean_ci
-
     fn = predict if predict is not None else getattr(learner, "predict_sequence", None)
     if not callable(fn):
         raise TypeError(f"{type(learner).__name__} has no predict_sequence(x, y): pass predict=(x, y) -> logits")
