@@ -79,6 +79,9 @@ class FewShotConfig:
     meta_lr: float = 1e-3
     lr_decay_every: int = 0          # halve (x lr_decay) the Adam lr every that many iterations; 0 = never
     lr_decay: float = 0.5
+    # "step": the above; "cosine": anneal meta_lr -> meta_lr * lr_decay over the first lr_decay_every
+    # iterations along a half cosine, then hold it (budget schedules, issue #29)
+    lr_schedule: str = "step"
     # inner loop (optimisation-based learners)
     inner_lr: float = 0.0
     inner_steps: int = 0
@@ -120,6 +123,10 @@ class FewShotConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and not self.lr_decay_every:
+            raise ValueError("lr_schedule='cosine' needs lr_decay_every >= 1 (the length of the anneal in iterations)")
         if not isinstance(self.options, dict):
             raise TypeError(f"options must be a dict of algorithm settings, got {type(self.options).__name__}")
         self.learner_class.check_config(self)
@@ -170,12 +177,28 @@ def paper_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
     return out
 
 
+def budget_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
+    """``{(algorithm, dataset, n_way, k_shot): settings}``: the CPU-budget schedules (each learner's
+    ``budget_settings``, chosen on the validation split by ``benchmarks/bench_time_to_accuracy.py``;
+    issue #29). ``iterations`` there is the length of the schedule (about 30 CPU-minutes on one thread)."""
+    out = {}
+    for name, (cls, _) in algorithms.learner_registry().items():
+        for (dataset, n, k), s in getattr(cls, "budget_settings", {}).items():
+            out[(name, dataset, n, k)] = dict(s)
+    return out
+
+
 def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str = "omniglot",
-                   **overrides: Any) -> FewShotConfig:
+                   settings: str = "paper", **overrides: Any) -> FewShotConfig:
     """The paper's settings for ``algorithm`` on ``dataset`` N-way K-shot (the algorithm's
     ``paper_settings``; where the paper has none for this N/K, those of the nearest N/K), with
     ``overrides`` applied on top. A registry name that pins settings (``"fomaml"`` = MAML with
-    ``first_order=True``) gives its class's name with those settings."""
+    ``first_order=True``) gives its class's name with those settings.
+
+    ``settings="budget"``: the learner's ``budget_settings`` for this dataset/N/K (a schedule for a
+    CPU budget, chosen on the validation split; issue #29) on top of the paper's; a ValueError if it has none."""
+    if settings not in ("paper", "budget"):
+        raise ValueError(f"settings must be 'paper' or 'budget', got {settings!r}")
     e = algorithms.entry(algorithm)
     fields = {f.name for f in dataclasses.fields(FewShotConfig)}
     name = e.name
@@ -192,6 +215,12 @@ def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str
         if near:
             base.update(table[min(near, key=lambda k: (abs(k[1] - n_way), abs(k[2] - k_shot)))])
     base.setdefault("iterations", 1000)
+    if settings == "budget":
+        budget = getattr(e.cls, "budget_settings", {})
+        if (dataset, n_way, k_shot) not in budget:
+            have = ", ".join(f"{d} {n}-way {k}-shot" for d, n, k in budget) or "none"
+            raise ValueError(f"{algorithm} has no budget settings for {dataset} {n_way}-way {k_shot}-shot (it has: {have})")
+        base.update(budget[(dataset, n_way, k_shot)])
     base.update(overrides)
     return FewShotConfig(**base)
 
@@ -223,6 +252,22 @@ def build_learner(config: FewShotConfig, model: Optional[nn.Module] = None) -> a
 
 
 # ============================================================================ the trainer
+def cosine_factor(iteration: int, length: int, final: float) -> float:
+    r"""The cosine schedule's multiplier of ``meta_lr`` after ``iteration`` steps:
+    :math:`f + (1 - f)\,\tfrac12\,(1 + \cos(\pi \min(t, T) / T))` with ``T = length``, ``f = final``."""
+    t = min(iteration, length) / length
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: FewShotConfig):
+    """The outer learning-rate schedule of ``config``: ``StepLR`` (x ``lr_decay`` every ``lr_decay_every``)
+    or the cosine anneal (:func:`cosine_factor`). Both are resumable (their state is the step count)."""
+    if config.lr_schedule == "cosine":
+        length, final = config.lr_decay_every, config.lr_decay
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: cosine_factor(it, length, final))
+    return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
+
+
 def _world() -> Tuple[int, int]:
     """``(rank, world_size)`` of a torch.distributed process group, ``(0, 1)`` without one."""
     import torch.distributed as dist
@@ -360,7 +405,7 @@ class FewShotTrainer:
         optimizer = self.learner.outer_optimizer(c.meta_lr)
         scheduler = self.learner.outer_schedule(optimizer, c.iterations)
         if scheduler is None and c.lr_decay_every:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, c.lr_decay_every, c.lr_decay)
+            scheduler = lr_scheduler(optimizer, c)
         self.generator = torch.Generator().manual_seed(c.seed)
         self._validation = _Validation(self)
         step_fn, sample = None, lambda: self.train_sampler.sample(c.meta_batch, generator=self.generator)
@@ -462,6 +507,7 @@ class FewShotTrainer:
     def _same_run(self, saved: Dict[str, Any], where: Path) -> None:
         """The saved config must equal this one — but for a larger ``iterations`` when ``longer``."""
         now = self.config.to_dict()
+        saved = {"lr_schedule": "step", **saved}  # runs saved before the field existed (issue #29) used StepLR
         if self.longer and int(saved.get("iterations", 0)) <= now["iterations"]:
             saved = {**saved, "iterations": now["iterations"]}
         ckpt.check_same_config(saved, now, where)
@@ -652,13 +698,14 @@ def evaluate_pretrained(name: str, data=None, episodes: Optional[int] = None, de
 
 def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Optional[str] = None,
          note: str = "", directory: Optional[PathLike] = None,
-         config: Optional[FewShotConfig] = None) -> Dict[str, Any]:
+         config: Optional[FewShotConfig] = None, extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Save ``trainer``'s learner (as evaluated in ``result``) to ``metalib/weights/`` via
     :func:`metalib.pretrained.save_pretrained`, with a manifest entry saying how it was made.
 
     ``config``: the config to record instead of the trainer's — e.g. a ProtoNet trained for 5-way
     validation, shipped for 20-way testing (only the test-time ``n_way`` may differ, and only for
-    learners without a fixed head).
+    learners without a fixed head). ``extra``: more manifest fields (e.g. ``cpu_minutes`` of a
+    CPU-budget run); they may not replace the ones written here.
     """
     from .pretrained import save_pretrained
 
@@ -695,6 +742,11 @@ def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Option
         "config": c.to_dict(),
         "note": note,
     }
+    if extra:
+        clash = sorted(set(extra) & set(info))
+        if clash:
+            raise ValueError(f"ship(extra=...) may not replace {clash}")
+        info.update(extra)
     kw = {} if directory is None else {"directory": directory}
     return save_pretrained(name, trainer.learner, info=info, **kw)
 
