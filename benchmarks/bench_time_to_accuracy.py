@@ -72,11 +72,12 @@ RUNS = HERE.parent / "runs" / "time_to_accuracy"
 FIGURE = HERE / "time_to_accuracy.png"
 # the papers' Omniglot 5-way 1-shot numbers and their protocol notes, from docs/references.md
 PAPER = {
-    "protonet": ("98.8", "P: Snell et al. Table 1 (60-way training episodes, Vinyals split)"),
-    "matching": ("98.1", "P: Vinyals et al. Table 1 (no FCE; as quoted by Snell et al.)"),
-    "relation": ("99.6", "S: Sung et al. Table 1 (their split and protocol)"),
-    "r2d2": ("—", "no Omniglot 5-way 1-shot number in the paper (R2-D2 reports 20-way)"),
-    "maml": ("98.7", "P: Finn et al. Table 1 (easier protocol: MAML's own split)"),
+    "protonet": ("98.8", "P: Snell et al. Table 1; Vinyals split, 60-way training episodes, 15 test queries/class"),
+    "matching": ("98.1", "P: Vinyals et al. Table 1 (cosine, no FCE), as quoted by Snell et al.; test protocol not recorded"),
+    "relation": ("99.6 ± 0.2", "S: Sung et al. Table 1; Vinyals split; 1 query/class, 1,000 test episodes, "
+                 "transductive BatchNorm (code)"),
+    "r2d2": ("—", "not verified (?): no Omniglot number printed as the paper's"),
+    "maml": ("98.7 ± 0.4", "P: Finn et al. Table 1; MAML's own split (easier protocol), 600 episodes"),
 }
 EPISODE = dict(train_way=5, train_shot=1, train_query=15, meta_batch=1)   # every learner's training episodes
 
@@ -335,7 +336,7 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
             line, = ax.plot(*zip(*pts), marker="o", label=alg)
             paper = PAPER.get(alg, ("—",))[0]
             if paper not in ("—", ""):
-                ax.plot([xmax * 1.04], [float(paper)], marker="*", ms=11, color=line.get_color(), clip_on=False)
+                ax.plot([xmax * 1.04], [float(paper.split()[0])], marker="*", ms=11, color=line.get_color(), clip_on=False)
         ax.set(xlabel="process CPU-minutes of training (1 thread)", ylabel="validation accuracy (%)",
                title="Omniglot 5-way 1-shot, budget schedules (★ = paper, test, its protocol)")
         ax.grid(alpha=0.3)
