@@ -42,6 +42,9 @@ class Learner(nn.Module):
             ``config.options``.
         paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
             settings, which :func:`metalib.fewshot.default_config` starts from.
+        budget_settings: the same shape — a schedule for about 30 CPU-minutes on one thread, chosen
+            on the validation split (``benchmarks/bench_time_to_accuracy.py``, issue #29), applied
+            on top of the paper's by ``default_config(..., settings="budget")``.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
 
@@ -55,6 +58,7 @@ class Learner(nn.Module):
     family: ClassVar[str] = ""
     config_keys: ClassVar[Tuple[str, ...]] = ()
     paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
+    budget_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
     needs_head: ClassVar[bool] = False
     stateless_adaptation: ClassVar[bool] = True  # an inner step depends on the current weights only
 
