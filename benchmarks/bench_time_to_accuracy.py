@@ -243,11 +243,15 @@ def chosen_from_search(alg: str, bench: Bench, minutes: Optional[float] = None, 
 
 def budget_settings_for(alg: str, bench: Bench) -> Dict[str, Any]:
     """The learner's ``budget_settings`` (in its class) or, before they are copied there, the search's choice."""
+    found = chosen_from_search(alg, bench)
     if not bench.smoke:
         s = fewshot.budget_settings().get((fewshot.algorithms.entry(alg).name, "omniglot", 5, 1))
         if s is not None:
+            if found is not None and found != s:
+                raise SystemExit(f"{alg}'s budget_settings {s} differ from the search's choice {found}: "
+                                 "update one of them (benchmarks/results/budget_search.json is the record)")
             return s
-    s = chosen_from_search(alg, bench)
+    s = found
     if s is None:
         raise SystemExit(f"{alg} has no budget settings yet: run --search {alg} first")
     return s
