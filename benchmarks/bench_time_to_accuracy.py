@@ -41,7 +41,6 @@ import datetime
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import tempfile
