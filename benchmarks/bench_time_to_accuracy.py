@@ -355,7 +355,7 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
             paper = PAPER.get(alg, ("—",))[0]
             if paper not in ("—", ""):
                 ax.plot([xmax * 1.04], [float(paper.split()[0])], marker="*", ms=11, color=line.get_color(), clip_on=False)
-        ax.set(xlabel="process CPU-minutes of training (1 thread)", ylabel="validation accuracy (%)",
+        ax.set(xlabel="process CPU-minutes of training (1 thread)", ylabel="accuracy (%); lines: validation",
                title="Omniglot 5-way 1-shot, 1 thread (◇ = our test, ★ = the paper's)", xlim=(0, xmax * 1.08))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
