@@ -92,7 +92,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--longer", action="store_true",
                    help="train an existing run longer: its settings may differ only by a larger --iterations")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (torch.set_num_threads; default 1: faster for these small models, "
+                        "docs/threads.md)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
     p.add_argument("--until", type=int, default=None, metavar="N",
                    help="stop the run early at iteration N (a time budget; 0 = where the run's checkpoint "
