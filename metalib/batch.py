@@ -33,8 +33,9 @@ class TaskBatch(NamedTuple):
         return self.x_s.shape[0]
 
 
-def as_batch(batch: Sequence[Tensor]) -> TaskBatch:
-    """Check that ``batch`` is ``(x_s, y_s, x_q, y_q)`` with a consistent leading task dimension."""
+def as_batch(batch: Sequence[Tensor], empty_query: bool = False) -> TaskBatch:
+    """Check that ``batch`` is ``(x_s, y_s, x_q, y_q)`` with a consistent leading task dimension
+    (``empty_query``: a query set of size 0 is allowed — the sequence learners train on the support alone)."""
     if isinstance(batch, Tensor) or not isinstance(batch, (tuple, list)) or len(batch) != 4:
         raise TypeError("a task batch must be a tuple (x_s, y_s, x_q, y_q) of four tensors")
     names = ("x_s", "y_s", "x_q", "y_q")
@@ -63,7 +64,7 @@ def as_batch(batch: Sequence[Tensor]) -> TaskBatch:
         )
     if x_s.shape[1] < 1:
         raise ValueError("the support set is empty (k_shot must be >= 1)")
-    if x_q.shape[1] < 1:
+    if x_q.shape[1] < 1 and not empty_query:
         raise ValueError("the query set is empty")
     return TaskBatch(x_s, y_s, x_q, y_q)
 

@@ -110,6 +110,12 @@ class FiniteChecks:
             return None
         return torch.stack([f.to(self.flags[0].device) for f in self.flags]).all()
 
+    def inputs_finite(self) -> Optional[Tensor]:
+        """:meth:`all_finite` of the checks of inputs only (``what`` ending in " inputs": bad data, not a
+        divergence), or None if no input was checked."""
+        flags = [f for f, w in zip(self.flags, self.whats) if w.endswith(" inputs")]
+        return torch.stack([f.to(flags[0].device) for f in flags]).all() if flags else None
+
 
 _DEFERRED = threading.local()
 
@@ -127,6 +133,11 @@ def deferred_finite_checks() -> Iterator[FiniteChecks]:
         yield checks
     finally:
         stack.pop()
+
+
+def deferring_finite_checks() -> bool:
+    """Whether :func:`check_finite` records its checks now (inside :func:`deferred_finite_checks`)."""
+    return bool(getattr(_DEFERRED, "stack", None))
 
 
 def check_finite(loss: Tensor, what: str) -> None:

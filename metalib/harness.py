@@ -262,6 +262,9 @@ class Harness:
                 with deferred_finite_checks() as checks:
                     out = self._step(batch)
                 ok = checks.all_finite()
+                data_ok = checks.inputs_finite()
+                if data_ok is not None:  # -1: the batch's inputs held NaN/inf (bad data, not a divergence)
+                    ok = torch.where(data_ok, ok.to(torch.float32), torch.full((), -1.0, device=ok.device))
             else:
                 out = self._step(batch)
         except NonFiniteLossError as err:  # raised before the update: the weights are untouched
@@ -327,6 +330,13 @@ class Harness:
         if self._guard is not None:
             self._guard.in_critical = False
         back = self._rollback()
+        bad_data = [first + i for i in range(len(rows)) if table[3 * i + 2] < -0.5]
+        if bad and bad_data and bad_data[0] == it:
+            self._diverged(f"the loss became non-finite at iteration {it}: its inputs held NaN or inf values (bad data; "
+                           f"found at the check after "
+                           f"iteration {pending[-1][0]}: on this device the loop checks every {self.check_every} "
+                           f"iterations without a host sync per iteration); the learner was rolled back to its last "
+                           f"good state (iteration {back}). Clean or drop those examples.", it, None)
         what = (f"the loss became non-finite at iteration {it}" if bad
                 else f"the weights became non-finite by iteration {it} ({', '.join(bad_weights[:3])})")
         self._diverged(f"{what} (found at the check after iteration {pending[-1][0]}: on this device the loop "

@@ -18,6 +18,9 @@ dimension (:class:`metalib.TaskBatch`).
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import threading
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batch import as_batch, check_every_batch, check_labels, check_pair, checked, needs_check  # noqa: F401
-from ..functional import LossFn, Params, check_finite
+from ..functional import LossFn, NonFiniteLossError, Params, check_finite, deferring_finite_checks
 
 Metrics = Dict[str, Tensor]
 
@@ -130,6 +133,53 @@ class CourseHooks:
                 "rule": lambda z: F.linear(z, w, b)}
 
 
+# ============================================================================ the input contract
+_CONTRACT = threading.local()
+
+
+def check_finite_inputs(x: Tensor, what: str) -> None:
+    """Raise :class:`metalib.NonFiniteLossError` (a ``ValueError``) if the ``what`` inputs hold NaN or inf —
+    before any update, so bad data never reaches the weights and is never blamed on a learning rate.
+    Inside :func:`metalib.functional.deferred_finite_checks` (GPU training) the check is recorded on the
+    device instead (no host sync), and read with the loss's."""
+    if not x.is_floating_point() or x.device.type == "meta":
+        return
+    if deferring_finite_checks():
+        check_finite(x, f"the {what} inputs")
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteLossError(f"the {what} inputs contain NaN or inf values: bad data, refused before "
+                                 "any update; clean or drop those examples")
+
+
+def _with_input_contract(fn: Callable, kind: str) -> Callable:
+    """``fn`` (a learner's ``meta_gradient``/``train_step``/``predict``) preceded by the input contract;
+    nested calls (``train_step`` calling ``meta_gradient``) check once, at the outermost."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked_call(self, *args: Any, **kwargs: Any):
+        if getattr(_CONTRACT, "active", False):
+            return fn(self, *args, **kwargs)
+        try:
+            bound = sig.bind(self, *args, **kwargs).arguments
+        except TypeError:
+            return fn(self, *args, **kwargs)  # the method's own error for a wrong call
+        if kind == "predict":
+            self.check_episode(bound.get("x_s"), bound.get("y_s"), bound.get("x_q"), bound.get("n_way"))
+        else:
+            loss_fn = bound.get("loss_fn")
+            self.check_batch(bound.get("batch"), callable_loss(loss_fn, self.loss_fn) if loss_fn is not None else None)
+        _CONTRACT.active = True
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            _CONTRACT.active = False
+
+    checked_call._input_contract = True  # type: ignore[attr-defined]
+    return checked_call
+
+
 class Learner(LearnerConfig, CourseHooks, nn.Module):
     """Base class of every meta-learning algorithm (see the module docstring): what training and
     evaluation use. What a run's configuration reads is :class:`LearnerConfig`; the course's optional
@@ -215,21 +265,80 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
             if x.device != p.device:
                 raise ValueError(f"the {what} inputs are on {x.device} but the learner's weights on {p.device}: "
                                  "move one of them with .to(...)")
-            if x.is_floating_point() and x.dtype != p.dtype:
+            if not x.is_floating_point():
+                raise TypeError(f"the {what} inputs are {x.dtype} but the learner's weights {p.dtype}: convert the inputs "
+                                f"(x.to({p.dtype}), scaled as in training: uint8 pixels / 255)")
+            if x.dtype != p.dtype:
                 raise TypeError(f"the {what} inputs are {x.dtype} but the learner's weights {p.dtype}: convert one "
                                 f"(x.to({p.dtype}) or learner.to({x.dtype}))")
         if y is None or (loss_fn or self.loss_fn) is not F.cross_entropy:
             return
         if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
             raise TypeError(f"the {what} labels must be an integer tensor (class indices) for cross-entropy, got {y.dtype}")
-        if y.numel() == 0 or not needs_check(y, self.fixed_way, what):  # CUDA: once per episode shape
+        if y.dtype != torch.long:  # F.cross_entropy takes int64 class indices only
+            raise TypeError(f"the {what} labels must be an integer tensor of dtype torch.int64 (class indices) for "
+                            f"cross-entropy, got {y.dtype}: convert them with y.long()")
+        if y.numel() == 0 or not needs_check(y, "head", self.fixed_way, what):  # CUDA: once per episode shape
             return
         lo, hi, n = int(y.min()), int(y.max()), self.fixed_way
         if lo < 0 or (n is not None and hi >= n):
             hint = " (-100 is cross_entropy's ignore_index: those examples would be silently left out)" if lo == -100 else ""
             raise ValueError(f"the {what} labels must lie in [0, {n if n is not None else 'n_way'})"
-                             + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}")
-        checked(y, n, what)
+                             + (f" for this {n}-way head" if n is not None else "") + f"; found {lo}..{hi}{hint}"
+                             + (f" (class indices: integers in [0, {n}))" if n is not None and not hint else ""))
+        checked(y, "head", n, what)  # its own key: check_labels caches n_way under (n, what)
+
+    # ------------------------------------------------------------------ the input contract
+    #: whether a training batch needs queries (False: the sequence learners, trained on the support alone)
+    needs_query: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every learner's ``meta_gradient``, ``train_step`` and ``predict`` check their input with
+        :meth:`check_batch` / :meth:`check_episode` first — one contract, enforced here, so a new
+        learner gets it by subclassing (nothing to call)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("meta_gradient", "train_step", "predict"):
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_input_contract", False):
+                setattr(cls, name, _with_input_contract(fn, name))
+
+    def check_batch(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> None:
+        """The input contract of a training batch ``(x_s, y_s, x_q, y_q)``, one line before any work:
+        a task dimension, non-empty support and query (:func:`metalib.batch.as_batch`), inputs in the
+        learner's device and float dtype, with cross-entropy int64 labels in ``[0, fixed_way)`` (no
+        ``-100``) (:meth:`check_data`), finite inputs (:func:`check_finite_inputs`)."""
+        x_s, y_s, x_q, y_q = as_batch(batch, empty_query=not self.needs_query)
+        self.check_data(x_s, y_s, "support", loss_fn)
+        self.check_data(x_q, y_q, "query", loss_fn)
+        check_finite_inputs(x_s, "support")
+        check_finite_inputs(x_q, "query")
+
+    def check_episode(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None) -> None:
+        """The input contract of :meth:`predict`: one task (``y_s [N*K]``) or a batch (``y_s [T, N*K]``)
+        with a non-empty support set and queries, ``n_way`` against the head (:meth:`check_task`), then
+        :meth:`check_data` and finite inputs as :meth:`check_batch`."""
+        for name, t in (("x_s", x_s), ("y_s", y_s), ("x_q", x_q)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if n_way is not None:
+            self.check_task(n_way)
+        if self.loss_fn is F.cross_entropy:  # classification: y_s's dimension tells one task from a batch
+            d = y_s.dim()
+            if d not in (1, 2):
+                raise ValueError(f"y_s must be [n_support] (one task) or [tasks, n_support], got shape {tuple(y_s.shape)}")
+            check_pair(x_s, y_s, "support", dims=d)
+            if x_q.dim() != x_s.dim() or x_s.shape[d:] != x_q.shape[d:]:
+                raise ValueError(f"support inputs {tuple(x_s.shape)} and query inputs {tuple(x_q.shape)} differ in shape")
+            if d == 2 and x_s.shape[0] != x_q.shape[0]:
+                raise ValueError(f"support has {x_s.shape[0]} tasks but query has {x_q.shape[0]}")
+            if x_s.shape[d - 1] == 0:
+                raise ValueError("the support set is empty (k_shot must be >= 1)")
+            if x_q.shape[d - 1] == 0:
+                raise ValueError("the query set is empty: there is nothing to predict")
+        self.check_data(x_s, y_s, "support")
+        self.check_data(x_q, None, "query")
+        check_finite_inputs(x_s, "support")
+        check_finite_inputs(x_q, "query")
 
     @property
     def fixed_way(self) -> Optional[int]:

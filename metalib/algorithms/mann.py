@@ -239,6 +239,7 @@ class MANN(Learner):
     """
 
     name = "mann"
+    needs_query = False  # trained on sequences made of the support set alone (train_query=0)
     family = "model-based"
     config_keys = ("n_way",)
     # Santoro et al. 2016, Omniglot, 5 classes: episodes of 10 instances per class shown as one
