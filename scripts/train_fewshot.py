@@ -155,10 +155,12 @@ def main(argv=None) -> int:
     from metalib import checkpoint, distributed
     from metalib.data import CorruptDataError, DataNotFoundError
 
+    code = None
     try:
         runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
-        return run(args, argv, rank, world_size, dist_device)
+        code = run(args, argv, rank, world_size, dist_device)
+        return code
     except KeyboardInterrupt:  # outside training (e.g. in the final test): the run's checkpoints are intact
         print("\ninterrupted; the run's checkpoints are as they were: run the same command again (or with "
               "--eval-only to test its best.pt)", file=sys.stderr)
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
             OSError) as err:
         return _error(str(err))
     finally:
-        distributed.teardown()
+        distributed.teardown(finished=code == 0)
 
 
 def _error(message: str) -> int:
