@@ -47,7 +47,7 @@ def sinusoid(iterations: int = 50) -> None:
 
 
 def evaluation(learner, data, episodes: int = 50) -> None:
-    evaluate(learner, data, 5, 1, 15, episodes, TEST_SEED, device="cpu")
+    evaluate(learner, data, 5, 1, 15, episodes, TEST_SEED, device="cpu", threads=None)  # None: the count timed() set
 
 
 def timed(fn, threads: int):

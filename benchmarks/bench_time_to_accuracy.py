@@ -343,22 +343,14 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        xmax = max(marks)
-        for i, alg in enumerate(learners):
-            pts = sorted((r["cpu_seconds"] / 60, r["val_accuracy"]) for r in recs if r["learner"] == alg)
-            line, = ax.plot(*zip(*pts), marker="o", label=alg)
-            for r in recs:
-                if r["learner"] == alg and "test" in r:   # the 600-episode test number at that mark
-                    ax.plot([r["cpu_seconds"] / 60], [r["test"]["mean"]], marker="D", mfc="none", ms=8,
-                            color=line.get_color())
-            paper = PAPER.get(alg, ("—",))[0]
-            if paper not in ("—", ""):
-                ax.plot([xmax * 1.04], [float(paper.split()[0])], marker="*", ms=11, color=line.get_color(), clip_on=False)
-        ax.set(xlabel="process CPU-minutes of training (1 thread)", ylabel="accuracy (%); lines: validation",
-               title="Omniglot 5-way 1-shot, 1 thread (◇ = our test, ★ = the paper's)", xlim=(0, xmax * 1.08))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        from metalib.course import compare, plots
+
+        fig, ax = plt.subplots(figsize=(8.0, 4.0))
+        races = compare.race_results(bench.results / "time_to_accuracy.json")
+        papers = {alg: (compare.PaperNumber(PAPER[alg][0], "", "", "") if PAPER.get(alg, ("—",))[0] not in ("—", "")
+                        else None) for alg in learners}
+        plots.race_curves(ax, races, papers)
+        ax.set_title("Omniglot 5-way 1-shot, 1 thread: validation (lines), our test (◇), the paper's (★)", fontsize=9)
         fig.tight_layout()
         fig.savefig(figure, dpi=110)
         plt.close(fig)

@@ -6,13 +6,39 @@ import platform
 import random
 import statistics
 import sys
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Union
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import torch
 
 DeviceLike = Union[str, torch.device, None]
+
+CPU_THREADS = 1
+"""The CPU thread policy (``docs/threads.md``): metalib's models are small (a Conv-4 on 28×28 episodes, a
+1-40-40-1 MLP), so a second torch thread only adds synchronisation — measured 4–25× slower on a busy
+2-core machine (``benchmarks/README.md``, ``bench_threads``). ``evaluate`` and ``FewShotTrainer.fit`` run
+with this many threads unless told otherwise, and restore the caller's setting afterwards."""
+
+
+@contextlib.contextmanager
+def cpu_threads(n: Optional[int]) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op CPU threads, then restore the previous count.
+    ``None``: leave torch's setting as it is (the caller's own choice)."""
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be an int >= 1 or None (torch's current setting), got {n!r}")
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def default_device(prefer: DeviceLike = None) -> torch.device:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .data.protocol import TEST_SEED, VAL_SEED, images_of, mean_ci  # noqa: F401 - the protocol, re-exported
-from .device import DeviceLike, describe_device, progress_bar, tune_cpu_allocator
+from .device import CPU_THREADS, DeviceLike, cpu_threads, describe_device, progress_bar, tune_cpu_allocator
 
 
 @dataclass
@@ -82,6 +82,7 @@ def evaluate(
     chunk: int = 25,
     progress: bool = False,
     dtype: Optional[torch.dtype] = None,
+    threads: Optional[int] = CPU_THREADS,
 ) -> EvalResult:
     """Mean accuracy of ``learner`` over ``episodes`` seeded N-way K-shot episodes of ``data``, ± 95% CI.
 
@@ -100,10 +101,20 @@ def evaluate(
             ``torch.float64``: a query whose two best logits lie within float32's rounding error then no
             longer flips class between CPUs whose kernels round differently (docs/notebooks.md); ``None``
             (default): the learner as it is.
+        threads: torch CPU threads during the evaluation, the caller's count restored afterwards
+            (default :data:`metalib.device.CPU_THREADS` = 1, the policy of ``docs/threads.md``; ``None``:
+            torch's current setting). The result does not depend on it beyond float rounding.
     Returns:
         :class:`EvalResult` (accuracies in %); the CI is 1.96·σ/√n with σ the standard deviation of
         the per-episode accuracies (``ddof=0``, as in Finn et al.'s code).
     """
+    with cpu_threads(threads):
+        return _evaluate(learner, data, n_way, k_shot, q_query, episodes, seed, steps, device, split, chunk,
+                         progress, dtype)
+
+
+def _evaluate(learner, data, n_way, k_shot, q_query, episodes, seed, steps, device, split, chunk, progress,
+              dtype) -> EvalResult:
     from .data import EpisodeSampler
 
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:

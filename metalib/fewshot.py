@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from . import checkpoint as ckpt
 from . import runs
-from .device import DeviceLike, default_device, describe_device, tune_cpu_allocator
+from .device import CPU_THREADS, DeviceLike, cpu_threads, default_device, describe_device, tune_cpu_allocator
 from .evaluation import TEST_SEED, VAL_SEED, EvalResult, evaluate, images_of, seeded_episodes
 from .io import PathLike
 from .training import Callback, History, ProgressBar, TrainingDiverged, TrainingLoop, log_line
@@ -368,8 +368,13 @@ class FewShotTrainer:
         return self.best
 
     # ------------------------------------------------------------------ training and evaluation
-    def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None) -> History:
+    def fit(self, until: Optional[int] = None, max_seconds: Optional[float] = None,
+            threads: Optional[int] = CPU_THREADS) -> History:
         """Train until iteration ``until`` (default ``config.iterations``), from where the run stands.
+
+        ``threads``: torch CPU threads while training (validation included), the caller's count restored
+        afterwards — default :data:`metalib.device.CPU_THREADS` = 1 (``docs/threads.md``); ``None``: torch's
+        current setting.
 
         ``max_seconds``: also stop at the end of the first iteration that ends after that many
         seconds of this call (a time budget; ``last.pt`` is written there). One process only: the
@@ -400,7 +405,8 @@ class FewShotTrainer:
         if bar is not None:
             self.loop.callbacks.append(bar)
         try:
-            history = self.loop.run(until, max_seconds=max_seconds)
+            with cpu_threads(threads):
+                history = self.loop.run(until, max_seconds=max_seconds)
             if self.iteration < until and self.last_checkpoint_iteration != self.iteration:
                 self.save()  # stopped by the time budget: the state where it stopped
             return history
@@ -438,15 +444,17 @@ class FewShotTrainer:
         if self.val_data is None:
             raise RuntimeError("this trainer has no validation data (val_data=False or val_every=0)")
         return evaluate(self.learner, self.val_data, c.n_way, c.k_shot, c.test_query,
-                        episodes or c.val_episodes, c.val_seed, None, self.device, split="val")
+                        episodes or c.val_episodes, c.val_seed, None, self.device, split="val",
+                        threads=None)  # the thread count fit() runs with
 
     def test(self, data=None, episodes: Optional[int] = None, best: bool = True, progress: Optional[bool] = None,
-             n_way: Optional[int] = None) -> EvalResult:
+             n_way: Optional[int] = None, threads: Optional[int] = CPU_THREADS) -> EvalResult:
         """The evaluation protocol on the test classes: ``test_episodes`` (600) seeded episodes
         (``test_seed``), ``test_query`` queries per class, the learner's test-time inner steps.
 
         ``best``: evaluate the best-validation weights (if validation ran), as the papers select models.
         ``n_way``: test with another N (learners without a fixed head, e.g. ProtoNet 5-way → 20-way).
+        ``threads``: as :func:`metalib.evaluate`'s.
         """
         c = self.config
         if best:
@@ -454,7 +462,7 @@ class FewShotTrainer:
         data = data if data is not None else load_split(c, "test", False)
         return evaluate(self.learner, data, n_way or c.n_way, c.k_shot, c.test_query, episodes or c.test_episodes,
                         c.test_seed, None, self.device, split="test",
-                        progress=self.progress if progress is None else progress)
+                        progress=self.progress if progress is None else progress, threads=threads)
 
     def _log(self, msg: str) -> None:
         if self.log:

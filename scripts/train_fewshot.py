@@ -230,9 +230,9 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
         t0 = time.perf_counter()
         try:
             if args.until is None:
-                trainer.fit()
+                trainer.fit(threads=None)  # None: the count --threads set above
             else:
-                trainer.fit(until=max(trainer.iteration, min(args.until, config.iterations)))
+                trainer.fit(until=max(trainer.iteration, min(args.until, config.iterations)), threads=None)
                 stop_early(trainer)
         except KeyboardInterrupt:
             print(f"\ninterrupted at iteration {trainer.iteration}; run the same command again to resume.")
@@ -259,9 +259,9 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     ship_config = None
     if args.test_way and args.test_way != config.n_way:
         ship_config = fewshot.copy_config(config, n_way=args.test_way)
-        result = trainer.test(test_data, n_way=args.test_way)
+        result = trainer.test(test_data, n_way=args.test_way, threads=None)
     else:
-        result = trainer.test(test_data)
+        result = trainer.test(test_data, threads=None)
     print(f"test accuracy: {result}")
     result_file = Path(run_dir) / f"result-{result.n_way}w{result.k_shot}s.json"
     atomic_write_json({"test": result.as_dict(), "best_validation": trainer.best, "iterations": trainer.iteration,

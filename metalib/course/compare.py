@@ -28,6 +28,7 @@ import math
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -322,3 +323,48 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main())
+
+
+# ============================================================================ the equal-budget race (issue 29)
+RACE_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "time_to_accuracy.json"
+"""Where ``benchmarks/bench_time_to_accuracy.py`` records its race (in a clone of the repository)."""
+
+
+@dataclass
+class RacePoint:
+    """One learner at one mark of the equal-budget race: validation accuracy (200 seeded validation
+    episodes, 5-way 1-shot, 15 queries per class) after ``cpu_minutes`` of process CPU time on one thread,
+    and, where the race measured it, the 600-episode test accuracy of the weights at that mark."""
+
+    learner: str
+    cpu_minutes: float
+    iteration: int
+    val_accuracy: float
+    val_ci95: float
+    test_accuracy: Optional[float] = None
+    test_ci95: Optional[float] = None
+
+
+def race_results(path: PathLike = RACE_RESULTS) -> Dict[str, List[RacePoint]]:
+    """``{learner: its race points in CPU-time order}``, read from the race's record (JSON only, no code).
+
+    Raises ``FileNotFoundError`` with one line saying how to make it when the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no race record at {path.name}: run `python benchmarks/bench_time_to_accuracy.py "
+                                "--pipeline LEARNER` in a clone of the repository")
+    out: Dict[str, List[RacePoint]] = {}
+    for r in json.loads(path.read_text())["records"]:
+        test = r.get("test") or {}
+        out.setdefault(r["learner"], []).append(RacePoint(
+            r["learner"], r["cpu_seconds"] / 60, int(r["iteration"]), float(r["val_accuracy"]), float(r["val_ci95"]),
+            test.get("mean"), test.get("ci95")))
+    return {k: sorted(v, key=lambda p: p.cpu_minutes) for k, v in out.items()}
+
+
+def race_paper_number(learner: str, method: Optional[str] = None) -> Optional[PaperNumber]:
+    """The paper's Omniglot 5-way 1-shot number for a registered learner name (``"protonet"``) — looked up
+    by its method name (``method``, or the shipped model's ``method`` for that learner), or None."""
+    if method is None:
+        method = next((r.method for r in shipped_results() if r.config.algorithm == learner), None)
+    return None if method is None else load_paper_numbers().get((method, "omniglot", 5, 1))

@@ -552,10 +552,10 @@ def ship_sequence_learner(algorithm: str, name: str, minutes: float = 8.0, run_d
 
     cfg = fewshot.default_config(algorithm, n_way=5, k_shot=1, val_every=0)
     trainer = fewshot.FewShotTrainer(cfg, run_dir=run_dir or f"runs/{name}", val_data=False, progress=False)
-    trainer.fit(max_seconds=float(minutes) * 60)
+    trainer.fit(max_seconds=float(minutes) * 60, threads=None)  # None: the --threads count main() set
     test = Omniglot("test")
     by_instance = accuracy_by_instance(trainer.learner, test, 5, 10, episodes, name=algorithm)
-    standard = fewshot.evaluate(trainer.learner, test, 5, 1, 15, episodes=600)
+    standard = fewshot.evaluate(trainer.learner, test, 5, 1, 15, episodes=600, threads=None)
     row = " / ".join(f"{by_instance.mean[k]:.1f} ± {by_instance.ci95[k]:.1f}" for k in (1, 2, 3, 4, 5, 10))
     full_note = (f"CPU-budget run: {trainer.iteration:,} updates of {cfg.meta_batch} sequences "
                  f"({trainer.iteration * cfg.meta_batch:,} episodes of 5 classes x 10 instances; the paper: 100,000), "

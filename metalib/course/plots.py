@@ -284,3 +284,31 @@ def fmt(v: float, digits: int = 2) -> str:
     if v == 0 or not math.isfinite(v):
         return str(v)
     return f"{v:#.{digits}g}".rstrip(".") if abs(v) < 10 ** digits else f"{v:.0f}"
+
+
+def race_curves(ax: Axes, races: Mapping[str, Sequence], papers: Mapping[str, Optional[object]],
+                labels: Optional[Mapping[str, str]] = None) -> None:
+    """The equal-budget race (``metalib.course.compare.race_results``): per learner, validation accuracy
+    against process CPU-minutes of training (a line), the 600-episode test accuracy where measured (◇),
+    and the paper's number as a ★ just beyond the right edge (``papers[learner]``: a ``PaperNumber``
+    or None). ``labels``: legend names (default: the learner names)."""
+    xmax = max((p.cpu_minutes for pts in races.values() for p in pts), default=1.0)
+    for alg, pts in races.items():
+        label = (labels or {}).get(alg, alg)
+        line, = ax.plot([p.cpu_minutes for p in pts], [p.val_accuracy for p in pts], marker="o", ms=4, label=label)
+        tests = [p for p in pts if p.test_accuracy is not None]
+        ax.plot([p.cpu_minutes for p in tests], [p.test_accuracy for p in tests], ls="", marker="D", mfc="none",
+                ms=8, color=line.get_color())
+        paper = papers.get(alg)
+        if paper is not None:
+            ax.plot([xmax * 1.05], [float(str(paper.value).split()[0])], marker="*", ms=12, color=line.get_color(),
+                    clip_on=False, ls="")
+    ax.set_xlim(0, xmax * 1.1)
+    ax.set_xlabel("process CPU-minutes of training (1 thread)")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    from matplotlib.lines import Line2D
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], ls="", marker="D", mfc="none", color="0.3", label="our test (600 episodes)"),
+                Line2D([], [], ls="", marker="*", ms=10, color="0.3", label="the paper's number (its protocol)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
