@@ -140,15 +140,15 @@ def rollout(params: Params, goals: Tensor, n_traj: int, horizon: int = envs.HORI
     per-task ``[T, ...]``), all at once, with :func:`metalib.rl.envs.point_step` (the gymnasium env's
     dynamics). A trajectory stops at the goal (``mask`` 0 after) or after ``horizon`` steps."""
     T = goals.shape[0]
-    pos = torch.zeros(T, n_traj, 2)
-    alive = torch.ones(T, n_traj)
+    pos = goals.new_zeros(T, n_traj, 2)                 # in the goals' dtype (float64 for the course's replays)
+    alive = goals.new_ones(T, n_traj)
     std = torch.exp(params["log_std"])
     std = std.reshape(T, 1, -1) if std.dim() == 2 else std
     Os, A, R, M = [], [], [], []
     g = goals.unsqueeze(1).expand(T, n_traj, 2)
     for _ in range(horizon):
         mean = policy_mean(params, pos)
-        a = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator)
+        a = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
         nxt, r, done = envs.point_step(pos, a, g)
         Os.append(pos), A.append(a), R.append(r * alive), M.append(alive)
         pos = torch.where(alive.unsqueeze(-1).bool(), nxt, pos)
