@@ -105,3 +105,15 @@ def test_ucb1_and_thompson_choices_by_hand():
     d = torch.distributions.Beta(wins[0] + 1, pulls[0] - wins[0] + 1).sample((200000,))
     want = torch.bincount(d.argmax(1), minlength=3).float() / 200000
     assert (freq - want).abs().max() < 0.02, (freq, want)
+
+
+def test_bad_settings_are_one_line_errors():
+    from metalib.rl import maml_rl
+    with pytest.raises(ValueError, match="k \\(arms\\) an int >= 2"):
+        rl2.RL2Policy(k=1)
+    with pytest.raises(ValueError, match="RL2Config.n must be an int >= 1"):
+        rl2.train_rl2(rl2.RL2Config(n=0))
+    with pytest.raises(ValueError, match="Config.n_traj must be an int >= 2"):
+        maml_rl.train(maml_rl.Config(n_traj=1))
+    with pytest.raises(ValueError, match="meta_lr > 0"):
+        maml_rl.train(maml_rl.Config(meta_lr=0.0))

@@ -63,3 +63,29 @@ def test_shipped_policies_load_and_widgets_redraw():
     bx.update(bandit=3, step=4)
     with pytest.raises(ValueError, match="step must be in"):
         bx.update(step=0)
+
+
+def test_policy_files_load_safely_and_fail_in_one_line(tmp_path):
+    from metalib.rl import weights
+    params = maml_rl.init_policy((4,), generator=torch.Generator().manual_seed(0))
+    weights.save_policy("p", params, {"note": "x"}, directory=tmp_path)
+    back, meta = weights.load_policy("p", directory=tmp_path)
+    assert meta == {"note": "x"} and all(torch.equal(back[k], v) for k, v in params.items())
+    with pytest.raises(ValueError, match="no shipped RL policy 'q'.*known: p"):
+        weights.load_policy("q", directory=tmp_path)
+    (tmp_path / "bad.pt").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a readable metalib RL policy"):
+        weights.load_policy("bad", directory=tmp_path)
+    torch.save({"params": params}, tmp_path / "untagged.pt")
+    with pytest.raises(ValueError, match="format tag"):
+        weights.load_policy("untagged", directory=tmp_path)
+    weights.save_policy("nan", {**params, "b0": torch.full((4,), float("nan"))}, {}, directory=tmp_path)
+    with pytest.raises(ValueError, match=r"non-finite .*\['b0'\]"):
+        weights.load_policy("nan", directory=tmp_path)
+
+    class Evil:                                          # a pickle that would run code is refused, not run
+        def __reduce__(self):
+            return (print, ("ran",))
+    torch.save({"format": weights.FORMAT, "params": {}, "meta": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="not a readable metalib RL policy"):
+        weights.load_policy("evil", directory=tmp_path)

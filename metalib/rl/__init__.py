@@ -3,5 +3,6 @@ MAML-RL (:mod:`.maml_rl`), RL² (:mod:`.rl2`) and the bandit baselines (:mod:`.b
 
 Nothing is imported here: ``import metalib`` never loads this package, and ``import metalib.rl``
 loads neither gymnasium nor MuJoCo. Import the submodule you need (``from metalib.rl import envs``);
-:mod:`.envs` needs ``gymnasium`` (requirements.txt), :mod:`.metaworld` needs the optional ``metaworld``.
+:mod:`.envs` (and the modules that roll out in it) need ``gymnasium`` (requirements.txt). Shipped policies:
+:mod:`.weights`.
 """

@@ -176,6 +176,12 @@ class Config:
 def train(cfg: Config, log_every: int = 0) -> Tuple[Params, List[float]]:
     """Meta-train (``cfg.maml``) or pretrain on random goals. Returns ``(theta, mean post-update
     (MAML) or pre-update (pretrain) return per iteration)``."""
+    for name in ("iterations", "meta_batch", "n_traj"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (2 if name == "n_traj" else 1):
+            raise ValueError(f"Config.{name} must be an int >= {2 if name == 'n_traj' else 1}, got {v!r}")
+    if not (cfg.alpha >= 0 and cfg.meta_lr > 0 and 0 <= cfg.gamma <= 1):
+        raise ValueError(f"Config needs alpha >= 0, meta_lr > 0, 0 <= gamma <= 1; got {cfg.alpha}, {cfg.meta_lr}, {cfg.gamma}")
     gen = torch.Generator().manual_seed(cfg.seed)
     theta = {k: v.requires_grad_() for k, v in init_policy(cfg.hidden, generator=gen).items()}
     opt = torch.optim.Adam(theta.values(), lr=cfg.meta_lr)

@@ -45,6 +45,8 @@ class RL2Policy(nn.Module):
 
     def __init__(self, k: int, hidden: int = 64):
         super().__init__()
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2 or not isinstance(hidden, int) or hidden < 1:
+            raise ValueError(f"RL2Policy needs k (arms) an int >= 2 and hidden an int >= 1, got k={k!r}, hidden={hidden!r}")
         self.k, self.hidden = k, hidden
         self.cell = nn.GRUCell(k + 2, hidden)
         self.pi = nn.Linear(hidden, k)
@@ -115,6 +117,10 @@ def train_rl2(cfg: RL2Config, log_every: int = 0) -> Tuple[RL2Policy, List[float
     """Train on fresh bandits (arms' probabilities uniform) every iteration, Adam with the step size
     decaying linearly to 0 and the entropy bonus annealed to 0 by 80% of the run; returns ``(policy, mean
     total reward per trial, per iteration)``."""
+    for name in ("n", "iterations", "batch"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"RL2Config.{name} must be an int >= 1, got {v!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     policy = RL2Policy(cfg.k, cfg.hidden)
