@@ -41,8 +41,8 @@ def main() -> None:
         print("random", meta["curve_random"], "->", save_policy("maml-rl-point2d", params, meta))
         return
     curves = {}
-    for kind in ("maml", "pretrain"):
-        cfg = maml_rl.Config(iterations=a.iterations, meta_lr=a.meta_lr, seed=a.seed, maml=kind == "maml")
+    for kind, meta_train in (("maml", True), ("pretrain", False)):
+        cfg = maml_rl.Config(iterations=a.iterations, meta_lr=a.meta_lr, seed=a.seed, maml=meta_train)
         t0 = time.time()
         theta, hist = maml_rl.train(cfg, log_every=25)
         minutes = (time.time() - t0) / 60

@@ -22,7 +22,17 @@ from matplotlib.patches import Rectangle
 import torch
 
 from . import rl_lab
-from .widgets import FigureApp, _slider
+from .widgets import FigureApp
+
+_STYLE, _LAYOUT = {"description_width": "90px"}, dict(width="310px")
+
+
+def _slider(kind: str, description: str, value, lo, hi, step, fmt: str = ".2f") -> W.ValueWidget:
+    if kind == "int":
+        return W.IntSlider(value=value, min=lo, max=hi, step=step, description=description, style=_STYLE,
+                           layout=W.Layout(**_LAYOUT), continuous_update=True)
+    return W.FloatSlider(value=value, min=lo, max=hi, step=step, description=description, readout_format=fmt,
+                         style=_STYLE, layout=W.Layout(**_LAYOUT), continuous_update=True)
 
 __all__ = ["GoalExplorer", "BanditTrialExplorer"]
 
