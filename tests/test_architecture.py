@@ -275,7 +275,7 @@ LAYERS = [
     ("io/device", ("metalib.io", "metalib.device", "metalib.version", "metalib.checkpoint")),
     ("data", ("metalib.data",)),
     ("models/functional", ("metalib.functional", "metalib.engine", "metalib.models", "metalib.batch", "metalib.tasks")),
-    ("algorithms", ("metalib.algorithms",)),
+    ("algorithms", ("metalib.algorithms", "metalib.rl")),
     ("training/evaluation", ("metalib.training", "metalib.harness", "metalib.evaluation", "metalib.distributed",
                              "metalib.config")),
     ("pretrained/fewshot", ("metalib.pretrained", "metalib.fewshot", "metalib.runs", "metalib")),

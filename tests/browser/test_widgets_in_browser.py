@@ -112,6 +112,7 @@ def test_notebooks_with_widgets_exist():
         pytest.skip("METALIB_BROWSER_NOTEBOOKS narrows the selection")
     names = [p.name for p in widget_notebooks()]
     assert "02_maml_from_scratch.ipynb" in names and "03_reptile_and_comparison.ipynb" in names, names
+    assert "13_meta_reinforcement_learning.ipynb" in names, names   # goal explorer, bandit trial
 
 
 # ---------------------------------------------------------------------------------------------
