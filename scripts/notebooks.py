@@ -137,7 +137,7 @@ def sync(sources: Sequence[Path]) -> None:
 
 
 def execute(sources: Sequence[Path], timeout: int = 1800) -> None:
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0", METALIB_PROGRESS="0")  # no bar in stored outputs
     env.pop("METALIB_FULL", None)  # committed outputs are the default mode's
     for s in sources:
         target = notebook_of(s)

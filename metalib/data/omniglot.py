@@ -335,8 +335,8 @@ class Omniglot(ClassImageSet):
         root: data root (default: ``$METALIB_DATA``, else ``<project>/data``).
         rotations: add the 90/180/270 degree rotations as new classes (default True, as the
             papers do). For ``vinyals``, False keeps only the ``rot000`` lines.
-        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if writable,
-            else ``~/.cache/metalib``).
+        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if the root is
+            the user's own and writable, else the per-user cache folder, ``~/.cache/metalib`` on Linux).
         progress: show a progress bar while decoding the archives (first use only); default: only when
             stderr is a terminal (never inside a notebook, whose stored outputs must not depend on a cold cache).
 
