@@ -103,7 +103,7 @@ def _user_cache_dir() -> Path:
         return (Path(base) if base else Path.home() / ".cache") / "metalib"
 
 
-def _own(droot: Path) -> bool:
+def users_own(droot: Path) -> bool:
     """True for a data root that is the user's own: the default ``<project>/data``, or a folder this
     user owns that neither group nor others may write (not a lab's shared copy)."""
     if _same(droot, project_dir() / "data"):
@@ -116,7 +116,7 @@ def _own(droot: Path) -> bool:
     return st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def _may_write(folder: Path) -> bool:
+def may_write(folder: Path) -> bool:
     """True when ``folder`` exists and its permissions allow us to create files in it.
 
     ``os.access`` alone is not enough: for root it ignores the mode bits, and we must not drop a
@@ -143,13 +143,13 @@ def _usable(folder: Path) -> bool:
         parent = folder.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
-        if not _may_write(parent):
+        if not may_write(parent):
             return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return _may_write(folder)
+    return may_write(folder)
 
 
 def cache_dir(
@@ -159,8 +159,8 @@ def cache_dir(
     """Return ``(cache folder, why this one)``, creating the folder.
 
     Order: the ``cache_dir`` argument, ``$METALIB_CACHE``, ``<root>/cache`` if the data root is the
-    user's own (:func:`_own`) and may be written, the per-user cache dir. Raises ``PermissionError`` if an explicitly requested folder
-    (argument or env var) cannot be written.
+    user's own (:func:`users_own`) and may be written, the per-user cache dir. Raises ``PermissionError``
+    if an explicitly requested folder (argument or env var) cannot be written.
     """
     if cache_dir is not None:
         chosen, why = Path(cache_dir).expanduser(), "argument cache_dir="
@@ -169,12 +169,12 @@ def cache_dir(
     else:
         droot = data_root(root)
         in_root = droot / "cache"
-        own = _own(droot)
-        if own and ((in_root.is_dir() and _may_write(in_root)) or (not in_root.exists() and _may_write(droot))):
+        own = users_own(droot)
+        if own and ((in_root.is_dir() and may_write(in_root)) or (not in_root.exists() and may_write(droot))):
             if _usable(in_root):
                 return in_root, "<data root>/cache (data root is writable)"
         user = _user_cache_dir()
-        state = ("does not exist" if not droot.exists() else "is read-only" if own or not _may_write(droot)
+        state = ("does not exist" if not droot.exists() else "is read-only" if own or not may_write(droot)
                  else "is shared: another owner's, or group-writable")
         if _usable(user):
             return user, f"user cache dir (the data root {state})"
