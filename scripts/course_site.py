@@ -45,8 +45,8 @@ FAMILIES = [
 # the Markdown pages besides the notebooks: (repository path, title in the table of contents)
 PAGES = [("README.md", "About metalib"), ("notebooks/README.md", "The notebooks: sequence and CPU times"),
          ("RESULTS.md", "Results"), ("docs/architecture.md", None), ("docs/notebooks.md", None),
-         ("docs/data.md", None), ("docs/references.md", None), ("docs/threads.md", None), ("docs/site.md", None)]
-REPO_URL = "https://github.com/metalib/metalib"  # the "open in Binder / Colab" links (binder/README.md)
+         ("docs/data.md", None), ("docs/references.md", None), ("docs/threads.md", None), ("docs/site.md", None),
+         ("binder/README.md", "Run on Binder or Colab")]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 MATHJAX_FILE = "tex-svg-full.js"
 
@@ -212,7 +212,7 @@ def stage(source: Path) -> List[str]:
             "```{note}\n",
             "This page shows the notebook with the outputs stored in it (not re-run). To run it yourself — "
             "live widgets, your own settings — see [running the notebooks](README.md#running-them): "
-            f"`jupyter lab notebooks/{nb_path.name}` in a checkout, or Binder / Colab (`binder/README.md`).\n",
+            f"`jupyter lab notebooks/{nb_path.name}` in a checkout, or [Binder / Colab](../binder/README.md).\n",
             "```\n"]})
         (source / "notebooks" / nb_path.name).write_text(json.dumps(nb))
     for page, _title in PAGES:
