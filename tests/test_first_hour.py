@@ -60,7 +60,7 @@ def test_evaluate_shows_a_bar_by_default_only_when_interactive(monkeypatch):
     monkeypatch.setenv("METALIB_PROGRESS", "0")
     assert "evaluating" not in _evaluate(monkeypatch, None)
     monkeypatch.setenv("METALIB_PROGRESS", "1")
-    assert "30/30" in _evaluate(monkeypatch, None)
+    assert "evaluating ProtoNet" in _evaluate(monkeypatch, None)  # the bar (how far it drew depends on timing)
     assert "evaluating" not in _evaluate(monkeypatch, False)  # an explicit False wins
 
 
