@@ -85,3 +85,20 @@ def test_readme_says_load_run_returns_learner_and_config():
     readme = (ROOT / "README.md").read_text()
     assert "learner, config = metalib.fewshot.load_run(" in readme
     assert "loads a run's best checkpoint as a `Learner`" not in readme
+
+
+def test_a_second_command_with_other_settings_starts_its_own_run(train_fewshot_cli, tmp_path, monkeypatch, capsys):
+    """The issue's trap: a second command with other settings stopped on ConfigMismatchError."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _nets import TINY_RUN_ARGS
+
+    monkeypatch.setattr(train_fewshot_cli, "ROOT", tmp_path)
+    assert train_fewshot_cli.main(TINY_RUN_ARGS) == 0
+    first = capsys.readouterr().out
+    assert train_fewshot_cli.main(TINY_RUN_ARGS + ["--seed", "7"]) == 0
+    second = capsys.readouterr().out
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(re.fullmatch(r"protonet-omniglot-3w1s-[0-9a-f]{8}", f) for f in folders)
+    assert "their own run folder" in first and "seed" in second.split("their own run folder")[0]
+    assert train_fewshot_cli.main(TINY_RUN_ARGS) == 0  # the first command again: its own folder, resumed
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == folders
