@@ -12,6 +12,10 @@ from typing import Dict
 
 import pytest
 
+# no progress bars in notebooks run under nbval (the kernel inherits this) or in the tests: a bar is a
+# widget in Jupyter, and stored outputs must not change (metalib.device.interactive)
+os.environ["METALIB_PROGRESS"] = "0"
+
 # notebook file-name prefix -> the datasets its cells read
 NEEDS_DATA = {
     "04_": ("omniglot",),

@@ -59,6 +59,7 @@ print("mode:", "FULL: re-train ProtoNet 5-way 1-shot here" if FULL else "default
 # `[classes, 20, 1, 28, 28]` (strokes = 255, resized with Lanczos as in Finn et al.'s code).
 
 # %%
+metalib.data.fetch_if_missing("omniglot")   # missing and online? fetched here (says what, how large); offline: the next line says how to get it
 test = Omniglot("test")                  # the Vinyals test split (loaded from METALIB_DATA, cached)
 print(test)
 names = test.class_names

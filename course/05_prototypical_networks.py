@@ -50,6 +50,7 @@ FULL = full_mode()
 plots.style()
 torch.set_num_threads(1)  # small convolutions: one thread is fast enough, and the results do not depend on threads
 torch.manual_seed(0)
+metalib.data.fetch_if_missing("omniglot")   # missing and online? fetched here (says what, how large); offline: the next line says how to get it
 test = Omniglot("test")     # needs the data: METALIB_DATA=/path/to/data (the error says how to get it)
 train = Omniglot("train")
 print("mode:", "FULL: paper-length training in this notebook" if FULL else "default: shipped weights + a short live demo")

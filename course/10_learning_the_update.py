@@ -52,6 +52,7 @@ FULL = full_mode()
 plots.style()
 torch.set_num_threads(1)  # small networks: one thread, and results that do not depend on the thread count
 torch.manual_seed(0)
+metalib.data.fetch_if_missing("omniglot")   # missing and online? fetched here (says what, how large); offline: the next line says how to get it
 test = fl.load_test_data("omniglot")   # needs the data: METALIB_DATA=/path/to/data (the error says how to get it)
 print("mode:", "FULL: paper-length training in this notebook" if FULL else "default: shipped weights")
 

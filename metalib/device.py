@@ -378,8 +378,32 @@ def environment_report() -> Dict[str, str]:
     return report
 
 
-def progress_bar(total: int, enabled: bool, desc: str, initial: int = 0, leave: bool = False):
-    """A ``tqdm.auto`` bar (a widget in Jupyter, text elsewhere), or None when not ``enabled``."""
+def interactive() -> bool:
+    """Whether someone is watching: a progress bar's default (``evaluate(progress=None)``).
+
+    ``METALIB_PROGRESS=1`` / ``0`` decides when set (the notebook builds and the test suite set ``0``, so
+    that stored notebook outputs never hold a bar). Otherwise off under pytest, on in a Jupyter kernel
+    and when stderr is a terminal, off elsewhere (a log file, a pipe, ``nohup``).
+    """
+    env = os.environ.get("METALIB_PROGRESS")
+    if env is not None:
+        return env.strip().lower() not in ("", "0", "false", "no", "off")
+    if "PYTEST_CURRENT_TEST" in os.environ or "pytest" in sys.modules:
+        return False
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_bar(total: int, enabled: Optional[bool], desc: str, initial: int = 0, leave: bool = False):
+    """A ``tqdm.auto`` bar (a widget in Jupyter, text elsewhere), or None when not ``enabled``
+    (``None``: :func:`interactive`)."""
+    if enabled is None:
+        enabled = interactive()
     if not enabled:
         return None
     from tqdm.auto import tqdm

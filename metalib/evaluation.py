@@ -80,7 +80,7 @@ def evaluate(
     device: DeviceLike = None,
     split: str = "test",
     chunk: int = 25,
-    progress: bool = False,
+    progress: Optional[bool] = None,
     dtype: Optional[torch.dtype] = None,
     threads: Optional[int] = CPU_THREADS,
 ) -> EvalResult:
@@ -97,6 +97,9 @@ def evaluate(
             uint8 tensor ``[C, P, ch, H, W]``.
         q_query: queries per class in each episode.
         seed: seeds the episode generator; the same seed gives the same episodes for every algorithm.
+        progress: a progress bar over the episodes; ``None`` (default): when someone is watching — in a
+            terminal or a Jupyter notebook, not under pytest, nbval or in a log
+            (:func:`metalib.device.interactive`; ``METALIB_PROGRESS=0`` turns it off).
         dtype: evaluate a copy of the learner in this dtype (the images converted to it), e.g.
             ``torch.float64``: a query whose two best logits lie within float32's rounding error then no
             longer flips class between CPUs whose kernels round differently (docs/notebooks.md); ``None``

@@ -506,7 +506,7 @@ def pretrained_learner(name: str, device: DeviceLike = None, directory: Optional
 
 
 def evaluate_pretrained(name: str, data=None, episodes: Optional[int] = None, device: DeviceLike = None,
-                        progress: bool = False, directory: Optional[PathLike] = None) -> EvalResult:
+                        progress: Optional[bool] = None, directory: Optional[PathLike] = None) -> EvalResult:
     """Re-measure shipped weights with the protocol their manifest records (same seeded test episodes)."""
     learner, config = pretrained_learner(name, device, directory)
     data = data if data is not None else load_split(config, "test", False)

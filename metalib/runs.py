@@ -170,3 +170,24 @@ def check_ship(name: Optional[str], directory: Optional[PathLike] = None, overwr
     from .pretrained import WEIGHTS_DIR, check_ship_name
 
     check_ship_name(name, WEIGHTS_DIR if directory is None else directory, overwrite)
+
+
+def run_name(config: Mapping[str, Any], paper: Mapping[str, Any]) -> tuple:
+    """The default run folder's name for ``config`` (a ``FewShotConfig.to_dict()``), keyed by the whole config.
+
+    ``paper`` is the paper's config for the same algorithm, dataset, N and K. Returns ``(name, changed)``:
+    ``<algorithm>-<dataset>-<N>w<K>s`` when ``config`` is the paper's but for ``iterations`` (which
+    ``--longer`` changes in a run), else that name plus ``-`` and 8 hex digits of the sha256 of every
+    setting but ``iterations`` — so a changed setting starts its own folder instead of stopping on
+    the other run's config; ``changed`` lists the settings that differ from the paper's (sorted).
+    """
+    import hashlib
+    import json
+
+    base = f"{config['algorithm']}-{config['dataset']}-{config['n_way']}w{config['k_shot']}s"
+    keyed = {k: v for k, v in config.items() if k != "iterations"}
+    changed = sorted(k for k in keyed if keyed[k] != paper.get(k))
+    if not changed:
+        return base, changed
+    digest = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{base}-{digest}", changed

@@ -16,6 +16,7 @@ pairing). Edit the script, then:
                                                   # the student's without the Solution blocks, the instructor's
                                                   # with every Solution block open
     python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
+    python scripts/notebooks.py site --out DIR    # the course site, offline (scripts/course_site.py, docs/site.md)
     python scripts/notebooks.py live              # the notebooks that train, adapt or evaluate a model live
     python scripts/notebooks.py generic [NAMES]   # strict nbval on those (or NAMES) under generic CPU kernels:
                                                   # the outputs must not depend on the CPU (docs/notebooks.md; CI runs it)
@@ -137,7 +138,7 @@ def sync(sources: Sequence[Path]) -> None:
 
 
 def execute(sources: Sequence[Path], timeout: int = 1800) -> None:
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0", METALIB_PROGRESS="0")  # no bar in stored outputs
     env.pop("METALIB_FULL", None)  # committed outputs are the default mode's
     for s in sources:
         target = notebook_of(s)
@@ -317,14 +318,20 @@ def check(sources: Sequence[Path]) -> List[str]:
 def main(argv: Sequence[str] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("command", choices=["sync", "execute", "build", "check", "release", "slides", "live", "generic"],
+    p.add_argument("command", choices=["sync", "execute", "build", "check", "release", "slides", "live", "generic",
+                                       "site"],
                    help="what to do")
     p.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell when executing (default 1800)")
     p.add_argument("--student", type=Path, default=None, help="release: write the student version here")
     p.add_argument("--instructor", type=Path, default=None, help="release: write the instructor version here")
-    p.add_argument("--out", type=Path, default=None, help="slides: write the HTML slides here")
+    p.add_argument("--out", type=Path, default=None, help="slides, site: write the HTML here")
     a = p.parse_args(argv)
+    if a.command == "site":  # the course site: its own module (scripts/course_site.py, docs/site.md)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import course_site
+
+        return course_site.main(["--out", str(a.out)] if a.out is not None else [])
     try:
         sources = pairs(a.names)
         if a.command in ("sync", "build"):

@@ -17,8 +17,9 @@ writes checkpoints and ships):
     torchrun --nproc-per-node 2 scripts/train_fewshot.py --algorithm maml --way 5 --shot 1 ...
 
 Every setting not given on the command line is the paper's (metalib.fewshot.default_config; printed
-at the start). Checkpoints go to --run-dir (default runs/<algorithm>-<dataset>-<N>w<K>s); running the
-same command again after an interruption (Ctrl-C) resumes the run exactly where it stopped.
+at the start). Checkpoints go to --run-dir (default runs/<algorithm>-<dataset>-<N>w<K>s, plus -<hash>
+when a setting other than --iterations differs from the paper's: each config its own folder); running
+the same command again after an interruption (Ctrl-C) resumes the run exactly where it stopped.
 """
 from __future__ import annotations
 
@@ -85,15 +86,17 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--way", type=int, default=5, help="N (test and validation episodes)")
     p.add_argument("--shot", type=int, default=1, help="K (test and validation episodes)")
     for name, (typ, what) in OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=f"{what} (default: {DEFAULT})")
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
+                       help=what if "(default" in what else f"{what} (default: {DEFAULT})")
     p.add_argument("--first-order", action="store_true", help="MAML without second-order terms")
-    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints + config.json (default runs/<name>)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="checkpoints + config.json (default: runs/<name>, keyed by the config)")
     p.add_argument("--fresh", action="store_true", help="start over even if --run-dir holds a checkpoint")
     p.add_argument("--longer", action="store_true",
                    help="train an existing run longer: its settings may differ only by a larger --iterations")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (torch.set_num_threads; default 1: faster for these small models, "
+                   help="torch CPU threads (torch.set_num_threads; 1 is the fast choice for these small models, "
                         "docs/threads.md)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
     p.add_argument("--until", type=int, default=None, metavar="N",
@@ -201,10 +204,14 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
         paper = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset).options
         overrides["options"] = {**paper, **options}
     config = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset, **overrides)
-    name = f"{args.algorithm}-{args.dataset}-{args.way}w{args.shot}s"
+    paper = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset)
+    name, changed = runs.run_name(config.to_dict(), paper.to_dict())
     run_dir = args.run_dir or ROOT / "runs" / name
     command = "python scripts/train_fewshot.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(f"{config.describe()} — run folder {run_dir}")
+    if changed and args.run_dir is None:
+        print(f"  (settings other than the paper's: {', '.join(changed)} — their own run folder, keyed by the "
+              "whole config but --iterations; the same command again resumes it)")
     print("config (the paper's defaults from the algorithm's paper_settings, overridden: "
           f"{', '.join(sorted(overrides)) or 'none'}):")
     print("  " + json.dumps(config.used(), sort_keys=True))
@@ -234,8 +241,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
             else:
                 trainer.fit(until=max(trainer.iteration, min(args.until, config.iterations)), threads=None)
                 stop_early(trainer)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted at iteration {trainer.iteration}; run the same command again to resume.")
+        except KeyboardInterrupt:  # the trainer has saved last.pt and said so, with how to resume: one message
             return 130
         except fewshot.TrainingDiverged as err:
             print(f"\nerror: {err}", file=sys.stderr)

@@ -473,3 +473,24 @@ def test_cli_prepare_omniglot(fake, capsys):
     out = capsys.readouterr().out
     assert "omniglot train: (4, 20, 1, 28, 28)" in out and "omniglot test: (2, 20, 1, 28, 28)" in out
     assert sorted(p.suffix for p in (fake / "c").iterdir()) == [".json", ".json", ".pt", ".pt"]
+
+
+def test_cache_never_goes_into_a_shared_data_root(monkeypatch, tmp_path):
+    """A lab's shared copy (group-writable, or another user's) gets no cache, even where writable."""
+    import os
+
+    monkeypatch.delenv("METALIB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)  # group-writable: a shared copy
+    path, why = cache_dir(shared)
+    assert path == tmp_path / "xdg" / "metalib" and "shared" in why
+    assert not (shared / "cache").exists()
+    shared.chmod(0o755)
+    assert cache_dir(shared)[0] == shared / "cache"  # the user's own again
+    (shared / "cache").rmdir()
+    if os.geteuid() == 0:  # another owner's folder, writable for us (root) all the same
+        os.chown(shared, 12345, -1)
+        path, why = cache_dir(shared)
+        assert path == tmp_path / "xdg" / "metalib" and not (shared / "cache").exists()

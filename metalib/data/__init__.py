@@ -10,7 +10,7 @@ Quick start::
     x_s, y_s, x_q, y_q = sampler.sample(n_tasks=32, generator=g)
 
 Data root: ``root=`` > ``$METALIB_DATA`` > ``<project>/data``; cache: ``cache_dir=`` >
-``$METALIB_CACHE`` > ``<root>/cache`` (if writable) > ``~/.cache/metalib``.
+``$METALIB_CACHE`` > ``<root>/cache`` (if the user's own and writable) > the per-user cache folder.
 See docs/data.md for formats, splits, the pixel convention and the pickle warning.
 """
 
@@ -18,6 +18,7 @@ from .base import ClassImageSet
 from .cache import DamagedCacheWarning
 from .download import ChecksumError, DownloadError
 from .episodes import Episode, EpisodeSampler
+from .fetch import fetch_if_missing
 from .miniimagenet import MiniImageNet, ravi_classes, verify_miniimagenet
 from .omniglot import Omniglot, download_omniglot, split_classes, verify_omniglot
 from .paths import CorruptDataError, DataNotFoundError, cache_dir, data_root
@@ -35,6 +36,7 @@ __all__ = [
     "data_root",
     "cache_dir",
     "download_omniglot",
+    "fetch_if_missing",
     "verify_omniglot",
     "verify_miniimagenet",
     "info",

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     cache = argparse.ArgumentParser(add_help=False)
     cache.add_argument("--cache-dir", metavar="DIR",
                        help=f"folder for the decoded caches (default: ${ENV_CACHE} if set, else <root>/cache "
-                            f"when the data root may be written, else ~/.cache/metalib)")
+                            f"when the data root is your own and writable, else the per-user cache folder)")
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON instead of text (default: text)")
     sub = p.add_subparsers(dest="command", required=True, metavar="{info,verify,download,prepare}")

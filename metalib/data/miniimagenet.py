@@ -307,8 +307,8 @@ class MiniImageNet(ClassImageSet):
         allow_pickle: allow reading a learn2learn / Gidaris pickle when no images.zip / images/
             is present. Off by default because unpickling can execute code; once converted,
             later loads use the tensor cache and need no opt-in.
-        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if writable,
-            else ``~/.cache/metalib``).
+        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if the root is
+            the user's own and writable, else the per-user cache folder, ``~/.cache/metalib`` on Linux).
         progress: show a progress bar while decoding (first use only); default: only when stderr is a
             terminal (never inside a notebook, whose stored outputs must not depend on a cold cache).
 

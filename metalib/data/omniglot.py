@@ -335,8 +335,8 @@ class Omniglot(ClassImageSet):
         root: data root (default: ``$METALIB_DATA``, else ``<project>/data``).
         rotations: add the 90/180/270 degree rotations as new classes (default True, as the
             papers do). For ``vinyals``, False keeps only the ``rot000`` lines.
-        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if writable,
-            else ``~/.cache/metalib``).
+        cache_dir: cache folder (default: ``$METALIB_CACHE``, else ``<root>/cache`` if the root is
+            the user's own and writable, else the per-user cache folder, ``~/.cache/metalib`` on Linux).
         progress: show a progress bar while decoding the archives (first use only); default: only when
             stderr is a terminal (never inside a notebook, whose stored outputs must not depend on a cold cache).
 
@@ -458,12 +458,14 @@ def download_omniglot(
     opener: Any = None,
     progress: Optional[bool] = None,
     urls: dict[str, str] | None = None,
+    md5: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Fetch the two archives from the dataset's home (brendenlake/omniglot on GitHub) into
     ``<root>/omniglot/``, each checked against the published MD5 before it replaces anything.
 
     A part whose archive or folder is already present and complete is skipped unless
-    ``force=True``. Returns ``{part: "present" | "downloaded"}``.
+    ``force=True``. Returns ``{part: "present" | "downloaded"}``. ``urls`` / ``md5``: per-part overrides of
+    the addresses and of the published MD5s (another copy, e.g. a mirror or a test's local server).
 
     Raises:
         DownloadError: no network / HTTP error (the message says where to put the files by hand).
@@ -471,6 +473,7 @@ def download_omniglot(
     """
     folder = omniglot_dir(root)
     urls = {**URLS, **(urls or {})}
+    md5 = {**PUBLISHED_MD5, **(md5 or {})}
     result = {}
     for part in PARTS:
         src = find_source(part, root)
@@ -481,7 +484,7 @@ def download_omniglot(
                 continue
             except CorruptDataError:
                 pass  # incomplete/corrupt: fetch a good copy; it replaces the file only once verified
-        download_file(urls[part], folder / ARCHIVES[part], md5=PUBLISHED_MD5[part], opener=opener,
+        download_file(urls[part], folder / ARCHIVES[part], md5=md5[part], opener=opener,
                       progress=progress, manual_hint=how_to_get_omniglot(folder))
         result[part] = "downloaded"
     return result

@@ -5,8 +5,11 @@ Resolution rules (the contract CI relies on):
 * data root: the ``root=`` argument, else ``$METALIB_DATA``, else ``<project>/data``
   (``<project>`` is the folder that holds the ``metalib`` package, i.e. the git checkout).
 * cache dir: the ``cache_dir=`` argument, else ``$METALIB_CACHE``, else ``<root>/cache`` when the
-  data root may be written, else the user cache dir (``$XDG_CACHE_HOME/metalib`` or
-  ``~/.cache/metalib``).
+  data root is the user's own and may be written, else the per-user cache dir (``platformdirs``'
+  ``user_cache_dir("metalib")``: ``$XDG_CACHE_HOME/metalib`` or ``~/.cache/metalib`` on Linux).
+  "The user's own": the default ``<project>/data``, or a folder owned by the user that neither the
+  group nor others may write — a lab's shared copy (another owner, or group-writable) never gets a
+  cache written into it.
 
 "May be written" honours the permission bits even for root: a folder marked ``r-x`` (like a shared,
 read-only data copy) is never written to, although root could technically do it — neither to put a
@@ -91,11 +94,29 @@ def where_to_put(sub: str, droot: str | os.PathLike[str]) -> str:
 
 
 def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "metalib"
+    try:  # the platform's per-user cache folder (macOS: ~/Library/Caches, Windows: %LOCALAPPDATA%)
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("metalib", appauthor=False))
+    except ImportError:  # not a dependency of the library (Jupyter brings it); Linux's rule
+        base = os.environ.get("XDG_CACHE_HOME")
+        return (Path(base) if base else Path.home() / ".cache") / "metalib"
 
 
-def _may_write(folder: Path) -> bool:
+def users_own(droot: Path) -> bool:
+    """True for a data root that is the user's own: the default ``<project>/data``, or a folder this
+    user owns that neither group nor others may write (not a lab's shared copy)."""
+    if _same(droot, project_dir() / "data"):
+        return True
+    try:
+        st = droot.stat()
+    except OSError:
+        return False
+    uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    return st.st_uid == uid and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def may_write(folder: Path) -> bool:
     """True when ``folder`` exists and its permissions allow us to create files in it.
 
     ``os.access`` alone is not enough: for root it ignores the mode bits, and we must not drop a
@@ -122,13 +143,13 @@ def _usable(folder: Path) -> bool:
         parent = folder.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
-        if not _may_write(parent):
+        if not may_write(parent):
             return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return False
-    return _may_write(folder)
+    return may_write(folder)
 
 
 def cache_dir(
@@ -137,9 +158,9 @@ def cache_dir(
 ) -> tuple[Path, str]:
     """Return ``(cache folder, why this one)``, creating the folder.
 
-    Order: the ``cache_dir`` argument, ``$METALIB_CACHE``, ``<root>/cache`` if the data root may be
-    written, the user cache dir. Raises ``PermissionError`` if an explicitly requested folder
-    (argument or env var) cannot be written.
+    Order: the ``cache_dir`` argument, ``$METALIB_CACHE``, ``<root>/cache`` if the data root is the
+    user's own (:func:`users_own`) and may be written, the per-user cache dir. Raises ``PermissionError``
+    if an explicitly requested folder (argument or env var) cannot be written.
     """
     if cache_dir is not None:
         chosen, why = Path(cache_dir).expanduser(), "argument cache_dir="
@@ -148,13 +169,13 @@ def cache_dir(
     else:
         droot = data_root(root)
         in_root = droot / "cache"
-        if (in_root.is_dir() and _may_write(in_root)) or (
-            not in_root.exists() and _may_write(droot)
-        ):
+        own = users_own(droot)
+        if own and ((in_root.is_dir() and may_write(in_root)) or (not in_root.exists() and may_write(droot))):
             if _usable(in_root):
                 return in_root, "<data root>/cache (data root is writable)"
         user = _user_cache_dir()
-        state = "does not exist" if not droot.exists() else "is read-only"
+        state = ("does not exist" if not droot.exists() else "is read-only" if own or not may_write(droot)
+                 else "is shared: another owner's, or group-writable")
         if _usable(user):
             return user, f"user cache dir (the data root {state})"
         raise PermissionError(
