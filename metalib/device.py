@@ -1,12 +1,12 @@
 """Device choice, seeding, timing and memory: the measurements the notebooks and benchmarks show."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
 import statistics
 import sys
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Union
