@@ -44,8 +44,8 @@ def test_curves_lines_tests_and_paper_stars(tmp_path):
     fig, ax = plt.subplots()
     plots.race_curves(ax, races, {"a": compare.PaperNumber("98.8", "", "", "P"), "b": None})
     lines = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
-    assert [list(l.get_ydata()) for ln in lines if ln.get_marker() == "o"] == [[70.0, 80.0], [60.0, 75.0]]
-    assert [list(l.get_ydata()) for ln in lines if ln.get_marker() == "D"] == [[79.0]]
+    assert [list(ln.get_ydata()) for ln in lines if ln.get_marker() == "o"] == [[70.0, 80.0], [60.0, 75.0]]
+    assert [list(ln.get_ydata()) for ln in lines if ln.get_marker() == "D"] == [[79.0]]
     stars = [ln for ln in lines if ln.get_marker() == "*"]
     assert [list(ln.get_ydata()) for ln in stars] == [[98.8]] and stars[0].get_xdata()[0] > 5.0  # beyond the last mark
     plt.close(fig)
