@@ -13,7 +13,7 @@ pairing). Edit the script, then:
                                                   # Solution block is its exercise's registered solution (what CI runs)
     python scripts/notebooks.py release --student DIR [--instructor DIR] [NAMES]
                                                   # the two versions of the executed notebooks (+ README.md):
-                                                  # the student's without the Solution blocks, the instructor's
+                                                  # the student's without the Solution blocks or solution(), the instructor's
                                                   # with every Solution block open
     python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
     python scripts/notebooks.py live              # the notebooks that train, adapt or evaluate a model live
@@ -237,8 +237,39 @@ def solution_code(cell) -> Optional[str]:
     return m.group(1).strip() + "\n" if m else None
 
 
+# the import of solution() (the checks' "Stuck?" hint) and the hint itself, as the repository's notebooks have them
+_SOLUTION_IMPORT = re.compile(r"^(from metalib\.course\.exercises import )(.*?)\s*(#.*)?$", re.MULTILINE)
+_SOLUTION_HINT = re.compile(r"\(Stuck\? Run `solution\('\w+'\)`\.\)")
+
+
+def student_cell(cell):
+    """A cell as the student version holds it: no ``solution`` in the exercises' import (so that a check's
+    "Stuck?" hint, which names ``solution()`` only where the notebook imported it, gives
+    ``metalib.course.exercises.STUDENT_HINT`` instead), and the stored hints rewritten the same way."""
+    if cell.get("cell_type") != "code":
+        return cell
+    sys.path.insert(0, str(ROOT))
+    from metalib.course.exercises import STUDENT_HINT
+
+    def drop(m: re.Match) -> str:
+        names = [n.strip() for n in m.group(2).split(",") if n.strip() and n.strip() != "solution"]
+        if names == [n.strip() for n in m.group(2).split(",") if n.strip()]:
+            return m.group(0)                          # no solution here: the line as it was
+        return m.group(1) + ", ".join(names) if names else "\0"
+
+    text = _SOLUTION_IMPORT.sub(drop, _text(cell))
+    cell.source = "\n".join(line for line in text.split("\n") if line != "\0")
+    for out in cell.get("outputs", []):
+        if "text" in out:
+            out["text"] = _SOLUTION_HINT.sub(STUDENT_HINT, _text({"source": out["text"]}))
+        for key in ("text/plain", "text/html", "text/markdown"):
+            if key in out.get("data", {}):
+                out["data"][key] = _SOLUTION_HINT.sub(STUDENT_HINT, _text({"source": out["data"][key]}))
+    return cell
+
+
 def release(sources: Sequence[Path], student: Optional[Path] = None, instructor: Optional[Path] = None) -> Dict[str, int]:
-    """Write the student version (every Solution block removed) and/or the instructor version (every
+    """Write the student version (every Solution block removed, no ``solution()`` import or hint: :func:`student_cell`) and/or the instructor version (every
     Solution block kept and opened) of the executed notebooks, plus ``notebooks/README.md``, into the
     given folders. Returns ``{notebook: number of Solution blocks}``."""
     import nbformat
@@ -258,7 +289,7 @@ def release(sources: Sequence[Path], student: Optional[Path] = None, instructor:
         counts[path.stem] = sum(map(is_solution, nb.cells))
         if student is not None:
             mine = nbformat.from_dict(json.loads(json.dumps(nb)))
-            mine.cells = [c for c in mine.cells if not is_solution(c)]
+            mine.cells = [student_cell(c) for c in mine.cells if not is_solution(c)]
             nbformat.validate(mine)
             nbformat.write(mine, str(student / path.name))
         if instructor is not None:
