@@ -15,7 +15,8 @@ pairing). Edit the script, then:
                                                   # the two versions of the executed notebooks (+ README.md):
                                                   # the student's without the Solution blocks or solution(), the instructor's
                                                   # with every Solution block open
-    python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
+    python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides), offline:
+                                                  # reveal.js and MathJax copied into DIR/_assets from packages
     python scripts/notebooks.py live              # the notebooks that train, adapt or evaluate a model live
     python scripts/notebooks.py generic [NAMES]   # strict nbval on those (or NAMES) under generic CPU kernels:
                                                   # the outputs must not depend on the CPU (docs/notebooks.md; CI runs it)
@@ -217,13 +218,54 @@ def add_slide_metadata(path: Path) -> int:
     return changed
 
 
+# the slides' template (scripts/slides_template/metalib_reveal) and the offline copies of what it loads, as
+# ``(package, folder inside it, folder under DIR/_assets, what to copy)``: reveal.js 5 from sphinx-revealjs,
+# MathJax 3 (its one-file TeX build and the fonts it loads) from django-static-mathjax (module ``mathjax``)
+SLIDES_TEMPLATE = Path(__file__).resolve().parent / "slides_template"
+SLIDE_ASSETS = (
+    ("sphinx_revealjs", "_static/revealjs", "revealjs", ("dist", "plugin/notes")),
+    ("mathjax", "static/mathjax/es5", "mathjax", ("tex-chtml-full.js", "output/chtml", "ui", "a11y", "input/mml")),
+)
+MATHJAX_URL = "_assets/mathjax/tex-chtml-full.js"
+
+
+def slide_assets(out: Path) -> Path:
+    """Copy reveal.js and MathJax from their installed packages into ``out/_assets`` (what the slides load,
+    relative to the HTML: they work from a file:// folder, offline)."""
+    import importlib.util
+
+    assets = out / "_assets"
+    for package, inside, name, parts in SLIDE_ASSETS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise Error(f"the offline slides need the package that ships {name} ({package}): "
+                        "pip install -r requirements-dev.txt")
+        root = Path(list(spec.submodule_search_locations)[0]) / inside
+        for part in parts:
+            src, dst = root / part, assets / name / part
+            if not src.exists():
+                raise Error(f"{src} is missing: reinstall the package {package}")
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+    return assets
+
+
 def slides(sources: Sequence[Path], out: Path) -> List[Path]:
-    """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs)."""
+    """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs), with the
+    template ``scripts/slides_template/metalib_reveal``: 1280x720 slides, reveal.js and MathJax served from
+    ``out/_assets`` (:func:`slide_assets`), nothing from a CDN."""
     out.mkdir(parents=True, exist_ok=True)
+    slide_assets(out)
     made = []
     for s in sources:
         nb = notebook_of(s)
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir", str(out),
+                        f"--TemplateExporter.extra_template_basedirs={SLIDES_TEMPLATE}", "--template", "metalib_reveal",
+                        "--SlidesExporter.reveal_url_prefix=_assets/revealjs", f"--SlidesExporter.mathjax_url={MATHJAX_URL}",
+                        "--SlidesExporter.reveal_theme=white",   # its font ships in dist/theme/fonts ("simple" fetches two)
                         "--log-level", "WARN", str(nb)], check=True)
         made.append(out / f"{nb.stem}.slides.html")
         print(f"slides: {made[-1]}")

@@ -182,3 +182,22 @@ def test_the_leak_test_finds_a_leak():
 def test_release_needs_a_folder():
     with pytest.raises(nbs.Error, match="--student DIR"):
         nbs.release(nbs.pairs(["00"]))
+
+
+@pytest.mark.slow
+def test_the_slides_load_nothing_from_the_network(tmp_path):
+    """``slides`` writes decks whose scripts, styles and fonts all come from ``DIR/_assets`` (copied from
+    installed packages): no ``http(s)://`` in any ``src`` or ``href``, no ``@import`` of a remote font; the
+    browser test (tests/browser/test_slides_in_browser.py) opens them offline."""
+    made = nbs.slides(nbs.pairs(["00"]), tmp_path)
+    html = made[0].read_text()
+    loads = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    remote = [u for u in loads if re.match(r"(?:https?:)?//", u)]
+    assert not remote, remote
+    assert "_assets/revealjs/dist/reveal.js" in loads and nbs.MATHJAX_URL in loads
+    for u in loads:
+        if u.startswith("_assets/"):
+            assert (tmp_path / u).is_file(), u
+    theme = re.search(r'href="(_assets/revealjs/dist/theme/[^"]+\.css)"', html).group(1)
+    assert not re.search(r"@import\s+url\((?:https?:)?//", (tmp_path / theme).read_text())
+    assert "width: 1280" in html and "height: 720" in html
