@@ -410,8 +410,8 @@ for name, v in cmp.views.items():
 app.fig
 
 # %% [markdown]
-# Query 12 (class 6) gets three different answers. Matching Networks' attention is nearly flat — 0.08 to 0.09
-# on most support images — with the most, 0.19, on class 6's image: right. ProtoNet finds class 0's prototype
+# Query 12 (class 6) gets three different answers. Matching Networks' attention is nearly flat — 0.08 for the
+# median class — with the most, 0.19, on class 6's image: right. ProtoNet finds class 0's prototype
 # nearest (squared distance 10.3, against 14.3 for class 6): wrong. Relation Networks score classes 5 and 6
 # almost equally (0.88 and 0.87) and everything else near 0: wrong by a hair. The flat attention is the
 # bounded cosine of section 2 at work; the Relation scores show a learned similarity that is confident about
