@@ -323,6 +323,9 @@ def release(sources: Sequence[Path], student: Optional[Path] = None, instructor:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(NOTEBOOKS / "README.md", folder / "README.md")
+    if student is not None:   # the student's README without its <!-- instructor --> ... <!-- /instructor --> parts
+        readme = (NOTEBOOKS / "README.md").read_text()
+        (student / "README.md").write_text(re.sub(r"<!-- instructor\b.*?<!-- /instructor -->\n?", "", readme, flags=re.S))
     for s in sources:
         path = notebook_of(s)
         if not path.exists():
@@ -397,7 +400,7 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--student", type=Path, default=None, help="release: write the student version here")
     p.add_argument("--instructor", type=Path, default=None, help="release: write the instructor version here")
     p.add_argument("--out", type=Path, default=None, help="slides: write the HTML slides here")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)   # NAMES before or after the options (`slides --out DIR 09`)
     try:
         sources = pairs(a.names)
         if a.command in ("sync", "build"):

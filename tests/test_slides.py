@@ -165,6 +165,10 @@ def test_the_student_version_holds_no_line_of_a_solution_and_no_solution_helper(
                 for line in distinctive_lines(e):
                     if line in lines and (e.name, line) not in TAUGHT_BEFORE:
                         found.append(f"{path.name} cell {i}: a line of {e.name}'s solution: {line}")
+    readme = (student / "README.md").read_text()
+    if re.search(r"\bsolution\(|imports `solution`", readme):
+        found.append("README.md names solution()")
+    assert "<!-- instructor" not in readme
     assert not found, "\n".join(found)
 
 

@@ -39,7 +39,7 @@ class CheckFailed(Exception):
 
 
 #: the "Stuck?" hint where the notebook has no ``solution`` (the student version): no pointer to a solution
-STUDENT_HINT = "(Stuck? The cell above the exercise gives the equation, term by term.)"
+STUDENT_HINT = "(Stuck? Re-read the cell above the exercise: it says what to compute, step by step.)"
 
 # PyTorch's messages when float32 and float64 tensors meet in one operation
 _DTYPE_CLASH = re.compile(r"dtype|scalar type|Double|Float|float32|float64")
