@@ -253,20 +253,134 @@ def slide_assets(out: Path) -> Path:
     return assets
 
 
+SLIDE_BUDGET_PX = 560   # of a slide's 720 px, what its cells may fill by the estimate below (it runs low: margins, spacing)
+
+
+def _png_size(b64: str):
+    """``(width, height)`` of a base64 PNG, from its header."""
+    import base64
+    import struct
+
+    head = base64.b64decode(b64[:64])
+    return struct.unpack(">II", head[16:24]) if head[1:4] == b"PNG" else (0, 0)
+
+
+def cell_height_px(cell) -> int:
+    """A rough height of a cell on a 1280-px slide (the template's fonts): text lines, code lines, figures at
+    their size (at most 600 px tall, 1250 wide) — enough to tell a cell that fills a slide from one that doesn't."""
+    text = _text(cell)
+    if cell.get("cell_type") == "markdown":
+        h = 0
+        for line in text.splitlines():
+            if line.startswith("#"):
+                h += 56
+            elif line.startswith("$$") or line.startswith("|"):
+                h += 34
+            else:
+                h += 27 * max(1, -(-len(line) // 120))
+        return h + 16
+    if cell.get("cell_type") != "code":
+        return 0
+    h = 20 * len(text.splitlines()) + 24
+    for o in cell.get("outputs", []):
+        data = o.get("data", {})
+        if "image/png" in data:
+            w, ih = _png_size(_text({"source": data["image/png"]}))
+            h += int(min(600, ih * min(1.0, 1250 / w))) if w else 300
+        elif "text/html" in data:
+            h += 30 * _text({"source": data["text/html"]}).count("<tr")
+        elif "text/markdown" in data:
+            h += 30 * len(_text({"source": data["text/markdown"]}).splitlines())
+        elif "text" in o or "text/plain" in data:
+            h += 18 * len(_text({"source": o.get("text") or data.get("text/plain", "")}).splitlines())
+    return h + 8
+
+
+def _split_markdown(cell, budget: int) -> list:
+    """A Markdown cell taller than ``budget`` px as several cells, cut between paragraphs (blank lines outside a
+    ``$$`` block or a code fence); the later parts continue it (type ``-``). A Solution block stays whole."""
+    import nbformat
+
+    if cell.get("cell_type") != "markdown" or is_solution(cell) or cell_height_px(cell) <= budget:
+        return [cell]
+    blocks, current, fence = [], [], False
+    for line in _text(cell).split("\n"):
+        if line.strip().startswith(("```", "$$")) and line.strip().count("$$") != 2:
+            fence = not fence
+        if not line.strip() and not fence and current:
+            blocks.append("\n".join(current))
+            current = []
+        elif line.strip() or current:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    parts, text = [], ""
+    for block in blocks:
+        trial = f"{text}\n\n{block}" if text else block
+        if text and cell_height_px({"cell_type": "markdown", "source": trial}) > budget:
+            parts.append(text)
+            text = block
+        else:
+            text = trial
+    parts.append(text)
+    cells = []
+    for i, part in enumerate(parts):
+        c = nbformat.from_dict(json.loads(json.dumps(cell))) if i == 0 else nbformat.v4.new_markdown_cell(part)
+        c.source = part
+        if i:
+            c.metadata["slideshow"] = {"slide_type": "-"}
+        cells.append(c)
+    return cells
+
+
+def split_long_slides(nb, budget: int = SLIDE_BUDGET_PX) -> int:
+    """Make a cell that would run a slide past ``budget`` px (:func:`cell_height_px`) open a sub-slide instead of
+    continuing the slide (only cells of type ``-``; a fragment stays with its slide), a Markdown cell taller
+    than that cut between its paragraphs first (:func:`_split_markdown`). Returns how many cells moved."""
+    nb.cells = [part for cell in nb.cells for part in _split_markdown(cell, budget)]
+    used, changed = 0, 0
+    for cell in nb.cells:
+        show = cell.metadata.setdefault("slideshow", {})
+        kind = show.get("slide_type", "-")
+        if kind in ("skip", "notes"):
+            continue
+        h = cell_height_px(cell)
+        if kind in ("slide", "subslide"):
+            used = h
+        elif kind == "-" and used > 0 and used + h > budget:
+            show["slide_type"] = "subslide"
+            used, changed = h, changed + 1
+        else:
+            used += h
+    return changed
+
+
 def slides(sources: Sequence[Path], out: Path) -> List[Path]:
     """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs), with the
     template ``scripts/slides_template/metalib_reveal``: 1280x720 slides, reveal.js and MathJax served from
-    ``out/_assets`` (:func:`slide_assets`), nothing from a CDN."""
+    ``out/_assets`` (:func:`slide_assets`), nothing from a CDN; a slide longer than the screen continues on a
+    sub-slide (:func:`split_long_slides`), a single cell taller than the screen scrolls in its box."""
+    import tempfile
+
+    import nbformat
+
     out.mkdir(parents=True, exist_ok=True)
     slide_assets(out)
     made = []
     for s in sources:
-        nb = notebook_of(s)
+        book = nbformat.read(str(notebook_of(s)), as_version=4)
+        split = split_long_slides(book)              # on a copy: the notebook's own slide types stay as they are
+        tmp = Path(tempfile.mkdtemp(prefix="slides-"))
+        nb = tmp / f"{s.stem}.ipynb"
+        nbformat.write(book, str(nb))
+        if split:
+            print(f"{s.stem}: {split} long slide(s) continued on a sub-slide")
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir", str(out),
                         f"--TemplateExporter.extra_template_basedirs={SLIDES_TEMPLATE}", "--template", "metalib_reveal",
                         "--SlidesExporter.reveal_url_prefix=_assets/revealjs", f"--SlidesExporter.mathjax_url={MATHJAX_URL}",
                         "--SlidesExporter.reveal_theme=white",   # its font ships in dist/theme/fonts ("simple" fetches two)
                         "--log-level", "WARN", str(nb)], check=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         made.append(out / f"{nb.stem}.slides.html")
         print(f"slides: {made[-1]}")
     return made

@@ -205,3 +205,25 @@ def test_the_slides_load_nothing_from_the_network(tmp_path):
     theme = re.search(r'href="(_assets/revealjs/dist/theme/[^"]+\.css)"', html).group(1)
     assert not re.search(r"@import\s+url\((?:https?:)?//", (tmp_path / theme).read_text())
     assert "width: 1280" in html and "height: 720" in html
+
+
+def test_long_slides_continue_on_sub_slides():
+    """``slides`` works on a copy in which a slide longer than the screen continues on a sub-slide, and a
+    Markdown cell taller than a slide is cut between paragraphs; a Solution block stays whole and a fragment."""
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    para = "A sentence of prose that fills most of a line on a slide, as the notebooks' text does. " * 3
+    long_md = "\n\n".join([para] * 14)
+    solution = md("<details><summary><b>Solution</b></summary>\n\n" + "\n".join(["x = 1"] * 60) + "\n</details>")
+    cells = [md("## A section"), code("\n".join(["y = 2"] * 12)), code("\n".join(["z = 3"] * 12)), md(long_md), solution]
+    for c, t in zip(cells, ["slide", "-", "-", "-", "fragment"]):
+        c.metadata["slideshow"] = {"slide_type": t}
+    nb = nbformat.v4.new_notebook(cells=cells)
+    moved = nbs.split_long_slides(nb)
+    types = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
+    assert moved >= 2 and len(nb.cells) > 5, types                        # the long Markdown cell was cut
+    assert types[0] == "slide" and "subslide" in types[1:]
+    assert nb.cells[-1] is solution and types[-1] == "fragment"           # kept whole, still a fragment
+    assert "".join(c.source for c in nb.cells if c.cell_type == "markdown" and c is not solution
+                   and c.source != "## A section").replace("\n", "") == long_md.replace("\n", "")
+    assert all(nbs.cell_height_px(c) <= nbs.SLIDE_BUDGET_PX for c in nb.cells if c.cell_type == "markdown"
+               and c is not solution)
