@@ -167,10 +167,10 @@ check_split_task(split_task)
 #   checksum-verified; each notebook prints how they were made), after a short *live* training demo.
 # - **The switch.** `FULL = True` at the top of a notebook — or `METALIB_FULL=1` in the environment before
 #   starting Jupyter — trains the paper-length versions from scratch instead (minutes to hours).
-# - **Exercises** end with a check such as `check_inner_step(inner_step)` that says what is wrong;
-#   `solution("inner_step")` prints the reference solution (each notebook imports `solution` with its check),
-#   the notebooks in the repository show it in a collapsed *Solution* block below the exercise (the
-#   student version, `python scripts/notebooks.py release --student DIR`, leaves those blocks out).
+# - **Exercises** end with a check such as `check_inner_step(inner_step)` that says what is wrong; the
+#   notebooks in the repository show a reference solution in a collapsed *Solution* block below the exercise
+#   (the student version, `python scripts/notebooks.py release --student DIR`, leaves out those blocks and
+#   every pointer to them).
 # - **Lecture mode.** Every notebook is also a slide deck (View → Cell toolbar → Slideshow shows each cell's
 #   slide type; RISE presents it live, `python scripts/notebooks.py slides --out slides/` writes HTML slides).
 # - **Widgets** (sliders) need a live kernel; a static figure follows each one.

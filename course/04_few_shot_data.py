@@ -283,8 +283,9 @@ for n in (50, 600):
 # With 50 episodes, chance alone makes two equal models differ by more than a point in about one comparison in
 # five — in either direction, so a one-point "improvement" of the new model over the old one in about one
 # comparison in ten — on Omniglot, where this model is right on almost every query. On harder data σ is
-# larger — Snell et al.'s miniImageNet interval, ±0.78 over 600 episodes, means σ ≈ 0.78·√600/1.96 ≈ 9.7
-# points, 2.5 times this model's — and such differences become common (notebook 07). Hence the rules every number in this
+# larger — Snell et al.'s miniImageNet interval, ±0.78 over 600 episodes, means
+# $\sigma \approx 0.78 \cdot \sqrt{600} / 1.96 \approx 9.7$ points, $2.5\times$ this model's — and such differences
+# become common (notebook 07). Hence the rules every number in this
 # suite follows: **the mean over many seeded episodes, its 95% interval, the number of episodes, and the same
 # episodes for every method**. Two results whose intervals overlap substantially are not shown to differ.
 # Note also what the interval does *not* cover: another split, another seed of the meta-training run, or

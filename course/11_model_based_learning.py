@@ -425,7 +425,7 @@ for name, row in ml.PAPER_TABLE1.items():
 print(f"columns: instances {', '.join(map(str, COLUMNS))}; ours ± 95% CI over 600 seeded test sequences")
 
 # %%
-fig, ax = plots.subplots(1, width=7.5, height=4.4)
+fig, ax = plots.subplots(1, width=7.5, height=5.6)
 ml.plot_instance_curves(ax, omni, paper=ml.PAPER_TABLE1, skip_first=[PROTO])
 ax.set_title("Omniglot, 5 classes x 10 instances: accuracy by presentation", fontsize=10)
 plt.show()

@@ -13,9 +13,10 @@ pairing). Edit the script, then:
                                                   # Solution block is its exercise's registered solution (what CI runs)
     python scripts/notebooks.py release --student DIR [--instructor DIR] [NAMES]
                                                   # the two versions of the executed notebooks (+ README.md):
-                                                  # the student's without the Solution blocks, the instructor's
+                                                  # the student's without the Solution blocks or solution(), the instructor's
                                                   # with every Solution block open
-    python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides)
+    python scripts/notebooks.py slides --out DIR [NAMES]   # lecture slides (jupyter nbconvert --to slides), offline:
+                                                  # reveal.js and MathJax copied into DIR/_assets from packages
     python scripts/notebooks.py site --out DIR    # the course site, offline (scripts/course_site.py, docs/site.md)
     python scripts/notebooks.py live              # the notebooks that train, adapt or evaluate a model live
     python scripts/notebooks.py generic [NAMES]   # strict nbval on those (or NAMES) under generic CPU kernels:
@@ -218,14 +219,169 @@ def add_slide_metadata(path: Path) -> int:
     return changed
 
 
+# the slides' template (scripts/slides_template/metalib_reveal) and the offline copies of what it loads, as
+# ``(package, folder inside it, folder under DIR/_assets, what to copy)``: reveal.js 5 from sphinx-revealjs,
+# MathJax 3 (its one-file TeX build and the fonts it loads) from django-static-mathjax (module ``mathjax``)
+SLIDES_TEMPLATE = Path(__file__).resolve().parent / "slides_template"
+SLIDE_ASSETS = (
+    ("sphinx_revealjs", "_static/revealjs", "revealjs", ("dist", "plugin/notes")),
+    ("mathjax", "static/mathjax/es5", "mathjax", ("tex-chtml-full.js", "output/chtml", "ui", "a11y", "input/mml")),
+)
+MATHJAX_URL = "_assets/mathjax/tex-chtml-full.js"
+
+
+def slide_assets(out: Path) -> Path:
+    """Copy reveal.js and MathJax from their installed packages into ``out/_assets`` (what the slides load,
+    relative to the HTML: they work from a file:// folder, offline)."""
+    import importlib.util
+
+    assets = out / "_assets"
+    for package, inside, name, parts in SLIDE_ASSETS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise Error(f"the offline slides need the package that ships {name} ({package}): "
+                        "pip install -r requirements-dev.txt")
+        root = Path(list(spec.submodule_search_locations)[0]) / inside
+        for part in parts:
+            src, dst = root / part, assets / name / part
+            if not src.exists():
+                raise Error(f"{src} is missing: reinstall the package {package}")
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+    return assets
+
+
+SLIDE_BUDGET_PX = 560   # of a slide's 720 px, what its cells may fill by the estimate below (it runs low: margins, spacing)
+
+
+def _png_size(b64: str):
+    """``(width, height)`` of a base64 PNG, from its header."""
+    import base64
+    import struct
+
+    head = base64.b64decode(b64[:64])
+    return struct.unpack(">II", head[16:24]) if head[1:4] == b"PNG" else (0, 0)
+
+
+def cell_height_px(cell) -> int:
+    """A rough height of a cell on a 1280-px slide (the template's fonts): text lines, code lines, figures at
+    their size (at most 600 px tall, 1250 wide) — enough to tell a cell that fills a slide from one that doesn't."""
+    text = _text(cell)
+    if cell.get("cell_type") == "markdown":
+        h = 0
+        for line in text.splitlines():
+            if line.startswith("#"):
+                h += 56
+            elif line.startswith("$$") or line.startswith("|"):
+                h += 34
+            else:
+                h += 27 * max(1, -(-len(line) // 120))
+        return h + 16
+    if cell.get("cell_type") != "code":
+        return 0
+    h = 20 * len(text.splitlines()) + 24
+    for o in cell.get("outputs", []):
+        data = o.get("data", {})
+        if "image/png" in data:
+            w, ih = _png_size(_text({"source": data["image/png"]}))
+            h += int(min(600, ih * min(1.0, 1250 / w))) if w else 300
+        elif "text/html" in data:
+            h += 30 * _text({"source": data["text/html"]}).count("<tr")
+        elif "text/markdown" in data:
+            h += 30 * len(_text({"source": data["text/markdown"]}).splitlines())
+        elif "text" in o or "text/plain" in data:
+            h += 18 * len(_text({"source": o.get("text") or data.get("text/plain", "")}).splitlines())
+    return h + 8
+
+
+def _split_markdown(cell, budget: int) -> list:
+    """A Markdown cell taller than ``budget`` px as several cells, cut between paragraphs (blank lines outside a
+    ``$$`` block or a code fence); the later parts continue it (type ``-``). A Solution block stays whole."""
+    import nbformat
+
+    if cell.get("cell_type") != "markdown" or is_solution(cell) or cell_height_px(cell) <= budget:
+        return [cell]
+    blocks, current, fence = [], [], False
+    for line in _text(cell).split("\n"):
+        if line.strip().startswith(("```", "$$")) and line.strip().count("$$") != 2:
+            fence = not fence
+        if not line.strip() and not fence and current:
+            blocks.append("\n".join(current))
+            current = []
+        elif line.strip() or current:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    parts, text = [], ""
+    for block in blocks:
+        trial = f"{text}\n\n{block}" if text else block
+        if text and cell_height_px({"cell_type": "markdown", "source": trial}) > budget:
+            parts.append(text)
+            text = block
+        else:
+            text = trial
+    parts.append(text)
+    cells = []
+    for i, part in enumerate(parts):
+        c = nbformat.from_dict(json.loads(json.dumps(cell))) if i == 0 else nbformat.v4.new_markdown_cell(part)
+        c.source = part
+        if i:
+            c.metadata["slideshow"] = {"slide_type": "-"}
+        cells.append(c)
+    return cells
+
+
+def split_long_slides(nb, budget: int = SLIDE_BUDGET_PX) -> int:
+    """Make a cell that would run a slide past ``budget`` px (:func:`cell_height_px`) open a sub-slide instead of
+    continuing the slide (only cells of type ``-``; a fragment stays with its slide), a Markdown cell taller
+    than that cut between its paragraphs first (:func:`_split_markdown`). Returns how many cells moved."""
+    nb.cells = [part for cell in nb.cells for part in _split_markdown(cell, budget)]
+    used, changed = 0, 0
+    for cell in nb.cells:
+        show = cell.metadata.setdefault("slideshow", {})
+        kind = show.get("slide_type", "-")
+        if kind in ("skip", "notes"):
+            continue
+        h = cell_height_px(cell)
+        if kind in ("slide", "subslide"):
+            used = h
+        elif kind == "-" and used > 0 and used + h > budget:
+            show["slide_type"] = "subslide"
+            used, changed = h, changed + 1
+        else:
+            used += h
+    return changed
+
+
 def slides(sources: Sequence[Path], out: Path) -> List[Path]:
-    """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs)."""
+    """``jupyter nbconvert --to slides`` of each notebook into ``out`` (reveal.js HTML, stored outputs), with the
+    template ``scripts/slides_template/metalib_reveal``: 1280x720 slides, reveal.js and MathJax served from
+    ``out/_assets`` (:func:`slide_assets`), nothing from a CDN; a slide longer than the screen continues on a
+    sub-slide (:func:`split_long_slides`), a single cell taller than the screen scrolls in its box."""
+    import tempfile
+
+    import nbformat
+
     out.mkdir(parents=True, exist_ok=True)
+    slide_assets(out)
     made = []
     for s in sources:
-        nb = notebook_of(s)
+        book = nbformat.read(str(notebook_of(s)), as_version=4)
+        split = split_long_slides(book)              # on a copy: the notebook's own slide types stay as they are
+        tmp = Path(tempfile.mkdtemp(prefix="slides-"))
+        nb = tmp / f"{s.stem}.ipynb"
+        nbformat.write(book, str(nb))
+        if split:
+            print(f"{s.stem}: {split} long slide(s) continued on a sub-slide")
         subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "slides", "--output-dir", str(out),
+                        f"--TemplateExporter.extra_template_basedirs={SLIDES_TEMPLATE}", "--template", "metalib_reveal",
+                        "--SlidesExporter.reveal_url_prefix=_assets/revealjs", f"--SlidesExporter.mathjax_url={MATHJAX_URL}",
+                        "--SlidesExporter.reveal_theme=white",   # its font ships in dist/theme/fonts ("simple" fetches two)
                         "--log-level", "WARN", str(nb)], check=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         made.append(out / f"{nb.stem}.slides.html")
         print(f"slides: {made[-1]}")
     return made
@@ -238,8 +394,39 @@ def solution_code(cell) -> Optional[str]:
     return m.group(1).strip() + "\n" if m else None
 
 
+# the import of solution() (the checks' "Stuck?" hint) and the hint itself, as the repository's notebooks have them
+_SOLUTION_IMPORT = re.compile(r"^(from metalib\.course\.exercises import )(.*?)\s*(#.*)?$", re.MULTILINE)
+_SOLUTION_HINT = re.compile(r"\(Stuck\? Run `solution\('\w+'\)`\.\)")
+
+
+def student_cell(cell):
+    """A cell as the student version holds it: no ``solution`` in the exercises' import (so that a check's
+    "Stuck?" hint, which names ``solution()`` only where the notebook imported it, gives
+    ``metalib.course.exercises.STUDENT_HINT`` instead), and the stored hints rewritten the same way."""
+    if cell.get("cell_type") != "code":
+        return cell
+    sys.path.insert(0, str(ROOT))
+    from metalib.course.exercises import STUDENT_HINT
+
+    def drop(m: re.Match) -> str:
+        names = [n.strip() for n in m.group(2).split(",") if n.strip() and n.strip() != "solution"]
+        if names == [n.strip() for n in m.group(2).split(",") if n.strip()]:
+            return m.group(0)                          # no solution here: the line as it was
+        return m.group(1) + ", ".join(names) if names else "\0"
+
+    text = _SOLUTION_IMPORT.sub(drop, _text(cell))
+    cell.source = "\n".join(line for line in text.split("\n") if line != "\0")
+    for out in cell.get("outputs", []):
+        if "text" in out:
+            out["text"] = _SOLUTION_HINT.sub(STUDENT_HINT, _text({"source": out["text"]}))
+        for key in ("text/plain", "text/html", "text/markdown"):
+            if key in out.get("data", {}):
+                out["data"][key] = _SOLUTION_HINT.sub(STUDENT_HINT, _text({"source": out["data"][key]}))
+    return cell
+
+
 def release(sources: Sequence[Path], student: Optional[Path] = None, instructor: Optional[Path] = None) -> Dict[str, int]:
-    """Write the student version (every Solution block removed) and/or the instructor version (every
+    """Write the student version (every Solution block removed, no ``solution()`` import or hint: :func:`student_cell`) and/or the instructor version (every
     Solution block kept and opened) of the executed notebooks, plus ``notebooks/README.md``, into the
     given folders. Returns ``{notebook: number of Solution blocks}``."""
     import nbformat
@@ -251,6 +438,9 @@ def release(sources: Sequence[Path], student: Optional[Path] = None, instructor:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(NOTEBOOKS / "README.md", folder / "README.md")
+    if student is not None:   # the student's README without its <!-- instructor --> ... <!-- /instructor --> parts
+        readme = (NOTEBOOKS / "README.md").read_text()
+        (student / "README.md").write_text(re.sub(r"<!-- instructor\b.*?<!-- /instructor -->\n?", "", readme, flags=re.S))
     for s in sources:
         path = notebook_of(s)
         if not path.exists():
@@ -259,7 +449,7 @@ def release(sources: Sequence[Path], student: Optional[Path] = None, instructor:
         counts[path.stem] = sum(map(is_solution, nb.cells))
         if student is not None:
             mine = nbformat.from_dict(json.loads(json.dumps(nb)))
-            mine.cells = [c for c in mine.cells if not is_solution(c)]
+            mine.cells = [student_cell(c) for c in mine.cells if not is_solution(c)]
             nbformat.validate(mine)
             nbformat.write(mine, str(student / path.name))
         if instructor is not None:
@@ -326,7 +516,7 @@ def main(argv: Sequence[str] = None) -> int:
     p.add_argument("--student", type=Path, default=None, help="release: write the student version here")
     p.add_argument("--instructor", type=Path, default=None, help="release: write the instructor version here")
     p.add_argument("--out", type=Path, default=None, help="slides, site: write the HTML here")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)   # NAMES before or after the options (`slides --out DIR 09`)
     if a.command == "site":  # the course site: its own module (scripts/course_site.py, docs/site.md)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import course_site

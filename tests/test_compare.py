@@ -184,3 +184,35 @@ def test_a_cpu_budget_run_says_its_budget_in_its_label():
     rows = {r.name: r for r in compare.shipped_results(["matching-omniglot-5w1s", "matching-omniglot-5w1s-budget30"])}
     assert rows["matching-omniglot-5w1s"].label == "MatchingNet, Omniglot 5-way 1-shot"
     assert rows["matching-omniglot-5w1s-budget30"].label == "MatchingNet, Omniglot 5-way 1-shot [30 CPU-min]"
+
+
+def test_label_points_keeps_the_labels_of_close_points_apart():
+    """08's scatter (accuracy against seconds per meta-iteration): ANIL beside MAML, R2-D2 on ProtoNet —
+    every label clear of the other labels and of the other points' markers, inside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metalib.course import plots
+
+    xs = [0.020, 0.021, 0.30, 0.31, 0.05, 0.052, 0.9]
+    ys = [96.0, 96.3, 95.1, 95.0, 97.2, 97.0, 85.0]
+    names = ["ProtoNet", "R2-D2", "MAML", "ANIL", "Matching Networks", "Relation Networks", "Reptile"]
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
+    ax.errorbar(xs, ys, yerr=0.3, fmt="o", capsize=3)
+    ax.set_xscale("log")
+    ax.margins(x=0.3)
+    texts = plots.label_points(ax, xs, ys, names)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in texts]
+    for i, a in enumerate(boxes):
+        for j, b in enumerate(boxes[i + 1:], i + 1):
+            assert not a.overlaps(b), (names[i], names[j])
+        px, py = ax.transData.transform((xs[i], ys[i]))
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            if k != i:
+                qx, qy = ax.transData.transform((x, y))
+                assert not (a.x0 < qx < a.x1 and a.y0 < qy < a.y1), (names[i], "covers", names[k])
+    assert [t.get_text() for t in texts] == names
+    plt.close(fig)

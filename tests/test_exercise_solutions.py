@@ -70,15 +70,70 @@ def test_every_built_in_exercise_lists_its_common_mistakes():
 
 
 @pytest.mark.parametrize("name", list(exercises.REGISTRY))
-def test_an_unwritten_stub_is_told_to_run_solution(name):
+def test_an_unwritten_stub_is_told_to_run_solution_where_the_notebook_has_it(name, monkeypatch):
     def not_written(*args):
         raise NotImplementedError
 
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "solution", exercises.solution, raising=False)   # the repository's notebooks import it
     fb = exercises.REGISTRY[name].check(not_written)
     assert not fb and "not written yet" in fb.message
     hint = re.search(r"solution\('(\w+)'\)", fb.message)
     assert hint and hint.group(1) == name, fb.message   # the hint names this exercise, which solution() knows
     assert exercises.solution(name, show=False).lstrip().startswith("def ")
+    monkeypatch.delattr(main, "solution")                                        # the student version does not
+    fb = exercises.REGISTRY[name].check(not_written)
+    assert not fb and "not written yet" in fb.message and "solution" not in fb.message, fb.message
+    assert exercises.STUDENT_HINT in fb.message
+
+
+def test_solution_knows_every_exercise_whatever_was_imported_first():
+    """``solution('matching_attention')`` in a fresh interpreter that imported only the exercises package."""
+    import subprocess
+
+    code = ("from metalib.course.exercises import solution, REGISTRY\n"
+            "print(sorted(REGISTRY))\n"
+            "for name in ('matching_attention', 'metasgd_step', 'lrua_write'):\n"
+            "    assert solution(name, show=False).startswith('def ' + name), name\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "matching_attention" in proc.stdout and "metasgd_step" in proc.stdout
+
+
+def _float32(x):
+    """``x`` with its float64 tensors (also inside a dict) made float32."""
+    import torch
+
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float64:
+        return x.float()
+    if isinstance(x, dict):
+        return {k: _float32(v) for k, v in x.items()}
+    return x
+
+
+@pytest.mark.parametrize("name", list(exercises.REGISTRY))
+def test_a_solution_computed_in_float32_is_accepted(name):
+    """The checks pass float64 tensors; the reference solution run on their float32 copies (what a
+    notebook's network gives) passes too — no misleading "differs by 1e-8"."""
+    e = exercises.REGISTRY[name]
+
+    def in_float32(*args):
+        return e.solution(*map(_float32, args))
+
+    fb = e.check(in_float32)
+    assert fb, fb.message
+
+
+def test_mixing_float32_into_the_checks_float64_says_which_dtype_in_one_line():
+    import torch.nn.functional as F
+
+    def copied_from_section_2(z_s, y_s, z_q, n_way):   # 09's own float32 line, `F.one_hot(y_s, 5).float()`
+        cos = F.normalize(z_q, dim=-1) @ F.normalize(z_s, dim=-1).T
+        return cos.softmax(dim=1) @ F.one_hot(y_s, n_way).float()
+
+    fb = exercises.check_matching_attention(copied_from_section_2)
+    assert not fb and "\n" not in fb.message
+    assert "float64 tensors" in fb.message and ".to(z.dtype)" in fb.message, fb.message
 
 
 def test_every_notebook_solution_block_is_its_exercise_solution_and_passes_the_check():

@@ -190,6 +190,50 @@ def test_attention_explorer_callbacks():
         app.update(query=10)
 
 
+def test_the_explorers_titles_fit_in_every_state_and_show_no_placeholder():
+    """The notebook's long names ("MANN, toy classes"): the titles stay inside the figure at every step
+    and query, step 0 says "fed no label" (not the placeholder -1), the heat maps have a colour bar."""
+    m = small_mann()
+    app = ml.MemoryExplorer(m, DATA, name="MANN, toy classes")
+    for t in range(0, app.length, 7):
+        app.update(t=t)
+        assert not app.clipped_titles(), (t, app.clipped_titles())
+        assert "label -1" not in app.title.get_text()
+    app.update(t=0)
+    assert "fed no label" in app.title.get_text()
+    assert app.colorbar.mappable is app.read_im and app.colorbar.ax.get_ylabel() == "weight"
+    torch.manual_seed(0)
+    s = SNAIL(PixelInput(1, 16), n_way=5, k_shot=1, filters=4, attention=((4, 2), (4, 2), (4, 2)))
+    att = ml.AttentionExplorer(s, DATA, n_query=2, name="SNAIL, toy classes")
+    for q in range(10):
+        att.update(query=q, block=1 + q % 3)
+        assert not att.clipped_titles(), (q, att.clipped_titles())
+
+
+def test_the_accuracy_by_presentation_legend_covers_no_data():
+    """The legend lies below the panel: not over the blind guesser's star nor the chance line."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    curve = SimpleNamespace(instances=10, n_way=5, mean={k: 20.0 + 7 * k for k in range(1, 11)},
+                            ci95={k: 2.0 for k in range(1, 11)})
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
+    ml.plot_instance_curves(ax, {"MANN": curve, "LSTM": curve}, paper=ml.PAPER_TABLE1)
+    fig.canvas.draw()
+    legend, panel = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.y1 <= panel.y0 and legend.y0 >= 0
+    plt.close(fig)
+
+
+def test_the_title_check_finds_a_clipped_title():
+    """Not vacuous: the one-line title the memory explorer had before is found clipped."""
+    app = ml.MemoryExplorer(small_mann(), DATA, name="MANN, toy classes")
+    app.title.set_text("MANN, toy classes — test episode 0, step 9: strongest read slot 12 (weight 0.53), written "
+                       "most at step 3 (fed label 2); class 1: last shown at step 3")
+    assert app.clipped_titles() and "clipped" in app.clipped_titles()[0]
+
+
 def test_instance_numbers_used_by_the_lab_are_the_datas():
     y = torch.tensor([[0, 1, 0]])
     assert instance_numbers(y).tolist() == [[1, 1, 2]]

@@ -7,6 +7,7 @@
   block (no solution code anywhere in it) and an instructor version with every one of them, open;
   both are valid notebooks, in folders that hold the notebooks and their README and nothing else.
 """
+import json
 import re
 import subprocess
 import sys
@@ -115,12 +116,114 @@ def test_the_student_version_has_no_solution_and_the_instructor_version_all_of_t
         if path.stem in ours:
             assert not any("```python\n" in c.source for c in s.cells if c.cell_type == "markdown")
             assert set(_leaks(i.cells)) >= {e.name for e in exercises.REGISTRY.values() if e.notebook == path.stem}
-        # everything else is the same notebook, outputs included
-        kept = [c for c in original.cells if not nbs.is_solution(c)]
+        # everything else is the same notebook, outputs included, but for the import of solution() and its hint
+        kept = [nbs.student_cell(nbformat.from_dict(dict(c))) for c in original.cells if not nbs.is_solution(c)]
         assert [c.source for c in s.cells] == [c.source for c in kept]
         assert [c.get("outputs") for c in s.cells] == [c.get("outputs") for c in kept]
+        assert sum(a.source != b.source for a, b in zip(s.cells, (c for c in original.cells if not nbs.is_solution(c)))) \
+            <= 1, f"{path.name}: the student version changes more than the import cell"
+
+
+def _canonical(line: str) -> str:
+    """A code line without comments and blanks, ``dim=-1`` and ``dim=1`` alike (2-D tensors)."""
+    line = re.sub(r"\s+", "", line.split("#", 1)[0])
+    return line.replace("dim=-1", "dim=1").replace("(dim=1)", "(1)").replace("dim=1", "1")
+
+
+def distinctive_lines(exercise) -> list:
+    """The lines of an exercise's reference solution that give it away (its statements of 20 characters or
+    more, canonical: :func:`_canonical`), the ``def`` line aside."""
+    return [c for c in map(_canonical, exercise.code().splitlines()[1:]) if len(c) >= 20]
+
+
+# notebooks that teach a step in full before asking for it as a function, decided when they were written
+# (found by the test below; reported in issue #25): (exercise, notebook cell's canonical line)
+TAUGHT_BEFORE = {
+    ("inner_step", "return{name:p-lr*g[name]forname,pinparams.items()}"),
+    ("reptile_update", "return{name:t+eps*torch.stack([phi[name]-tforphiinphis]).mean(0)"),
+    ("reptile_update", "forname,tintheta.items()}"),
+}
+
+
+def test_the_student_version_holds_no_line_of_a_solution_and_no_solution_helper(released):
+    """Grep the student build: no ``solution`` helper (imported, named in prose or in a stored hint), and
+    no distinctive line of any exercise's reference solution anywhere in its notebook (so no worked answer
+    just above the exercise either) — apart from :data:`TAUGHT_BEFORE`."""
+    student, _, _ = released
+    found = []
+    for path in sorted(student.glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for i, cell in enumerate(nb.cells):
+            texts = [cell.source] + [json.dumps(o) for o in cell.get("outputs", [])]
+            for text in texts:
+                if re.search(r"\bsolution\(|import .*\bsolution\b", text):
+                    found.append(f"{path.name} cell {i}: names solution(): {text[:80]!r}")
+            lines = {_canonical(line) for line in cell.source.splitlines()}
+            for e in exercises.REGISTRY.values():
+                if e.notebook != path.stem:
+                    continue
+                for line in distinctive_lines(e):
+                    if line in lines and (e.name, line) not in TAUGHT_BEFORE:
+                        found.append(f"{path.name} cell {i}: a line of {e.name}'s solution: {line}")
+    readme = (student / "README.md").read_text()
+    if re.search(r"\bsolution\(|imports `solution`", readme):
+        found.append("README.md names solution()")
+    assert "<!-- instructor" not in readme
+    assert not found, "\n".join(found)
+
+
+def test_the_leak_test_finds_a_leak():
+    """Not vacuous: the distinctive lines of 09's solution are found in the notebook's Solution block and
+    in the section-2 cell as it was before it was reshaped."""
+    e = exercises.get("matching_attention")
+    assert len(distinctive_lines(e)) == 2
+    old_cell = ("    cos = F.normalize(z_q, dim=1) @ F.normalize(z_s, dim=1).T          # [15, 25]\n"
+                "    a = cos.softmax(dim=1)    # attention\n")
+    assert {_canonical(line) for line in old_cell.splitlines()} & set(distinctive_lines(e))
+    assert len(distinctive_lines(exercises.get("lrua_write"))) >= 4
 
 
 def test_release_needs_a_folder():
     with pytest.raises(nbs.Error, match="--student DIR"):
         nbs.release(nbs.pairs(["00"]))
+
+
+@pytest.mark.slow
+def test_the_slides_load_nothing_from_the_network(tmp_path):
+    """``slides`` writes decks whose scripts, styles and fonts all come from ``DIR/_assets`` (copied from
+    installed packages): no ``http(s)://`` in any ``src`` or ``href``, no ``@import`` of a remote font; the
+    browser test (tests/browser/test_slides_in_browser.py) opens them offline."""
+    made = nbs.slides(nbs.pairs(["00"]), tmp_path)
+    html = made[0].read_text()
+    loads = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    remote = [u for u in loads if re.match(r"(?:https?:)?//", u)]
+    assert not remote, remote
+    assert "_assets/revealjs/dist/reveal.js" in loads and nbs.MATHJAX_URL in loads
+    for u in loads:
+        if u.startswith("_assets/"):
+            assert (tmp_path / u).is_file(), u
+    theme = re.search(r'href="(_assets/revealjs/dist/theme/[^"]+\.css)"', html).group(1)
+    assert not re.search(r"@import\s+url\((?:https?:)?//", (tmp_path / theme).read_text())
+    assert "width: 1280" in html and "height: 720" in html
+
+
+def test_long_slides_continue_on_sub_slides():
+    """``slides`` works on a copy in which a slide longer than the screen continues on a sub-slide, and a
+    Markdown cell taller than a slide is cut between paragraphs; a Solution block stays whole and a fragment."""
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    para = "A sentence of prose that fills most of a line on a slide, as the notebooks' text does. " * 3
+    long_md = "\n\n".join([para] * 14)
+    solution = md("<details><summary><b>Solution</b></summary>\n\n" + "\n".join(["x = 1"] * 60) + "\n</details>")
+    cells = [md("## A section"), code("\n".join(["y = 2"] * 12)), code("\n".join(["z = 3"] * 12)), md(long_md), solution]
+    for c, t in zip(cells, ["slide", "-", "-", "-", "fragment"]):
+        c.metadata["slideshow"] = {"slide_type": t}
+    nb = nbformat.v4.new_notebook(cells=cells)
+    moved = nbs.split_long_slides(nb)
+    types = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
+    assert moved >= 2 and len(nb.cells) > 5, types                        # the long Markdown cell was cut
+    assert types[0] == "slide" and "subslide" in types[1:]
+    assert nb.cells[-1] is solution and types[-1] == "fragment"           # kept whole, still a fragment
+    assert "".join(c.source for c in nb.cells if c.cell_type == "markdown" and c is not solution
+                   and c.source != "## A section").replace("\n", "") == long_md.replace("\n", "")
+    assert all(nbs.cell_height_px(c) <= nbs.SLIDE_BUDGET_PX for c in nb.cells if c.cell_type == "markdown"
+               and c is not solution)

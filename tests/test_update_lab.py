@@ -153,6 +153,38 @@ def test_the_notebooks_solution_block_is_the_registered_solution():
 
 
 # ============================================================================ the widgets
+def test_metasgd_explorer_says_diverged_instead_of_nan_and_drops_the_vanished_curve(monkeypatch):
+    ex = uw.MetaSGDExplorer(untrained_pair(), amplitude=2.0, phase=0.5, k=5, steps=3)
+    learner, path = ex.learners["metasgd"], ul.prediction_path
+
+    def diverging(lr, *args):   # Meta-SGD's path NaN from step 2 on, as the shipped one at A = 0.1, φ = 0, K = 1
+        p = path(lr, *args)
+        if lr is learner:
+            p = p.clone()
+            p[2:] = float("nan")
+        return p
+
+    monkeypatch.setattr(ul, "prediction_path", diverging)
+    ex.update(steps=3)
+    title = ex.title.get_text()
+    assert "Meta-SGD: diverged" in title and "nan" not in title.lower(), title
+    labels = [t.get_text() for t in ex.ax.get_legend().get_texts()]
+    assert uw.MetaSGDExplorer.LABELS["metasgd"] not in labels and uw.MetaSGDExplorer.LABELS["maml"] in labels
+    assert not ex.clipped_titles(), ex.clipped_titles()
+    ex.update(steps=1)
+    assert uw.MetaSGDExplorer.LABELS["metasgd"] in [t.get_text() for t in ex.ax.get_legend().get_texts()]
+
+
+def test_metasgd_explorer_legends_stay_below_their_panels():
+    ex = uw.MetaSGDExplorer(untrained_pair(), amplitude=2.0, phase=0.5, k=5, steps=1)
+    assert not ex.clipped_titles()               # (draws the figure)
+    r = ex.fig.canvas.get_renderer()
+    for ax in (ex.ax_alpha, ex.ax, ex.ax_mse):
+        legend, panel = ax.get_legend().get_window_extent(r), ax.get_window_extent(r)
+        assert legend.y1 <= panel.y0 + 1, ax.get_title()          # wholly below the data area
+    assert not ex.clipped_titles()
+
+
 def test_metasgd_explorer_callbacks():
     ex = uw.MetaSGDExplorer(untrained_pair(), amplitude=2.0, phase=0.5, k=5, steps=1)
     before = ex.lines["metasgd"].get_ydata().copy()

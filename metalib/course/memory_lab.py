@@ -241,7 +241,8 @@ def plot_instance_curves(ax: Axes, curves: Mapping[str, InstanceAccuracy], paper
     ax.axhline(100 / (next(iter(curves.values())).n_way if curves else 5), color="gray", lw=1, ls=":", label="chance")
     ax.set(xlabel="instance (presentation number of the class in the episode)", ylabel="accuracy (%)", ylim=(0, 101))
     ax.set_xticks(range(1, 11))
-    ax.legend(fontsize=8, loc="lower right")
+    # below the panel: inside, it covered the blind guesser's star and the chance line
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, frameon=False)
 
 
 # =============================================================================================
@@ -291,12 +292,12 @@ class MemoryExplorer(FigureApp):
         self.values = {"t": int(t), "episode": int(episode), "head": "all"}
         self.values = {**self.values, **self._validate(dict(self.values))}
         self.fig.set_layout_engine("none")
-        gs = self.fig.add_gridspec(2, 3, width_ratios=[0.8, 2, 2], height_ratios=[4, 1], left=0.05, right=0.98,
-                                   top=0.9, bottom=0.1, wspace=0.25, hspace=0.45)
+        gs = self.fig.add_gridspec(2, 4, width_ratios=[0.8, 2, 2, 0.07], height_ratios=[4, 1], left=0.05, right=0.95,
+                                   top=0.84, bottom=0.1, wspace=0.25, hspace=0.45)
         self.ax_img = self.fig.add_subplot(gs[0, 0])
         self.ax_read = self.fig.add_subplot(gs[0, 1])
         self.ax_write = self.fig.add_subplot(gs[0, 2])
-        self.ax_seq = self.fig.add_subplot(gs[1, :])
+        self.ax_seq = self.fig.add_subplot(gs[1, :3])
         self.img = self.ax_img.imshow(np.zeros((28, 28)), cmap="gray_r", vmin=0, vmax=1)
         self.ax_img.set_xticks([])
         self.ax_img.set_yticks([])
@@ -307,6 +308,8 @@ class MemoryExplorer(FigureApp):
         self.read_im = self.ax_read.imshow(blank, aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         self.write_im = self.ax_write.imshow(blank.copy(), aspect="auto", cmap=cmap, vmin=0, vmax=1,
                                              interpolation="nearest")
+        # the colour carries the weight: a colour bar (it follows the clim that _redraw sets)
+        self.colorbar = self.fig.colorbar(self.read_im, cax=self.fig.add_subplot(gs[0, 3]), label="weight")
         for ax, what in ((self.ax_read, "read"), (self.ax_write, "write")):
             ax.set(xlabel="memory slot", ylabel="step", title=f"{what} weights (steps 0 … t)")
             ax.grid(False)
@@ -396,9 +399,11 @@ class MemoryExplorer(FigureApp):
         self.read_mark.set_data([st["slot"]], [t])
         self.write_mark.set_data([st["slot"]], [st["written"]])
         prev = "its 1st presentation" if st["previous"] is None else f"last shown at step {st['previous']}"
-        self.title.set_text(f"{self.name} — test episode {self.values['episode']}, step {t}: strongest read slot "
-                            f"{st['slot']} (weight {st['weight']:.2f}), written most at step {st['written']} "
-                            f"(fed label {st['written_label_in']}); class {int(tr.y[t])}: {prev}")
+        # step 0 is fed no label (label_in -1): say so rather than show the placeholder
+        fed_then = "fed no label" if st["written_label_in"] < 0 else f"fed label {st['written_label_in']}"
+        self.title.set_text(f"{self.name} — test episode {self.values['episode']}, step {t} (class {int(tr.y[t])}: "
+                            f"{prev})\nstrongest read slot {st['slot']} (weight {st['weight']:.2f}), written most at "
+                            f"step {st['written']} ({fed_then})")
         colors = np.ones((1, self.length, 3))
         for s in range(t + 1):
             colors[0, s] = (0.55, 0.85, 0.55) if bool(tr.right[s]) else (0.95, 0.55, 0.55)
@@ -435,7 +440,7 @@ class AttentionExplorer(FigureApp):
         self.values = {**self.values, **self._validate(dict(self.values))}
         self.steps = self.n_way * self.k_shot + 1
         self.fig.set_layout_engine("none")
-        gs = self.fig.add_gridspec(2, self.steps, height_ratios=[1, 1.5], left=0.06, right=0.99, top=0.84,
+        gs = self.fig.add_gridspec(2, self.steps, height_ratios=[1, 1.5], left=0.06, right=0.99, top=0.78,
                                    bottom=0.14, hspace=0.15, wspace=0.08)
         self.img_axes = [self.fig.add_subplot(gs[0, i]) for i in range(self.steps)]
         self.imgs = []
@@ -523,7 +528,7 @@ class AttentionExplorer(FigureApp):
         p = v["logits"][q].softmax(-1)
         pred, true = int(p.argmax()), int(v["y_q"][q])
         self.title.set_text(f"{self.name} — test episode {self.values['episode']}, query {q}: true class {true}, "
-                            f"predicted {pred} ({float(p[pred]):.0%}) {'✓' if pred == true else '✗'} — attention "
+                            f"predicted {pred} ({float(p[pred]):.0%}) {'✓' if pred == true else '✗'}\nattention "
                             f"block {self.values['block']} (green: the support images of the query's class)")
 
 

@@ -312,3 +312,49 @@ def race_curves(ax: Axes, races: Mapping[str, Sequence], papers: Mapping[str, Op
     handles += [Line2D([], [], ls="", marker="D", mfc="none", color="0.3", label="our test (600 episodes)"),
                 Line2D([], [], ls="", marker="*", ms=10, color="0.3", label="the paper's number (its protocol)")]
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
+# offsets (points) and alignment tried, in order, for a point's label: right, left, above, below, diagonals
+_LABEL_PLACES = ((7, -3, "left"), (-7, -3, "right"), (0, 7, "center"), (0, -13, "center"), (7, 6, "left"),
+                 (-7, 6, "right"), (7, -12, "left"), (-7, -12, "right"), (12, 14, "left"), (-12, 14, "right"),
+                 (12, -22, "left"), (-12, -22, "right"))
+
+
+def label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 7,
+                 marker_px: float = 6.0) -> list:
+    """Label each point ``(xs[i], ys[i])`` with ``labels[i]`` where the label overlaps no other label and no
+    point's marker (a square of ``marker_px`` around it): the first free place of :data:`_LABEL_PLACES`, else
+    the least covered. Call it after the axes' limits and scales are set. Returns the text artists."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else fig._get_renderer()
+    fig.draw_without_rendering()                     # final limits and layout: display coordinates hold
+    pts = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
+    markers = [(px - marker_px, py - marker_px, px + marker_px, py + marker_px) for px, py in pts]
+    placed: list = []
+    texts = []
+
+    def overlap(a, b) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    for i, (x, y, label) in enumerate(zip(xs, ys, labels)):
+        best = None
+        for dx, dy, ha in _LABEL_PLACES:
+            t = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=fontsize)
+            e = t.get_window_extent(renderer)
+            box = (e.x0, e.y0, e.x1, e.y1)
+            cover = sum(overlap(box, b) for b in placed) + sum(overlap(box, m) for j, m in enumerate(markers) if j != i)
+            inside = ax.bbox.x0 <= e.x0 and e.x1 <= ax.bbox.x1 and ax.bbox.y0 <= e.y0 and e.y1 <= ax.bbox.y1
+            cover += 0.0 if inside else 1e6
+            if best is None or cover < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cover, t, box)
+            else:
+                t.remove()
+            if cover == 0:
+                break
+        placed.append(best[2])
+        texts.append(best[1])
+    return texts

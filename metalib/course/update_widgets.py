@@ -69,11 +69,12 @@ class MetaSGDExplorer(FigureApp):
         amplitude, phase, k, steps: the starting values.
     """
 
-    width, height = 12.5, 4.0
+    width, height = 12.5, 5.0
     RANGES = dict(amplitude=(0.1, 5.0), phase=(0.0, math.pi), k=(1, 20), steps=(1, 10))
     MAX_STEPS = 10
     COLORS = {"maml": "C0", "metasgd": "C3"}
     LABELS = {"maml": "MAML (one α)", "metasgd": "Meta-SGD (learned α)"}
+    LEGEND = dict(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, frameon=False)
 
     def __init__(self, learners: Mapping[str, Learner], amplitude: float = 3.0, phase: float = 1.0, k: int = 5,
                  steps: int = 1, seed: int = 0) -> None:
@@ -102,7 +103,8 @@ class MetaSGDExplorer(FigureApp):
         self.ax_alpha.set_xlabel("learning rate α of one parameter entry")
         self.ax_alpha.set_ylabel("entries")
         self.ax_alpha.set_title("Meta-SGD's learned α by layer")
-        self.ax_alpha.legend(fontsize=7.5, loc="upper right")
+        # legends below their panels: inside, they covered the histogram's peak, MAML's α and the lowest MSEs
+        self.ax_alpha.legend(**self.LEGEND)
 
         (self.true_line,) = self.ax.plot([], [], color="k", ls="--", lw=1.5, label="true function")
         self.init_lines, self.lines, self.mse_lines = {}, {}, {}
@@ -113,7 +115,7 @@ class MetaSGDExplorer(FigureApp):
             (self.mse_lines[kind],) = self.ax_mse.plot([], [], "o-", ms=3.5, color=c, label=self.LABELS[kind])
         (self.points,) = self.ax.plot([], [], "o", color="k", ms=6.5, zorder=5, label="support points")
         plots.sinusoid_axes(self.ax, ylim=(-7.0, 7.0))
-        self.ax.legend(loc="lower left", fontsize=7.5)
+        self.ax.legend(**self.LEGEND)
         self.ax.set_title("the task and both learners")
         self.title = self.fig.suptitle("", fontsize=10)
         self.cursor = self.ax_mse.axvline(1, color="0.5", lw=1, ls=":")
@@ -122,7 +124,7 @@ class MetaSGDExplorer(FigureApp):
         self.ax_mse.set_yscale("log")
         self.ax_mse.set_xlim(-0.3, self.MAX_STEPS + 0.3)
         self.ax_mse.set_title("error after each step")
-        self.ax_mse.legend(fontsize=7.5, loc="lower left")
+        self.ax_mse.legend(**self.LEGEND)
         self.controls = {
             "amplitude": _float_slider("amplitude A", self.values["amplitude"], *self.RANGES["amplitude"], 0.1, ".1f"),
             "phase": _float_slider("phase φ", self.values["phase"], 0.0, round(math.pi, 2), 0.05, ".2f"),
@@ -159,7 +161,11 @@ class MetaSGDExplorer(FigureApp):
             self.init_lines[kind].set_data(xs, path[0].flatten().numpy())
             self.lines[kind].set_data(xs, path[v["steps"]].flatten().numpy())
             self.mse_lines[kind].set_data(range(self.MAX_STEPS + 1), self.mse[kind])
-            text.append(f"{self.LABELS[kind].split(' (')[0]}: {plots.fmt(self.mse[kind][v['steps']])}")
+            diverged = not math.isfinite(self.mse[kind][v["steps"]])   # its curve is gone: no NaN, no legend entry
+            self.lines[kind].set_label(("_" if diverged else "") + self.LABELS[kind])
+            mse = "diverged" if diverged else plots.fmt(self.mse[kind][v["steps"]])
+            text.append(f"{self.LABELS[kind].split(' (')[0]}: {mse}")
+        self.ax.legend(**self.LEGEND)
         self.cursor.set_xdata([v["steps"], v["steps"]])
         finite = [m for ms in self.mse.values() for m in ms if math.isfinite(m) and m > 0]
         if finite:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import ipywidgets as W
@@ -87,6 +88,26 @@ class FigureApp:
 
     def _validate(self, values: Dict[str, Any]) -> Dict[str, Any]:
         return values
+
+    def clipped_titles(self) -> List[str]:
+        """The titles (the figure's and each panel's) that do not lie wholly inside the figure as it is
+        drawn now, or hold a raw "nan": empty when every title can be read."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.text import Text
+
+        renderer = FigureCanvasAgg(self.fig).get_renderer()   # what render() draws with
+        self.fig.draw(renderer)                                 # lays the figure out as it will be shown
+        box = self.fig.bbox
+        titles = [t for t in [getattr(self.fig, "_suptitle", None)] + [a.title for a in self.fig.axes]
+                  if isinstance(t, Text) and t.get_visible() and t.get_text()]
+        bad = []
+        for t in titles:
+            e = t.get_window_extent(renderer)
+            if e.x0 < box.x0 - 0.5 or e.x1 > box.x1 + 0.5 or e.y0 < box.y0 - 0.5 or e.y1 > box.y1 + 0.5:
+                bad.append(f"clipped ({e.x0:.0f}…{e.x1:.0f} of 0…{box.x1:.0f} px): {t.get_text()!r}")
+            elif re.search(r"\bnan\b", t.get_text(), re.IGNORECASE):
+                bad.append(f"NaN in the title: {t.get_text()!r}")
+        return bad
 
     def _redraw(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

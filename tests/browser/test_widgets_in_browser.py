@@ -13,7 +13,9 @@ For each notebook found by :func:`widget_notebooks`:
    drive each enabled control with the keyboard (slider: an arrow key on its handle; button,
    toggle, checkbox: Space; dropdown: another option) and assert that the widget's figure
    changed — the pixels of its ``<img>`` (``ipywidgets.Image``) or of its ``Output`` area — and
-   that no error text appeared; screenshot it again.
+   that no error text appeared; screenshot it again;
+4. in every state it visits (first shown, after each control), the figure's title lies inside the
+   figure image (:func:`title_clipped`: no title ink cut by the image's border).
 
 Screenshots go to ``tests/browser/artifacts/`` (or ``$METALIB_ARTIFACTS/browser``); their paths
 are listed at the end of the pytest run. ``METALIB_BROWSER_NOTEBOOKS="02 03"`` limits the run to
@@ -113,6 +115,41 @@ def test_notebooks_with_widgets_exist():
     names = [p.name for p in widget_notebooks()]
     assert "02_maml_from_scratch.ipynb" in names and "03_reptile_and_comparison.ipynb" in names, names
     assert "13_meta_reinforcement_learning.ipynb" in names, names   # goal explorer, bandit trial
+
+
+# ---------------------------------------------------------------------------------------------
+# A title inside its figure, from the pixels
+# ---------------------------------------------------------------------------------------------
+def title_clipped(png: bytes, band: float = 0.08, edge: int = 2, ink: int = 150) -> Optional[str]:
+    """Why the title of a figure image is clipped, or None: in the top ``band`` of the image (where the
+    figure's title is drawn) no dark "ink" pixel may touch the ``edge`` outermost columns — a title cut by
+    the figure's border runs into them, one that fits leaves the figure's white margin there."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png)).convert("L")
+    w, h = img.size
+    top = img.crop((0, 0, w, max(1, int(h * band))))
+    cols = [x for x in range(w) if min(top.crop((x, 0, x + 1, top.size[1])).getdata()) < ink]
+    if cols and (cols[0] < edge or cols[-1] >= w - edge):
+        return f"the title's ink spans columns {cols[0]}…{cols[-1]} of 0…{w - 1}: cut at the figure's border"
+    return None
+
+
+def test_the_title_check_on_drawn_figures():
+    """Not vacuous: a title wider than its figure is found clipped, one that fits is not."""
+    from matplotlib.figure import Figure
+
+    def png(title: str) -> bytes:
+        fig = Figure(figsize=(6, 3), dpi=100, layout="constrained")
+        fig.add_subplot().plot([0, 1], [0, 1])
+        fig.suptitle(title, fontsize=11)
+        b = io.BytesIO()
+        fig.savefig(b, format="png")
+        return b.getvalue()
+
+    assert title_clipped(png("MANN, toy classes — step 3")) is None
+    assert title_clipped(png("MANN, toy classes — test episode 0, step 9: strongest read slot 12 (weight 0.53), "
+                             "written most at step 3 (fed label 2); class 1: last shown at step 3"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +292,17 @@ class NotebookRun:
         png = fig.screenshot(timeout=60_000, animations="disabled")
         return Image.open(io.BytesIO(png)).convert("RGBA").tobytes()
 
+    def assert_title_inside(self, n: int, fig, state: str) -> None:
+        """The figure's title lies inside the figure (:func:`title_clipped`) in this widget state; only for
+        an ``<img>`` figure (an Output area's screenshot has the page around it)."""
+        if self.src(fig) is None:
+            return
+        self.wait_image_loaded(fig)
+        why = title_clipped(fig.screenshot(timeout=60_000, animations="disabled"))
+        if why:
+            self.shot(fig, f"widget{n}_CLIPPED_{_slug(state)}")
+        assert why is None, f"{self.nb.name}: widget {n} {state}: {why}"
+
     def settle(self, fig, quiet_s: float = 1.0, limit_s: float = 30.0) -> None:
         """Wait until the figure's pixels stay the same for ``quiet_s``."""
         t0, last = time.monotonic(), self.pixels(fig)
@@ -325,6 +373,7 @@ class NotebookRun:
         fig = self.figure(widget)
         self.wait_image_loaded(fig)
         self.shot(widget, f"widget{n}_before")
+        self.assert_title_inside(n, fig, "as first shown")
         controls = self.controls(widget)
         assert controls, (f"{self.nb.name}: widget {n} shows controls but none can be operated "
                           "(disabled, or nothing to choose)")
@@ -351,6 +400,7 @@ class NotebookRun:
             text = widget.inner_text()
             for bad in _ERROR_TEXTS:
                 assert bad not in text, f"{self.nb.name}: widget {n} after {what}: {bad!r}:\n{_around(text, bad)}"
+            self.assert_title_inside(n, fig, f"after {what}")
             done.append(f"{label}: {what}, re-rendered in {secs:.1f} s")
         self.shot(widget, f"widget{n}_after")
         return done

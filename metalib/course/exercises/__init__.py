@@ -20,6 +20,8 @@ proto_logits       05_prototypical_networks      :func:`check_proto_logits`
 adapt_ce           06_maml_on_omniglot           :func:`check_adapt_ce`
 episodes_for_ci    07_miniimagenet               :func:`check_episodes_for_ci`
 anil_adapt         08_compare_and_next           :func:`check_anil_adapt`
+matching_attention 09_metric_based_learning      :func:`check_matching_attention`
+metasgd_step       10_learning_the_update        :func:`check_metasgd_step`
 lrua_write         11_model_based_learning       :func:`check_lrua_write`
 =================  ============================  ==============================
 
@@ -33,16 +35,20 @@ from __future__ import annotations
 from typing import Callable, Dict, Mapping, Optional, Union
 
 from . import (
-    adapt_ce, anil_adapt, episodes_for_ci, inner_step, lrua_write, mean_ci95, proto_logits, reptile_update,
-    sample_sinusoid, split_task,
+    adapt_ce, anil_adapt, episodes_for_ci, inner_step, lrua_write, matching_attention, mean_ci95, metasgd_step,
+    proto_logits, reptile_update, sample_sinusoid, split_task,
 )
 from .adapt_ce import check_adapt_ce
 from .anil_adapt import check_anil_adapt
-from .base import CheckFailed, Exercise, Feedback, Mistake, as_float, call_checked, close, run_check
+from .base import (
+    STUDENT_HINT, CheckFailed, Exercise, Feedback, Mistake, as_float, call_checked, close, run_check, stuck_hint,
+)
 from .episodes_for_ci import check_episodes_for_ci
 from .inner_step import check_inner_step
 from .lrua_write import check_lrua_write
+from .matching_attention import check_matching_attention
 from .mean_ci95 import check_mean_ci95
+from .metasgd_step import check_metasgd_step
 from .proto_logits import check_proto_logits
 from .reptile_update import check_reptile_update
 from .sample_sinusoid import check_sinusoid_sampler
@@ -50,9 +56,10 @@ from .split_task import check_split_task
 
 __all__ = [
     "Feedback", "CheckFailed", "call_checked", "run_check", "close", "as_float", "Mistake", "Exercise",
-    "REGISTRY", "EXERCISES", "register", "get", "solution",
+    "REGISTRY", "EXERCISES", "register", "get", "solution", "stuck_hint", "STUDENT_HINT",
     "check_split_task", "check_sinusoid_sampler", "check_inner_step", "check_reptile_update", "check_mean_ci95",
-    "check_proto_logits", "check_adapt_ce", "check_episodes_for_ci", "check_anil_adapt", "check_lrua_write",
+    "check_proto_logits", "check_adapt_ce", "check_episodes_for_ci", "check_anil_adapt", "check_matching_attention",
+    "check_metasgd_step", "check_lrua_write",
 ]
 
 #: every exercise by name (the order of the notebooks)
@@ -70,7 +77,7 @@ def register(exercise: Exercise) -> Exercise:
 
 
 for _module in (split_task, sample_sinusoid, inner_step, reptile_update, mean_ci95, proto_logits, adapt_ce,
-                episodes_for_ci, anil_adapt, lrua_write):
+                episodes_for_ci, anil_adapt, matching_attention, metasgd_step, lrua_write):
     register(_module.EXERCISE)
 
 

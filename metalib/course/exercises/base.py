@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
+import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Tuple
@@ -11,7 +13,7 @@ from typing import Callable, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["Feedback", "CheckFailed", "call_checked", "run_check", "close", "as_float", "Mistake", "Exercise"]
+__all__ = ["Feedback", "CheckFailed", "call_checked", "stuck_hint", "STUDENT_HINT", "run_check", "close", "as_float", "Mistake", "Exercise"]
 
 
 @dataclass
@@ -36,8 +38,30 @@ class CheckFailed(Exception):
     """Raised inside a check to stop at the first problem found."""
 
 
+#: the "Stuck?" hint where the notebook has no ``solution`` (the student version): no pointer to a solution
+STUDENT_HINT = "(Stuck? Re-read the cell above the exercise: it says what to compute, step by step.)"
+
+# PyTorch's messages when float32 and float64 tensors meet in one operation
+_DTYPE_CLASH = re.compile(r"dtype|scalar type|Double|Float|float32|float64")
+
+
+def stuck_hint(exercise: str) -> str:
+    """The hint after "not written yet": ``solution('name')`` where the notebook imported ``solution``
+    (the repository's notebooks, the instructor's), :data:`STUDENT_HINT` where it did not (the student
+    version, which ``scripts/notebooks.py release --student`` writes without that import)."""
+    main = sys.modules.get("__main__")   # a notebook's namespace: IPython installs it as __main__
+    if callable(getattr(main, "solution", None)):
+        return f"(Stuck? Run `solution({exercise!r})`.)"
+    return STUDENT_HINT
+
+
+def _float_tensors(args) -> list:
+    return [a for a in args if isinstance(a, Tensor) and a.is_floating_point()]
+
+
 def call_checked(exercise: str, fn: Callable, *args):
-    """Call the student's function; turn exceptions into a readable failure."""
+    """Call the student's function; turn exceptions into a readable failure (one line). A function that
+    mixes float32 into the check's float64 tensors is told which dtype the check passes and how to follow it."""
     if not callable(fn):
         raise CheckFailed(f"expected a function, got {type(fn).__name__}.")
     try:
@@ -45,10 +69,17 @@ def call_checked(exercise: str, fn: Callable, *args):
     except NotImplementedError:
         raise CheckFailed(
             "not written yet — the function still raises NotImplementedError. Replace the `raise` "
-            f"with your code, then run this cell again. (Stuck? Run `solution({exercise!r})`.)"
+            f"with your code, then run this cell again. {stuck_hint(exercise)}"
         ) from None
     except Exception as e:  # the student's bug: report it, don't crash the notebook
-        raise CheckFailed(f"your function raised {type(e).__name__}: {e}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        dtypes = sorted({str(a.dtype).replace("torch.", "") for a in _float_tensors(args)})
+        if isinstance(e, RuntimeError) and dtypes and _DTYPE_CLASH.search(first):
+            raise CheckFailed(
+                f"your function mixed dtypes ({first}). The check passes {' and '.join(dtypes)} tensors, to compare "
+                "to 1e-6; a notebook's network gives float32: make every new tensor in the inputs' dtype — e.g. "
+                "`F.one_hot(y, n).to(z.dtype)`, not `.float()` — and the function works for both.") from None
+        raise CheckFailed(f"your function raised {type(e).__name__}: {first}") from None
 
 
 def run_check(exercise: str, body: Callable[[], str]) -> Feedback:

@@ -31,9 +31,15 @@ def reference(read_prev, usage_prev, alpha, read, gamma, variant: str = ""):
     ranked = sorted(range(S), key=lambda i: (u[i], i))                      # least used first, ties -> lower index
     if variant == "most_used":
         ranked = sorted(range(S), key=lambda i: (-u[i], i))
+    if variant == "reversed_heads":                                         # head h -> the (H-1-h)-th least used
+        ranked = ranked[:H][::-1] + ranked[H:]
+    gates = [1 / (1 + math.exp(-float(alpha[h]))) for h in range(H)]
+    if variant == "softmax_gate":                                           # normalised over the heads
+        e = [math.exp(float(alpha[h])) for h in range(H)]
+        gates = [v / sum(e) for v in e]
     write = torch.zeros(H, S, dtype=torch.float64)
     for h in range(H):
-        s = 1 / (1 + math.exp(-float(alpha[h])))
+        s = gates[h]
         if variant == "no_sigmoid":
             s = float(alpha[h])
         lu = ranked[0] if variant == "same_slot" else ranked[h]
@@ -53,6 +59,14 @@ def reference(read_prev, usage_prev, alpha, read, gamma, variant: str = ""):
             usage[i] = gamma * u[i] + r
         elif variant == "no_read_in_usage":
             usage[i] = gamma * u[i] + w
+        elif variant == "previous_read_in_usage":
+            usage[i] = gamma * u[i] + sum(float(read_prev[h, i]) for h in range(H)) + w
+        elif variant == "mean_over_heads":
+            usage[i] = gamma * u[i] + (r + w) / H
+        elif variant == "mean_of_reads":
+            usage[i] = gamma * u[i] + r / H + w
+        elif variant == "mean_of_writes":
+            usage[i] = gamma * u[i] + r + w / H
         else:
             usage[i] = gamma * u[i] + r + w
     return write, usage
@@ -65,6 +79,10 @@ WRITE_MISTAKES = {
     "most_used": "you wrote to the *most* used slots; LRUA writes to the *least* used ones (smallest usage w^u_{t−1}).",
     "same_slot": "every head wrote to the single least-used slot; head h takes the h-th least-used slot, so the heads "
                  "write to different slots.",
+    "softmax_gate": "the gate is a sigmoid per head, σ(α_h) (eq. 7), not a softmax over the heads: each head "
+                    "interpolates on its own, the heads' gates need not sum to 1.",
+    "reversed_heads": "the heads take the least-used slots in reverse order: head h (h = 0, 1, …) takes the h-th "
+                      "least-used slot — head 0 the least used of all.",
     "current_read": "you interpolated with this step's read weights w^r_t; the write at step t uses the *previous* "
                     "step's read weights w^r_{t−1} (the slot read before the label arrived).",
 }
@@ -73,6 +91,11 @@ USAGE_MISTAKES = {
     "decay_all": "γ multiplies only the *old* usage w^u_{t−1}, not this step's read and write weights.",
     "no_write_in_usage": "the usage leaves out the write weights: a slot just written must count as used (+ Σ_h w^w_t).",
     "no_read_in_usage": "the usage leaves out the read weights: a slot just read must count as used (+ Σ_h w^r_t).",
+    "previous_read_in_usage": "the usage adds the *previous* step's read weights w^r_{t−1}; eq. 5 adds this step's "
+                              "reads w^r_t (and writes w^w_t).",
+    "mean_over_heads": "you averaged the read and write weights over the heads; eq. 5 *sums* them: Σ_h w^r_t + Σ_h w^w_t.",
+    "mean_of_reads": "you averaged the read weights over the heads; eq. 5 *sums* them: Σ_h w^r_t.",
+    "mean_of_writes": "you averaged the write weights over the heads; eq. 5 *sums* them: Σ_h w^w_t.",
 }
 
 
@@ -137,8 +160,12 @@ def _mistake(kind: str) -> Callable:
         heads, slots = read_prev.shape
         order = torch.argsort(usage_prev, descending=(kind == "most_used"))
         idx = order[:1].repeat(heads) if kind == "same_slot" else order[:heads]
+        if kind == "reversed_heads":
+            idx = idx.flip(0)
         lu = F.one_hot(idx, slots).to(read_prev.dtype)
         s = alpha.unsqueeze(-1) if kind == "no_sigmoid" else torch.sigmoid(alpha).unsqueeze(-1)
+        if kind == "softmax_gate":
+            s = alpha.softmax(0).unsqueeze(-1)
         src = read if kind == "current_read" else read_prev
         write = (1 - s) * src + s * lu if kind == "swapped" else s * src + (1 - s) * lu
         if kind == "no_decay":
@@ -149,6 +176,10 @@ def _mistake(kind: str) -> Callable:
             usage = gamma * usage_prev + read.sum(0)
         elif kind == "no_read_in_usage":
             usage = gamma * usage_prev + write.sum(0)
+        elif kind == "previous_read_in_usage":
+            usage = gamma * usage_prev + read_prev.sum(0) + write.sum(0)
+        elif kind == "mean_over_heads":
+            usage = gamma * usage_prev + read.mean(0) + write.mean(0)
         else:
             usage = gamma * usage_prev + read.sum(0) + write.sum(0)
         return (write.T if kind == "transposed" else write), usage
@@ -168,5 +199,9 @@ EXERCISE = Exercise(
         Mistake("the decay applied to the new weights too", _mistake("decay_all"), "only the *old* usage"),
         Mistake("the write weights left out of the usage", _mistake("no_write_in_usage"), "leaves out the write"),
         Mistake("the read weights left out of the usage", _mistake("no_read_in_usage"), "leaves out the read"),
+        Mistake("the previous step's reads in the usage", _mistake("previous_read_in_usage"), "*previous* step's read"),
+        Mistake("a softmax over the heads as the gate", _mistake("softmax_gate"), "not a softmax over the heads"),
+        Mistake("the heads' least-used slots in reverse order", _mistake("reversed_heads"), "reverse order"),
+        Mistake("the mean over the heads for the sum", _mistake("mean_over_heads"), "*sums* them"),
     ),
 )
