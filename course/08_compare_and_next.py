@@ -132,12 +132,9 @@ display(Markdown(compare.markdown_table([r for group in compare.by_family(result
 fig, ax = plots.subplots(width=8.4, height=4.2)
 colors = {family: f"C{i}" for i, family in enumerate(compare.by_family(one_shot))}
 family_of = {r.name: f for f, group in compare.by_family(one_shot).items() for r in group}
-for i, r in enumerate(sorted(one_shot, key=lambda r: r.accuracy)):   # neighbours in accuracy: labels right / left
-    c = costs[r.name]
-    ax.errorbar(c.median_ms / 1000, r.accuracy, yerr=r.ci95, fmt="o" if r.dataset == "omniglot" else "s",
+for r in one_shot:                                   # the marker: the dataset; the colour: the family
+    ax.errorbar(costs[r.name].median_ms / 1000, r.accuracy, yerr=r.ci95, fmt="o" if r.dataset == "omniglot" else "s",
                 capsize=3, color=colors[family_of[r.name]])
-    ax.annotate(r.method, (c.median_ms / 1000, r.accuracy), textcoords="offset points",   # the marker: the dataset
-                xytext=(7, -3) if i % 2 == 0 else (-7, -3), ha="left" if i % 2 == 0 else "right", fontsize=7)
 from matplotlib.lines import Line2D
 handles = [Line2D([], [], ls="", marker="o", color=colors[f], label=f) for f in colors]
 handles += [Line2D([], [], ls="", marker=m, color="0.4", label=d) for m, d in (("o", "Omniglot"), ("s", "miniImageNet"))
@@ -146,6 +143,9 @@ ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1
 ax.set_xscale("log"); ax.margins(x=0.3); ax.set_xlabel("seconds per meta-iteration (1 CPU thread)")
 ax.set_ylabel("test accuracy, 5-way 1-shot (%)")
 ax.set_title("CPU-budget runs: accuracy (600 episodes, 95% CI)\nagainst the cost of one meta-iteration")
+# labels placed after the scales are set, where they overlap no other label or marker
+plots.label_points(ax, [costs[r.name].median_ms / 1000 for r in one_shot], [r.accuracy for r in one_shot],
+                   [r.method + (f" [{r.cpu_minutes:g} min]" if r.cpu_minutes else "") for r in one_shot])
 plt.show()
 
 # %% [markdown]
