@@ -13,6 +13,7 @@ from .mann import MANN, LSTMBaseline
 from .matching import MatchingNetworks
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
+from .platipus import PLATIPUS
 from .protonet import ProtoNet, prototypes, squared_distances
 from .r2d2 import R2D2, ridge_solution
 from .relation import RelationNetworks
@@ -25,4 +26,5 @@ __all__ = [
     "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
     "MatchingNetworks", "RelationNetworks",
     "MANN", "LSTMBaseline", "SNAIL",
+    "PLATIPUS",
 ]
