@@ -30,7 +30,7 @@ from ..models import sinusoid_mlp
 from ..ambiguous import SineLine, SineLineParams
 
 __all__ = ["AMBIGUOUS", "KINDS", "WEIGHTS", "EVAL", "make", "train", "test_tasks", "sample_curves", "calibration",
-           "ship", "load"]
+           "ship", "load", "info"]
 
 NOISE_STD = 0.3
 AMBIGUOUS = dict(iterations=10_000, k_support=5, k_query=10, meta_batch=10, meta_lr=1e-3, inner_lr=0.05,
@@ -122,6 +122,15 @@ def calibration(learner: Learner, n_samples: int = EVAL["n_samples"], n_tasks: i
         rows["mse"].append(((fq.mean(0) - batch.y_q[t]) ** 2).mean())
         rows["spread"].append(fg.std(0, unbiased=False).mean())
     return {k: round(float(torch.stack(v).mean()), 4) for k, v in rows.items()}
+
+
+def info(kind: str) -> Dict:
+    """The manifest entry of the shipped ``kind`` learner (command, minutes, recorded calibration)."""
+    from ..pretrained import pretrained_info
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return pretrained_info(WEIGHTS[kind])
 
 
 def load(kind: str) -> Learner:

@@ -21,6 +21,7 @@ adapt_ce           06_maml_on_omniglot           :func:`check_adapt_ce`
 episodes_for_ci    07_miniimagenet               :func:`check_episodes_for_ci`
 anil_adapt         08_compare_and_next           :func:`check_anil_adapt`
 lrua_write         11_model_based_learning       :func:`check_lrua_write`
+kl_diagonal        12_generative_meta_learning   :func:`check_kl_diagonal`
 =================  ============================  ==============================
 
 Every notebook's *Solution* block shows the source of its exercise's reference solution, and
@@ -33,13 +34,14 @@ from __future__ import annotations
 from typing import Callable, Dict, Mapping, Optional, Union
 
 from . import (
-    adapt_ce, anil_adapt, episodes_for_ci, inner_step, lrua_write, mean_ci95, proto_logits, reptile_update,
-    sample_sinusoid, split_task,
+    adapt_ce, anil_adapt, episodes_for_ci, gaussian_kl, inner_step, lrua_write, mean_ci95, proto_logits,
+    reptile_update, sample_sinusoid, split_task,
 )
 from .adapt_ce import check_adapt_ce
 from .anil_adapt import check_anil_adapt
 from .base import CheckFailed, Exercise, Feedback, Mistake, as_float, call_checked, close, run_check
 from .episodes_for_ci import check_episodes_for_ci
+from .gaussian_kl import check_kl_diagonal
 from .inner_step import check_inner_step
 from .lrua_write import check_lrua_write
 from .mean_ci95 import check_mean_ci95
@@ -53,6 +55,7 @@ __all__ = [
     "REGISTRY", "EXERCISES", "register", "get", "solution",
     "check_split_task", "check_sinusoid_sampler", "check_inner_step", "check_reptile_update", "check_mean_ci95",
     "check_proto_logits", "check_adapt_ce", "check_episodes_for_ci", "check_anil_adapt", "check_lrua_write",
+    "check_kl_diagonal",
 ]
 
 #: every exercise by name (the order of the notebooks)
@@ -70,7 +73,7 @@ def register(exercise: Exercise) -> Exercise:
 
 
 for _module in (split_task, sample_sinusoid, inner_step, reptile_update, mean_ci95, proto_logits, adapt_ce,
-                episodes_for_ci, anil_adapt, lrua_write):
+                episodes_for_ci, anil_adapt, lrua_write, gaussian_kl):
     register(_module.EXERCISE)
 
 
