@@ -11,6 +11,7 @@ from .lstm_meta import LSTMMetaLearner
 from .maml import MAML
 from .mann import MANN, LSTMBaseline
 from .matching import MatchingNetworks
+from .metagan import MetaGAN
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
 from .platipus import PLATIPUS
@@ -26,5 +27,5 @@ __all__ = [
     "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
     "MatchingNetworks", "RelationNetworks",
     "MANN", "LSTMBaseline", "SNAIL",
-    "PLATIPUS",
+    "PLATIPUS", "MetaGAN",
 ]
