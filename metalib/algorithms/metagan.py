@@ -92,7 +92,9 @@ class MetaGAN(MAML):
 
     name = "metagan"
     config_keys = ("inner_lr", "inner_steps", "first_order")
-    paper_settings = {}  # the paper's MAML settings were not verified here (docs/references.md)
+    # the paper's schedules were not verified here (docs/references.md): a few-shot run starts from MAML's settings
+    # (metalib's choice, not the paper's)
+    paper_settings = MAML.paper_settings
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  n_fake: int = 5, use_generator: bool = True, batching: Batching = "loop",

@@ -167,8 +167,8 @@ class PLATIPUS(MAML):
     config_keys = ("inner_lr", "inner_steps", "first_order")
     # Finn, Xu & Levine 2018 report PLATIPUS on ambiguous regression (sinusoids and lines, 5 support points)
     # and on celebA / miniImageNet classification; their classification schedules were not verified here
-    # (docs/references.md), so a few-shot run starts from MAML's defaults for its dataset.
-    paper_settings = {}
+    # (docs/references.md), so a few-shot run starts from MAML's settings (metalib's choice, not the paper's).
+    paper_settings = MAML.paper_settings
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  kl_weight: float = 1.0, sigma_init: float = 0.01, gamma_init: Optional[float] = None,
