@@ -274,7 +274,8 @@ def test_registering_something_that_is_not_a_learner_is_refused():
 LAYERS = [
     ("io/device", ("metalib.io", "metalib.device", "metalib.version", "metalib.checkpoint")),
     ("data", ("metalib.data",)),
-    ("models/functional", ("metalib.functional", "metalib.engine", "metalib.models", "metalib.batch", "metalib.tasks")),
+    ("models/functional", ("metalib.functional", "metalib.engine", "metalib.models", "metalib.batch", "metalib.tasks",
+                           "metalib.ambiguous")),
     ("algorithms", ("metalib.algorithms", "metalib.rl")),
     ("training/evaluation", ("metalib.training", "metalib.harness", "metalib.evaluation", "metalib.distributed",
                              "metalib.config")),

@@ -11,8 +11,10 @@ from .lstm_meta import LSTMMetaLearner
 from .maml import MAML
 from .mann import MANN, LSTMBaseline
 from .matching import MatchingNetworks
+from .metagan import MetaGAN
 from .metasgd import MetaSGD
 from .pretrain import Pretrain
+from .platipus import PLATIPUS
 from .protonet import ProtoNet, prototypes, squared_distances
 from .r2d2 import R2D2, ridge_solution
 from .relation import RelationNetworks
@@ -25,4 +27,5 @@ __all__ = [
     "MAML", "Reptile", "ProtoNet", "Pretrain", "prototypes", "squared_distances",
     "MatchingNetworks", "RelationNetworks",
     "MANN", "LSTMBaseline", "SNAIL",
+    "PLATIPUS", "MetaGAN",
 ]

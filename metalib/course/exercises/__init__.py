@@ -23,6 +23,7 @@ anil_adapt         08_compare_and_next           :func:`check_anil_adapt`
 matching_attention 09_metric_based_learning      :func:`check_matching_attention`
 metasgd_step       10_learning_the_update        :func:`check_metasgd_step`
 lrua_write         11_model_based_learning       :func:`check_lrua_write`
+kl_diagonal        12_generative_meta_learning   :func:`check_kl_diagonal`
 =================  ============================  ==============================
 
 Every notebook's *Solution* block shows the source of its exercise's reference solution, and
@@ -35,8 +36,8 @@ from __future__ import annotations
 from typing import Callable, Dict, Mapping, Optional, Union
 
 from . import (
-    adapt_ce, anil_adapt, episodes_for_ci, inner_step, lrua_write, matching_attention, mean_ci95, metasgd_step,
-    proto_logits, reptile_update, sample_sinusoid, split_task,
+    adapt_ce, anil_adapt, episodes_for_ci, gaussian_kl, inner_step, lrua_write, matching_attention, mean_ci95,
+    metasgd_step, proto_logits, reptile_update, sample_sinusoid, split_task,
 )
 from .adapt_ce import check_adapt_ce
 from .anil_adapt import check_anil_adapt
@@ -44,6 +45,7 @@ from .base import (
     STUDENT_HINT, CheckFailed, Exercise, Feedback, Mistake, as_float, call_checked, close, run_check, stuck_hint,
 )
 from .episodes_for_ci import check_episodes_for_ci
+from .gaussian_kl import check_kl_diagonal
 from .inner_step import check_inner_step
 from .lrua_write import check_lrua_write
 from .matching_attention import check_matching_attention
@@ -59,7 +61,7 @@ __all__ = [
     "REGISTRY", "EXERCISES", "register", "get", "solution", "stuck_hint", "STUDENT_HINT",
     "check_split_task", "check_sinusoid_sampler", "check_inner_step", "check_reptile_update", "check_mean_ci95",
     "check_proto_logits", "check_adapt_ce", "check_episodes_for_ci", "check_anil_adapt", "check_matching_attention",
-    "check_metasgd_step", "check_lrua_write",
+    "check_metasgd_step", "check_lrua_write", "check_kl_diagonal",
 ]
 
 #: every exercise by name (the order of the notebooks)
@@ -77,7 +79,7 @@ def register(exercise: Exercise) -> Exercise:
 
 
 for _module in (split_task, sample_sinusoid, inner_step, reptile_update, mean_ci95, proto_logits, adapt_ce,
-                episodes_for_ci, anil_adapt, matching_attention, metasgd_step, lrua_write):
+                episodes_for_ci, anil_adapt, matching_attention, metasgd_step, lrua_write, gaussian_kl):
     register(_module.EXERCISE)
 
 

@@ -1,0 +1,168 @@
+r"""MetaGAN with MAML (Zhang, Che, Ghahramani, Bengio & Song, "MetaGAN: An Adversarial Approach to Few-Shot
+Learning", NeurIPS 2018).
+
+A task-conditioned generator :math:`G(z, c_\mathcal{T})` makes fake samples for each episode; the few-shot
+classifier becomes an :math:`(N+1)`-way *discriminator-classifier* :math:`D` whose extra class is "fake". With
+:math:`p_j(x)` the softmax of :math:`D`'s :math:`N+1` logits (class :math:`N` = fake), the discriminator's loss on
+real labelled samples :math:`(x, y)` and fakes :math:`\tilde x` is (the semi-supervised GAN loss the paper builds on)
+
+.. math:: \mathcal{L}_D = \mathbb{E}_{(x,y)}\big[-\log p_y(x)\big] + \mathbb{E}_{\tilde x}\big[-\log p_N(\tilde x)\big],
+
+used as MAML's task loss: the inner step adapts :math:`D` on the support set and its fakes,
+:math:`\phi = \theta - \alpha\nabla_\theta \mathcal{L}_D(\theta; D^s, \tilde X^s)`, and the outer loss is
+:math:`\mathcal{L}_D(\phi; D^q, \tilde X^q)`. The generator gets *only* the fake term, reversed (non-saturating):
+:math:`\mathcal{L}_G = \mathbb{E}_{\tilde x}\big[-\log(1 - p_N(\tilde x))\big]` under the adapted :math:`\phi`
+(held fixed), so it learns to make samples the classifier takes for real ones of the task ("bad" samples near the
+task's classes sharpen its decision boundaries, the paper's argument). Predictions are the first :math:`N` logits.
+
+The task context :math:`c_\mathcal{T}` is the mean of an encoding of the support images (the paper: an instance
+encoder and mean pooling); the generator is a small MLP here (the paper: a deconvolutional network).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import LossFn, Params, forward
+from .base import register
+from .maml import MAML, Batching, BNMode, adapt_task
+
+
+def discriminator_loss(logits_real: Tensor, y_real: Tensor, logits_fake: Tensor) -> Tensor:
+    r""":math:`\mathcal{L}_D`: mean :math:`-\log p_y` over the real samples (``logits_real [n, N+1]``, labels in
+    ``[0, N)``) plus mean :math:`-\log p_N` (the fake class, the last) over the fakes (``logits_fake [m, N+1]``)."""
+    fake = torch.full((logits_fake.shape[0],), logits_fake.shape[1] - 1, dtype=torch.long, device=logits_fake.device)
+    return F.cross_entropy(logits_real, y_real) + F.cross_entropy(logits_fake, fake)
+
+
+def generator_loss(logits_fake: Tensor) -> Tensor:
+    r""":math:`\mathcal{L}_G = \text{mean}\,[-\log(1 - p_N(\tilde x))]`: the discriminator's fake term, reversed
+    (non-saturating), from the fakes' logits ``[m, N+1]``; :math:`1 - p_N` is the probability of the real classes."""
+    logp = F.log_softmax(logits_fake, dim=-1)
+    return -torch.logsumexp(logp[:, :-1], dim=-1).mean()
+
+
+class TaskGenerator(nn.Module):
+    r""":math:`G(z, c)`: ``n`` fake images ``[n, C, H, W]`` in (0, 1) from noise :math:`z \sim \mathcal{N}(0, I)` and
+    the task context :math:`c` = mean of ``tanh(W x)`` over the support images (``[k, C, H, W]``)."""
+
+    def __init__(self, in_channels: int, image_size: int, noise: int = 16, context: int = 32, hidden: int = 128):
+        super().__init__()
+        self.shape, self.noise = (in_channels, image_size, image_size), noise
+        self.encode = nn.Linear(in_channels * image_size * image_size, context)
+        self.net = nn.Sequential(nn.Linear(noise + context, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, in_channels * image_size * image_size))
+
+    def forward(self, x_support: Tensor, n: int) -> Tensor:
+        c = torch.tanh(self.encode(x_support.flatten(1))).mean(0)
+        z = torch.randn(n, self.noise, device=x_support.device, dtype=x_support.dtype)
+        return torch.sigmoid(self.net(torch.cat([z, c.expand(n, -1)], dim=1))).view(n, *self.shape)
+
+
+def metagan_task(model: nn.Module, generator: nn.Module, theta: Params, buffers: Params, task: Sequence[Tensor],
+                 lr: float, steps: int, n_fake: int, first_order: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""One task ``(x_s, y_s, x_q, y_q)``: fakes for the support and the query sets (detached for :math:`D`),
+    MAML's inner loop on :math:`\mathcal{L}_D` (support + fakes), then :math:`\mathcal{L}_D(\phi)` on the query set
+    and its fakes plus :math:`\mathcal{L}_G` (gradient into :math:`G` only). Returns ``(L_D + L_G, query logits
+    [n_q, N], support losses [steps])``."""
+    x_s, y_s, x_q, y_q = task
+    fakes = generator(x_s, 2 * n_fake)
+    f_s, f_q = fakes[:n_fake].detach(), fakes[n_fake:]
+    n = f_s.shape[0]
+
+    def loss_d(pred: Tensor, y: Tensor) -> Tensor:  # the support batch is [real; fakes]
+        return discriminator_loss(pred[:-n], y, pred[-n:])
+
+    phi, support_losses = adapt_task(model, theta, buffers, torch.cat([x_s, f_s]), y_s, loss_d, lr, steps, first_order)
+    out = forward(model, phi, buffers, torch.cat([x_q, f_q.detach()]))
+    loss_d_q = discriminator_loss(out[: x_q.shape[0]], y_q, out[x_q.shape[0]:])
+    fixed = {k: v.detach() for k, v in phi.items()}
+    loss_g = generator_loss(forward(model, fixed, buffers, torch.cat([x_q, f_q]))[x_q.shape[0]:])
+    return loss_d_q + loss_g, out[: x_q.shape[0], :-1], support_losses
+
+
+class MetaGAN(MAML):
+    r"""MetaGAN on MAML (see the module docstring): MAML's learner whose network has an :math:`(N+1)`-way head and
+    whose task loss is :func:`metagan_task`; ``generator`` (:class:`TaskGenerator`) is part of the learner, so the
+    outer optimiser trains it too. ``n_fake``: fake samples per set (support and query) of each task.
+    ``generator=False`` is the ablation "without the generator": plain MAML on the same (N+1)-way network."""
+
+    name = "metagan"
+    config_keys = ("inner_lr", "inner_steps", "first_order")
+    # the paper's schedules were not verified here (docs/references.md): a few-shot run starts from MAML's settings
+    # (metalib's choice, not the paper's)
+    paper_settings = MAML.paper_settings
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
+                 n_fake: int = 5, use_generator: bool = True, batching: Batching = "loop",
+                 bn_mode: BNMode = "transductive", loss_fn: Optional[LossFn] = None,
+                 eval_steps: Optional[int] = None) -> None:
+        super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
+                         batching=batching, bn_mode=bn_mode, loss_fn=loss_fn, eval_steps=eval_steps)
+        head = getattr(model, "head", None)
+        if not isinstance(head, nn.Linear) or head.out_features < 2:
+            raise ValueError("MetaGAN needs a network with a linear (N+1)-way head (model.head), e.g. Conv4(n_classes=N+1)")
+        if isinstance(n_fake, bool) or not isinstance(n_fake, int) or n_fake < 1:
+            raise ValueError(f"n_fake must be an int >= 1, got {n_fake!r}")
+        self.n_fake, self.use_generator = n_fake, bool(use_generator)
+        self.generator = TaskGenerator(getattr(model, "in_channels", 1), getattr(model, "image_size", 28))
+
+    @classmethod
+    def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
+        """Conv-4 with an ``n_way + 1`` head (the extra class: fake)."""
+        from ..models import Conv4
+
+        return Conv4(in_channels=in_channels, n_classes=n_way + 1, hidden=hidden, image_size=image_size)
+
+    @property
+    def fixed_way(self) -> Optional[int]:
+        """N: the head's outputs less the fake class."""
+        return int(self.model.head.out_features) - 1
+
+    def uses_vmap(self) -> bool:
+        return False  # the generator draws its own noise per task: the task loop
+
+    def task_loss(self, theta: Params, buffers: Params, task: Sequence[Tensor], loss_fn: LossFn, steps: int,
+                  first_order: bool) -> Tuple[Tensor, Tensor, Tensor]:
+        if not self.use_generator:  # the ablation: MAML's loss on the first N logits
+            x_s, y_s, x_q, y_q = task
+            phi, losses = adapt_task(self.model, theta, buffers, x_s, y_s, _first_n_ce, self.inner_lr, steps, first_order)
+            out = forward(self.model, phi, buffers, x_q)[:, :-1]
+            return F.cross_entropy(out, y_q), out, losses
+        return metagan_task(self.model, self.generator, theta, buffers, task, self.inner_lr, steps, self.n_fake,
+                            first_order)
+
+    def _adapt(self, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
+               first_order: bool):
+        """Test time: the inner loop on the support set and fresh fakes (without the generator: the support alone)."""
+        if not self.use_generator:
+            phi, losses = adapt_task(self.model, theta, buffers, x_s, y_s, _first_n_ce, self.inner_lr, steps, first_order)
+            return phi, buffers, losses
+        f_s = self.generator(x_s, self.n_fake).detach()
+        n = f_s.shape[0]
+        phi, losses = adapt_task(self.model, theta, buffers, torch.cat([x_s, f_s]), y_s,
+                                 lambda pred, y: discriminator_loss(pred[:-n], y, pred[-n:]), self.inner_lr, steps,
+                                 first_order)
+        return phi, buffers, losses
+
+    def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
+                steps: Optional[int] = None) -> Tensor:
+        """The first N logits (the real classes) of the adapted discriminator-classifier."""
+        return super().predict(x_s, y_s, x_q, n_way, steps)[..., :-1]
+
+    def describe(self) -> str:
+        return "MetaGAN (MAML)" if self.use_generator else "MAML on an (N+1)-way head (MetaGAN without generator)"
+
+    @property
+    def short_name(self) -> str:
+        return "MetaGAN" if self.use_generator else "MetaGAN-noG"
+
+
+def _first_n_ce(pred: Tensor, y: Tensor) -> Tensor:
+    return F.cross_entropy(pred[:, :-1], y)
+
+
+register("metagan", MetaGAN)
