@@ -176,7 +176,7 @@ batch = maml_rl.rollout({k: v.unsqueeze(0) for k, v in params.items()}, goal, 20
 
 def my_inner_step(params, obs, actions, rewards, mask, alpha=0.5, gamma=0.99):
     H = obs.shape[1]
-    G = torch.zeros_like(rewards)                                   # rewards-to-go, from the end
+    G = rewards.new_zeros(rewards.shape)                            # rewards-to-go, from the end
     for t in reversed(range(H)):
         G[:, t] = rewards[:, t] + gamma * (G[:, t + 1] if t + 1 < H else 0) * mask[:, t]
     t_ = torch.arange(H, dtype=obs.dtype).expand(obs.shape[0], H)[..., None] / 100
