@@ -21,25 +21,18 @@ def _as_dict(template: FewShotConfig) -> Dict[str, Any]:
     return {k: v for k, v in template.to_dict().items() if k != "algorithm" and (k not in default or v != default[k])}
 
 
-def paper_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
+def paper_settings(which: str = "paper_settings") -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
     """``{(algorithm, dataset, n_way, k_shot): settings}`` of every registered algorithm (each
-    algorithm's file gives its paper's settings and their sources)."""
-    out = {}
-    for name, (cls, _) in algorithms.learner_registry().items():
-        for (dataset, n, k), s in cls.paper_settings.items():
-            out[(name, dataset, n, k)] = _as_dict(s)
-    return out
+    algorithm's file gives its paper's settings and their sources): the fields its templates set."""
+    return {(name, dataset, n, k): _as_dict(s) for name, (cls, _) in algorithms.learner_registry().items()
+            for (dataset, n, k), s in getattr(cls, which, {}).items()}
 
 
 def budget_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
     """``{(algorithm, dataset, n_way, k_shot): settings}``: the CPU-budget schedules (each learner's
     ``budget_settings``, chosen on the validation split by ``benchmarks/bench_time_to_accuracy.py``;
     issue #29). ``iterations`` there is the length of the schedule (about 30 CPU-minutes on one thread)."""
-    out = {}
-    for name, (cls, _) in algorithms.learner_registry().items():
-        for (dataset, n, k), s in getattr(cls, "budget_settings", {}).items():
-            out[(name, dataset, n, k)] = _as_dict(s)
-    return out
+    return paper_settings("budget_settings")
 
 
 def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str = "omniglot",

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from ..functional import check_finite
 from .base import Learner, as_task_batch, register
-from .mann import encoder_width, support_order
+from .mann import MANN, encoder_width, support_order
 from .settings import FewShotConfig, setting
 
 
@@ -218,11 +218,7 @@ class SNAIL(Learner):
     def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
         return ConvEmbedding(in_channels, hidden, image_size)
 
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        if config.train_way_ != config.n_way:
-            raise ValueError(f"snail has n_way output units: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+    check_config = classmethod(MANN.check_config.__func__)  # n_way output units: train_way must equal n_way
 
     def describe(self) -> str:
         return "SNAIL"
