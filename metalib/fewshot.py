@@ -421,7 +421,8 @@ class FewShotTrainer:
     def _diverged(self, err: TrainingDiverged) -> TrainingDiverged:
         where = self.run_dir / "last.pt" if self.run_dir is not None and (self.run_dir / "last.pt").exists() else None
         c = self.config
-        lrs = ", ".join(f"{k}={getattr(c, k)}" for k in ("meta_lr", "outer_lr", "inner_lr") if getattr(c, k, 0))
+        lrs = ", ".join(f"{k}={getattr(c, k)}" for k in ("meta_lr", "outer_lr", "inner_lr")
+                        if getattr(c, k, 0) and k not in c.unused)
         msg = (f"{err} "
                + (f"The last good checkpoint on disk is {where} (iteration {self.last_checkpoint_iteration})"
                   if where else "No checkpoint was written (no run_dir, or none saved yet)")

@@ -29,7 +29,7 @@ def test_every_shipped_config_loads_with_its_settings_and_weights(name):
     assert type(config) is config_class(saved["algorithm"])
     now = config.to_dict()
     for k, v in {**saved, **(saved.get("options") or {})}.items():
-        if k == "options" or (k in LEGACY_FIELDS and k not in now):
+        if k == "options" or (k in LEGACY_FIELDS and k not in now) or k in config.unused:
             continue
         assert now[k] == v, (k, now[k], v)
     assert FewShotConfig.from_dict(now) == config                 # today's format round-trips
@@ -51,7 +51,15 @@ def test_a_config_holds_only_what_its_learner_takes(algorithm):
     assert own - {"test_inner_steps"} <= set(params), own - set(params)
     if algorithm in ("matching", "protonet", "relation", "snail", "mann"):
         assert not own & {"inner_lr", "outer_lr", "inner_optimizer", "first_order", "inner_steps"}
+    assert not set(config.unused) & set(config.to_dict())
     fewshot.build_learner(config)
+
+
+def test_run_fields_a_learner_ignores_are_not_printed_and_not_settable():
+    """Reptile steps SGD at outer_lr: no Adam rate, no Adam schedule in its printed config, and none settable."""
+    assert not {"meta_lr", "lr_decay_every", "lr_decay", "lr_schedule"} & set(fewshot.default_config("reptile").to_dict())
+    with pytest.raises(ValueError, match="reptile does not use meta_lr"):
+        fewshot.default_config("reptile", meta_lr=0.01)
 
 
 def test_learner_fields_never_shadow_run_fields():

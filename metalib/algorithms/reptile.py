@@ -28,6 +28,7 @@ class ReptileConfig(FewShotConfig):
     inner_optimizer: str = setting("adam", "the inner optimiser: adam (the paper's) or sgd")
     batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched)")
     bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    unused = ("meta_lr", "lr_decay_every", "lr_decay", "lr_schedule")  # the outer step is SGD at outer_lr
 
 
 class Reptile(Learner):

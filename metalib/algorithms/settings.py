@@ -17,7 +17,7 @@ import dataclasses
 import json
 import math
 from dataclasses import InitVar, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 from ..data.protocol import TEST_SEED, VAL_SEED
 from .base import entry
@@ -89,6 +89,9 @@ class FewShotConfig:
     checkpoint_every: int = 100
     seed: int = 0
     options: InitVar[Optional[Dict[str, Any]]] = None  # the learner's settings by name (older configs' channel)
+    #: run fields this learner does not read (Reptile: the Adam rate and its schedule): never printed or
+    #: saved, and a value other than the default is refused
+    unused: ClassVar[Tuple[str, ...]] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "FewShotConfig":
         # FewShotConfig(algorithm="maml", ...) is a MAMLConfig; a setting the learner does not take is one line
@@ -137,6 +140,10 @@ class FewShotConfig:
             raise ValueError("lr_schedule='cosine' needs lr_decay_every >= 1 (the length of the anneal in iterations)")
         for f in learner_fields(type(self)):
             setattr(self, f.name, _check_setting(f, getattr(self, f.name)))
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in self.unused:
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"{self.algorithm or type(self).__name__} does not use {name} (got {getattr(self, name)!r})")
         if self.algorithm:
             self.learner_class.check_config(self)
 
@@ -163,7 +170,7 @@ class FewShotConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """The config as JSON values (tuples as lists): what is printed, saved and compared."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(self))).items() if k not in self.unused}
 
     def used(self) -> Dict[str, Any]:
         """What a run prints: :meth:`to_dict` (a config holds only what its learner uses)."""
@@ -177,8 +184,8 @@ class FewShotConfig:
         d = dict(d)
         target = config_class(d["algorithm"]) if isinstance(d.get("algorithm"), str) and d["algorithm"] else cls
         names = {f.name for f in dataclasses.fields(target)}
-        for k in LEGACY_FIELDS:
-            if k in d and k not in names:
+        for k in (*LEGACY_FIELDS, *getattr(target, "unused", ())):  # saved for every learner, used by some
+            if k in d and (k not in names or k in target.unused):
                 del d[k]
         options = d.pop("options", None)
         if isinstance(options, dict):
