@@ -247,10 +247,12 @@ def budget_settings_for(alg: str, bench: Bench) -> Dict[str, Any]:
     if not bench.smoke:
         s = fewshot.budget_settings().get((algorithms.entry(alg).name, "omniglot", 5, 1))
         if s is not None:
-            if found is not None and found != s:
+            # the class holds a typed config (fewshot.budget_settings(): the fields off their defaults)
+            cfg = fewshot.default_config(alg, 5, 1, settings="budget")
+            if found is not None and any(getattr(cfg, k) != v for k, v in found.items()):
                 raise SystemExit(f"{alg}'s budget_settings {s} differ from the search's choice {found}: "
                                  "update one of them (benchmarks/results/budget_search.json is the record)")
-            return s
+            return found if found is not None else s
     s = found
     if s is None:
         raise SystemExit(f"{alg} has no budget settings yet: run --search {alg} first")

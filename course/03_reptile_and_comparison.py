@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 import metalib
-from metalib.course import full_mode, plots, widgets, sinusoid_lab as lab
+from metalib.course import full_mode, paper_results, plots, widgets, sinusoid_lab as lab
 from metalib.course.exercises import check_reptile_update, solution  # noqa: F401 (solution(): the checks' "Stuck?" hint)
 
 # ▶ THE SWITCH. False: load the four initialisations the project trained and ships (the notebook runs in
@@ -216,7 +216,7 @@ for kind in ("maml", "reptile"):
 # query points it used, and our number is one training run.
 
 # %%
-PAPER_K5 = {"maml": (0.67, 0.38, 0.35), "pretrain": (2.41, 2.23, 2.19)}   # Finn et al. 2017, App. C.1, Table 2
+PAPER_K5 = paper_results.SINUSOID_MSE_K5   # Finn et al. 2017, App. C.1, Table 2 (the papers' numbers: one module)
 print(f"{'K = 5, query MSE after 1 / 5 / 10 steps':<44}{'ours (600 tasks): mean':>26}{'median':>20}{'paper':>20}")
 for kind, paper in PAPER_K5.items():
     ours = " / ".join(f"{comp.at(kind, 5, s):.2f}" for s in (1, 5, 10))

@@ -304,8 +304,8 @@ for name, t in demo.items():
 # %%
 for name in ("matching-omniglot-5w1s", "matching-omniglot-5w1s-budget30"):
     info = metalib.pretrained_info(name)
-    m, options = info["metrics"], info["config"].get("options", {})
-    attention = "literal cosine" if options.get("normalize_query", True) else "authors' implementation (query not normalised)"
+    m, config = info["metrics"], fewshot.FewShotConfig.from_dict(info["config"])  # older manifest rows converted
+    attention = "literal cosine" if config.normalize_query else "authors' implementation (query not normalised)"
     minutes = f"{info['cpu_minutes']:g} CPU-minutes" if "cpu_minutes" in info else f"{info['minutes']} wall-minutes"
     print(f"{name}: {attention}; {info['iterations']:,} training episodes in {minutes} on one thread; "
           f"test {m['test_accuracy']:.2f}% ± {m['ci95']:.2f}% over {m['episodes']} seeded episodes")

@@ -44,7 +44,8 @@ from metalib.algorithms.mann import PixelInput, lrua_write_weights
 from metalib.course import full_mode, plots, fewshot_lab as fl, memory_lab as ml
 from metalib.course.exercises import solution  # noqa: F401 (solution(): the check's "Stuck?" hint)
 from metalib.course.exercises import check_lrua_write
-from metalib.data.sequences import accuracy_by_instance, offset_labels
+from metalib.data.sequences import offset_labels
+from metalib.evaluation import accuracy_by_instance
 import torch.nn.functional as F  # noqa: F401 (the exercise's tools)
 
 # ▶ THE SWITCH. False: short live runs on toy classes (seconds) and the shipped weights (the notebook runs in

@@ -10,12 +10,13 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .data.protocol import TEST_SEED, VAL_SEED, images_of, mean_ci  # noqa: F401 - the protocol, re-exported
+from .data.sequences import SequenceSampler
 from .device import CPU_THREADS, DeviceLike, cpu_threads, describe_device, progress_bar, tune_cpu_allocator
 
 
@@ -158,3 +159,84 @@ def _evaluate(learner, data, n_way, k_shot, q_query, episodes, seed, steps, devi
         seed=seed, split=split, algorithm=name, inner_steps=steps, seconds=seconds,
         device=describe_device(dev), accuracies=acc.tolist(),
     )
+
+
+# ============================================================================ accuracy by instance (sequences)
+REPORTED_INSTANCES = (1, 2, 3, 5, 10)   # the columns of Santoro et al.'s Table 1 that metalib reports
+
+@dataclass
+class InstanceAccuracy:
+    """Accuracy (%) at each presentation of a class, over seeded sequences, with 95% CIs.
+
+    ``mean[k]``, ``ci95[k]``: the accuracy at the ``k``-th instance (1-based) — per episode the
+    fraction of the ``N`` steps that show a class for the ``k``-th time classified right, then the
+    mean over episodes ± 1.96·σ/√episodes (σ over episodes, ddof 0, as the standard protocol).
+    ``overall``: all steps. ``per_episode[k]``: the per-episode accuracies.
+    """
+
+    mean: Dict[int, float]
+    ci95: Dict[int, float]
+    overall: float
+    overall_ci95: float
+    episodes: int
+    n_way: int
+    instances: int
+    seed: int
+    split: str
+    name: str
+    per_episode: Dict[int, List[float]] = field(default_factory=dict, repr=False)
+
+    def row(self, columns: Sequence[int] = REPORTED_INSTANCES, ci: bool = True) -> str:
+        """``"36.4 ± 1.2 | 82.8 ± 0.9 | …"`` for the instances ``columns``."""
+        return " | ".join(f"{self.mean[k]:.1f}" + (f" ± {self.ci95[k]:.1f}" if ci else "") for k in columns)
+
+    def __str__(self) -> str:
+        cols = [k for k in REPORTED_INSTANCES if k <= self.instances]
+        return (f"{self.name}: accuracy (%) at instance {', '.join(map(str, cols))}: {self.row(cols)} "
+                f"(± 95% CI over {self.episodes} seeded {self.split} sequences of {self.n_way} classes x "
+                f"{self.instances} instances, seed {self.seed})")
+
+
+@torch.no_grad()
+def accuracy_by_instance(learner: Any, data: Any, n_way: int = 5, instances: int = 10, episodes: int = 600,
+                         seed: Optional[int] = None, chunk: int = 25, split: str = "test",
+                         predict: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+                         name: Optional[str] = None, device=None) -> InstanceAccuracy:
+    """Accuracy at the 1st, 2nd, … presentation of a class (Santoro et al.'s Table 1), measured on
+    ``episodes`` seeded sequences (:meth:`SequenceSampler.episodes`; ``seed`` default
+    :data:`metalib.evaluation.TEST_SEED`).
+
+    Args:
+        learner: a learner with ``predict_sequence(x [B, L, ...], y [B, L]) -> logits [B, L, N]``
+            (the label of step ``t`` fed at ``t + 1`` only), or anything when ``predict`` is given.
+        data: the classes (e.g. ``Omniglot("test")``).
+        predict: a function ``(x, y) -> logits [B, L, N]`` to use instead of ``learner.predict_sequence``
+            (e.g. a metric learner restricted to the classes seen so far, in the course layer).
+    """
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    fn = predict if predict is not None else getattr(learner, "predict_sequence", None)
+    if not callable(fn):
+        raise TypeError(f"{type(learner).__name__} has no predict_sequence(x, y): pass predict=(x, y) -> logits")
+    seed = TEST_SEED if seed is None else seed
+    sampler = SequenceSampler(images_of(data), n_way, instances, device=device)
+    per: Dict[int, List[Tensor]] = {k: [] for k in range(1, instances + 1)}
+    overall: List[Tensor] = []
+    for ep in sampler.episodes(episodes, seed, chunk):
+        logits = fn(ep.x, ep.y)
+        if tuple(logits.shape[:2]) != tuple(ep.y.shape) or logits.dim() != 3:
+            raise ValueError(f"predict must return logits [B, L, N] = [{ep.y.shape[0]}, {ep.y.shape[1]}, N], "
+                             f"got {tuple(logits.shape)}")
+        right = (logits.argmax(-1) == ep.y).double().cpu()
+        inst = ep.instance.cpu()
+        for k in per:
+            per[k].append((right * (inst == k)).sum(1) / (inst == k).sum(1))
+        overall.append(right.mean(1))
+    means, cis, lists = {}, {}, {}
+    for k, v in per.items():
+        acc = torch.cat(v) * 100
+        means[k], cis[k], _ = mean_ci(acc)
+        lists[k] = acc.tolist()
+    o_mean, o_ci, _ = mean_ci(torch.cat(overall) * 100)
+    label = name or (learner.describe() if callable(getattr(learner, "describe", None)) else type(learner).__name__)
+    return InstanceAccuracy(means, cis, o_mean, o_ci, episodes, n_way, instances, seed, split, label, lists)

@@ -7,7 +7,7 @@
 >>> print(trainer.test())             # 600 seeded test episodes, mean ± 95% CI
 
 - **Any registered algorithm** (:mod:`metalib.algorithms`): the config names it; its class says
-  which config fields it takes (``config_keys``, plus ``config.options`` for extras), what network
+  which config it takes (``config_class``: its hyperparameters, declared in its file), what network
   it needs (``default_model``) and the paper's settings (``paper_settings``), which
   :func:`default_config` starts from.
 - **The loop** is :class:`metalib.training.TrainingLoop` (one for everything): meta-batches from
@@ -317,7 +317,7 @@ class FewShotTrainer:
     def _same_run(self, saved: Dict[str, Any], where: Path) -> None:
         """The saved config must equal this one — but for a larger ``iterations`` when ``longer``."""
         now = self.config.to_dict()
-        saved = {"lr_schedule": "step", **saved}  # runs saved before the field existed (issue #29) used StepLR
+        saved = FewShotConfig.normalized(saved)  # older configs read as today's (issue #29: StepLR; issue #23)
         if self.longer and int(saved.get("iterations", 0)) <= now["iterations"]:
             saved = {**saved, "iterations": now["iterations"]}
         ckpt.check_same_config(saved, now, where)
@@ -428,7 +428,7 @@ class FewShotTrainer:
         where = self.run_dir / "last.pt" if self.run_dir is not None and (self.run_dir / "last.pt").exists() else None
         c = self.config
         lrs = ", ".join(f"{k}={getattr(c, k)}" for k in ("meta_lr", "outer_lr", "inner_lr")
-                        if getattr(c, k) and (k == "meta_lr" or k in c.learner_class.config_keys))
+                        if getattr(c, k, 0) and k not in c.unused)
         msg = (f"{err} "
                + (f"The last good checkpoint on disk is {where} (iteration {self.last_checkpoint_iteration})"
                   if where else "No checkpoint was written (no run_dir, or none saved yet)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 from . import checkpoint as ckpt
+from .config import FewShotConfig
 from .io import PathLike
 
 # the config keys that change the network or what it computes, named first in a mismatch
@@ -53,6 +54,7 @@ def check_run_checkpoint(state: Mapping[str, Any], config: Mapping[str, Any], pa
     if not isinstance(saved, Mapping):
         raise ForeignCheckpointError(f"{path} records no config, so it cannot be checked against this run: "
                                      "refusing to use it")
+    saved = FewShotConfig.normalized(saved)  # a config saved before per-learner configs (issue #23) reads as today's
     keys = [k for k in sorted(set(saved) | set(config)) if k not in _SAME_RUN_ANYWAY
             and saved.get(k, "<missing>") != config.get(k, "<missing>")]
     if not keys:

@@ -63,16 +63,6 @@ class History:
     snapshots: Dict[int, Dict[str, Tensor]] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def smoothed(self, window: int = 100) -> List[float]:
-        """Running mean of the loss over ``window`` iterations (for plots)."""
-        out, acc = [], 0.0
-        for i, v in enumerate(self.loss):
-            acc += v
-            if i >= window:
-                acc -= self.loss[i - window]
-            out.append(acc / min(i + 1, window))
-        return out
-
     def as_dict(self) -> Dict[str, Any]:
         """Everything but the snapshots, as plain lists (what a checkpoint stores)."""
         return {"loss": list(self.loss), "accuracy": list(self.accuracy),

@@ -37,10 +37,12 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from metalib import algorithms, fewshot, runs  # noqa: E402
+from metalib.algorithms.settings import config_class, learner_fields  # noqa: E402
 from metalib.device import describe_device  # noqa: E402
 from metalib.io import atomic_write_json  # noqa: E402
 
-# command-line flag -> FewShotConfig field (None on the command line = keep the paper's default)
+# command-line flag -> a run field of FewShotConfig (None on the command line = keep the paper's default);
+# the learners' own settings are flags too, made from their config classes (learner_flags)
 OVERRIDES = {
     "iterations": (int, "meta-iterations of the run"),
     "meta_batch": (int, "tasks per meta-iteration"),
@@ -49,12 +51,6 @@ OVERRIDES = {
     "train_query": (int, "queries per class in the training episodes"),
     "meta_lr": (float, "Adam's learning rate (the outer loop)"),
     "lr_decay_every": (int, "halve the outer learning rate every N iterations (0: never)"),
-    "inner_lr": (float, "inner-loop step size (optimisation-based learners)"),
-    "inner_steps": (int, "inner steps in training"),
-    "test_inner_steps": (int, "inner steps at validation and test"),
-    "outer_lr": (float, "Reptile's meta step size epsilon"),
-    "outer_lr_final": (float, "what Reptile's epsilon is annealed to"),
-    "inner_optimizer": (str, "Reptile's inner optimiser: sgd or adam"),
     "hidden": (int, "Conv-4 filters per layer"),
     "splits": (str, "Omniglot split scheme: vinyals or maml"),
     "val_every": (int, "validate every N iterations (0: never)"),
@@ -65,6 +61,25 @@ OVERRIDES = {
     "seed": (int, "seeds the initial weights and the training episodes"),
 }
 DEFAULT = "the paper's (printed at the start)"
+
+
+def learner_flags():
+    """``{field: (example default, help, algorithms taking it)}``: every registered learner's own settings
+    (the fields of its config class, declared in its file), in registry order."""
+    flags = {}
+    for name in algorithms.available():
+        for f in learner_fields(config_class(name)):
+            default, what, names = flags.get(f.name, (f.default, f.metadata.get("help", ""), []))
+            flags[f.name] = (default, what, names + [name])
+    return flags
+
+
+def json_or_text(text: str):
+    """A flag's value: JSON (``0.4``, ``[0.005,0.1]``, ``null``), else the string (``loop``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -88,7 +103,12 @@ def parse(argv=None) -> argparse.Namespace:
     for name, (typ, what) in OVERRIDES.items():
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
                        help=what if "(default" in what else f"{what} (default: {DEFAULT})")
-    p.add_argument("--first-order", action="store_true", help="MAML without second-order terms")
+    for name, (default, what, names) in learner_flags().items():
+        flag, takes = "--" + name.replace("_", "-"), f"({', '.join(names)}; default: {DEFAULT})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"{what} {takes}")
+        else:
+            p.add_argument(flag, type=json_or_text, default=None, metavar="VALUE", help=f"{what} {takes}")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="checkpoints + config.json (default: runs/<name>, keyed by the config)")
     p.add_argument("--fresh", action="store_true", help="start over even if --run-dir holds a checkpoint")
@@ -113,14 +133,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--weights-dir", type=Path, default=None, help="where --ship writes (default metalib/weights/)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the validation and result lines are still printed, e.g. for a nohup log)")
-    p.add_argument("--batching", choices=["auto", "loop", "vmap"], default=None,
-                   help="MAML-family learners: the task loop or the batched path (vmap; default: per device, "
-                        "see benchmarks/README.md); recorded in the config's options")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the learner beyond the flags above, recorded in the config's options (VALUE is "
-                        "JSON, else a string; repeatable): e.g. fce=true (Matching), memory_slots=128, read_heads=4 "
-                        "(MANN), filters=128 (SNAIL), alpha_init=[0.005,0.1] (Meta-SGD), init_lambda=50 (R2-D2) - see the "
-                        "learner's __init__")
+                   help="a setting of the learner by its name, as the flags above (VALUE is JSON, else a string; "
+                        "repeatable): e.g. fce=true (Matching), memory_slots=128 (MANN), alpha_init=[0.005,0.1] (Meta-SGD)")
     p.add_argument("--capture", choices=["none", "cuda_graph", "compile"], default="none",
                    help="GPU: capture the meta-iteration as a CUDA graph, or torch.compile it (metalib.training)")
     p.add_argument("--check-every", type=int, default=None, metavar="N",
@@ -141,10 +156,7 @@ def parse_option(text: str):
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--option takes KEY=VALUE (e.g. --option fce=true), got {text!r}")
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
+    return key.strip(), json_or_text(value)
 
 
 def main(argv=None) -> int:
@@ -194,15 +206,9 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
         args.no_progress = True
     if dist_device is not None:
         args.device = str(dist_device)
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
-    if args.first_order:
-        overrides["first_order"] = True
-    options = dict(parse_option(o) for o in args.option)
-    if args.batching is not None:
-        options["batching"] = args.batching
-    if options:  # on top of the paper's options, not instead of them
-        paper = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset).options
-        overrides["options"] = {**paper, **options}
+    overrides = {k: getattr(args, k) for k in (*OVERRIDES, *learner_flags()) if getattr(args, k) is not None}
+    overrides.update(parse_option(o) for o in args.option)
+    # a setting the learner does not take is one line naming those it has
     config = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset, **overrides)
     paper = fewshot.default_config(args.algorithm, args.way, args.shot, args.dataset)
     name, changed = runs.run_name(config.to_dict(), paper.to_dict())
@@ -214,7 +220,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
               "whole config but --iterations; the same command again resumes it)")
     print("config (the paper's defaults from the algorithm's paper_settings, overridden: "
           f"{', '.join(sorted(overrides)) or 'none'}):")
-    print("  " + json.dumps(config.used(), sort_keys=True))
+    print("  " + json.dumps(config.to_dict(), sort_keys=True))
 
     # --eval-only: a trainer that writes nothing; the run's checkpoints are checked and loaded below
     trainer = fewshot.FewShotTrainer(config, run_dir=None if args.eval_only else run_dir, resume=not args.fresh,

@@ -11,6 +11,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from torch import nn
 import metalib
 from metalib import algorithms
 from metalib.algorithms import base
+from metalib.algorithms.settings import setting
 from metalib.fewshot import FewShotConfig, FewShotTrainer
 from metalib.functional import check_finite
 
@@ -189,6 +191,13 @@ def test_code_lines_counts_code_only(tmp_path):
 
 
 # ============================================================================ one file + one registry line
+@dataclass(kw_only=True)
+class NearestMeanConfig(FewShotConfig):
+    """The toy learner's typed config: its one hyperparameter beside the run's fields."""
+
+    temperature: float = setting(5.0, "initial temperature tau", low=0)
+
+
 class NearestMean(base.Learner):
     r"""A toy learner written for this test: a learned linear embedding :math:`z = W x` and a
     cosine-similarity nearest-class-mean rule with a learned temperature :math:`\tau`,
@@ -196,6 +205,7 @@ class NearestMean(base.Learner):
 
     name = "toy-nearest-mean"
     family = "metric-based"
+    config_class = NearestMeanConfig
 
     def __init__(self, model: nn.Module, temperature: float = 5.0, loss_fn=None) -> None:
         super().__init__(loss_fn)
@@ -245,7 +255,8 @@ def test_a_new_learner_is_one_file_and_one_registry_line(monkeypatch, tmp_path):
     train, val, test = informative_rows(12, seed=0), informative_rows(8, seed=3), informative_rows(8, seed=5)
     cfg = FewShotConfig(algorithm="toy-nearest-mean", dataset="custom", image_size=16, hidden=16, iterations=40,
                         n_way=3, k_shot=1, train_query=3, test_query=3, meta_batch=4, meta_lr=1e-2, val_every=20,
-                        val_episodes=10, checkpoint_every=10, test_episodes=50, options={"temperature": 2.0}, seed=0)
+                        val_episodes=10, checkpoint_every=10, test_episodes=50, temperature=2.0, seed=0)
+    assert isinstance(cfg, NearestMeanConfig) and cfg.to_dict()["temperature"] == 2.0
     trainer = FewShotTrainer(cfg, train, val, run_dir=tmp_path, progress=False)
     assert isinstance(trainer.learner, NearestMean) and trainer.learner.log_tau.exp().item() == pytest.approx(2.0)
     before = metalib.evaluate(trainer.learner, test, 3, 1, 3, episodes=50)

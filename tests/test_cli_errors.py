@@ -43,7 +43,8 @@ def one_line_error(capsys, code, expected):
     (["--way", "0"], "n_way must be >= 1"),
     (["--shot", "0"], "k_shot must be >= 1"),
     (["--iterations", "-1"], "iterations must be >= 0"),
-    (["--inner-lr", "-1"], "inner_lr must be a finite number >= 0"),
+    (["--inner-lr", "-1"], "protonet has no setting 'inner_lr'"),
+    (["--algorithm", "maml", "--train-way", "3", "--inner-lr", "-1"], "inner_lr must be a finite number >= 0"),
     (["--hidden", "0"], "hidden must be >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--test-query", "50"], "episodes cannot be drawn"),
@@ -102,10 +103,15 @@ def test_every_learner_option_is_settable_and_only_what_the_learner_uses_is_prin
                                                                           "fce_steps=2"]
     assert cli.main(args) == 0
     printed = json.loads(capsys.readouterr().out.splitlines()[2])
-    assert printed["options"] == {"fce": True, "fce_steps": 2}
-    assert not set(printed) & {"inner_lr", "inner_steps", "outer_lr", "inner_optimizer", "first_order"}
+    assert (printed["fce"], printed["fce_steps"]) == (True, 2)
+    assert not set(printed) & {"inner_lr", "inner_steps", "outer_lr", "inner_optimizer", "first_order", "options"}
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["options"] == {"fce": True, "fce_steps": 2}
+    assert saved == printed
+    # every learner's own settings are flags too (made from its config class)
+    args = [a if a != "protonet" else "matching" for a in BASE] + ["--run-dir", str(tmp_path / "flags"),
+                                                                   "--iterations", "0", "--fce", "--fce-steps", "2"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[2]) == printed
     one_line_error(capsys, cli.main(BASE + ["--run-dir", str(tmp_path / "r2"), "--option", "nonsense"]),
                    "--option takes KEY=VALUE")
     one_line_error(capsys, cli.main(BASE + ["--run-dir", str(tmp_path / "r3"), "--option", "no_such=1"]), "no_such")

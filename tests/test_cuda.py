@@ -83,3 +83,26 @@ def test_deferred_iterations_make_no_host_sync_between_checks():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert seen == list(range(1, 9)) and len(t.history.loss) == 8
+
+
+def test_protonet_training_step_makes_no_host_sync_once_the_episode_shape_is_checked():
+    """ProtoNet's train_step on CUDA under torch.cuda.set_sync_debug_mode("error"): after the first batch
+    of a shape (whose labels are checked once), a step (the finiteness checks deferred, as the loop runs
+    them on CUDA) synchronises nothing. The CPU twin counting host reads: tests/test_sync_free.py."""
+    from metalib.functional import deferred_finite_checks
+
+    cfg = default_config("protonet", n_way=3, k_shot=1, dataset="custom", image_size=16, hidden=8, iterations=4,
+                         meta_batch=2, train_query=2, test_query=2, val_every=0, checkpoint_every=0, seed=3)
+    t = FewShotTrainer(cfg, TRAIN, VAL, device="cuda", progress=False)
+    opt = t.optimizer  # the run's own outer optimiser, as the loop steps it
+    first, second = t.loop.sample_batch(), t.loop.sample_batch()
+    with deferred_finite_checks():
+        t.learner.train_step(first, opt)  # the first batch of this shape: labels checked (syncs); lazy init
+    torch.cuda.synchronize()
+    try:
+        torch.cuda.set_sync_debug_mode("error")
+        with deferred_finite_checks():
+            metrics = t.learner.train_step(second, opt)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert metrics["loss"].is_cuda and bool(torch.isfinite(metrics["loss"]))

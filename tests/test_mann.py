@@ -11,7 +11,8 @@ from metalib.algorithms.mann import (
     MANN, MEMORY_INIT, LSTMBaseline, PixelInput, cosine_read_weights, least_used, lrua_step, lrua_write_weights,
     support_order,
 )
-from metalib.data.sequences import SequenceSampler, accuracy_by_instance, offset_labels
+from metalib.data.sequences import SequenceSampler, offset_labels
+from metalib.evaluation import accuracy_by_instance
 from metalib.fewshot import FewShotConfig, build_learner
 
 from _nets import directional_fd, finite_difference_grad, rel_error, synthetic_images

@@ -10,7 +10,8 @@ from metalib import ProtoNet
 from metalib.algorithms.mann import MANN, PixelInput
 from metalib.algorithms.snail import SNAIL
 from metalib.course import memory_lab as ml
-from metalib.data.sequences import SequenceSampler, accuracy_by_instance, instance_numbers
+from metalib.data.sequences import SequenceSampler, instance_numbers
+from metalib.evaluation import accuracy_by_instance
 
 from _nets import synthetic_images
 
@@ -257,6 +258,6 @@ def test_ship_sequence_learner_records_both_protocols(tmp_path, one_thread):
     entry = json.loads((tmp_path / "w" / "MANIFEST.json").read_text())["lstm-tiny"]
     assert entry["metrics"]["test_accuracy"] == round(out["standard"].mean, 4) and entry["metrics"]["episodes"] == 600
     assert f"{out['by_instance'].mean[2]:.1f} ± {out['by_instance'].ci95[2]:.1f}" in entry["note"]
-    assert entry["config"]["train_shot"] == 10 and entry["config"]["options"]["controller_size"] == 200
+    assert entry["config"]["train_shot"] == 10 and entry["config"]["controller_size"] == 200  # the learner's own config (issue #23)
     again = pretrained("lstm-tiny", directory=tmp_path / "w")
     assert again.describe() == "LSTM (no memory)" and again.read_heads == 0

@@ -107,7 +107,7 @@ def test_bad_input_and_settings():
         r2.predict(x_s, y_s, x_q, steps=3)
     assert "log_lambda" not in dict(R2D2(enc, learn_lambda=False).named_parameters())
     cfg = default_config("r2d2", iterations=1)
-    assert cfg.train_way == 60 and cfg.meta_lr == 5e-3 and cfg.options["init_scale"] == 10.0
+    assert cfg.train_way == 60 and cfg.meta_lr == 5e-3 and cfg.init_scale == 10.0
 
 
 def test_r2d2_learns_on_synthetic_classes(tmp_path):

@@ -3,10 +3,8 @@ import pytest
 import torch
 
 from metalib.data import EpisodeSampler
-from metalib.data.sequences import (
-    ORDER_SEED_OFFSET, SequenceSampler, accuracy_by_instance, instance_numbers, offset_labels, snail_form,
-)
-from metalib.evaluation import seeded_episodes
+from metalib.data.sequences import ORDER_SEED_OFFSET, SequenceSampler, instance_numbers, offset_labels, snail_form
+from metalib.evaluation import accuracy_by_instance, seeded_episodes
 
 from _nets import synthetic_images
 

@@ -51,7 +51,6 @@ class ANIL(MAML):
     """
 
     name = "anil"
-    config_keys = ("inner_lr", "inner_steps", "first_order")
     # Raghu et al. 2020 (sec. 4 and appendix): ANIL is trained with MAML's hyperparameters and
     # architecture, so its settings are MAML's (Finn et al. 2017, appendix A.1, see maml.py). The paper
     # reports Omniglot 20-way and miniImageNet 5-way; 5-way Omniglot uses MAML's 5-way settings.

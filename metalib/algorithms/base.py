@@ -39,23 +39,27 @@ class LearnerConfig:
     Class attributes:
         name: the registry name (``"maml"``, ``"protonet"``, ...).
         family: ``"optimisation-based"``, ``"metric-based"`` or ``"model-based"``.
-        config_keys: the :class:`metalib.config.FewShotConfig` fields passed to ``__init__``
-            (e.g. ``("inner_lr", "inner_steps")``); algorithm-specific extras come from
-            ``config.options``.
-        paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
-            settings, which :func:`metalib.config.default_config` starts from.
+        config_class: the learner's typed config, a dataclass subclassing
+            :class:`metalib.algorithms.settings.FewShotConfig` declared in the learner's file (``MAMLConfig``):
+            its added fields are the hyperparameters, passed by name to ``__init__``; ``None``: the
+            learner has none (plain ``FewShotConfig``).
+        config_keys: run fields of ``FewShotConfig`` the ``__init__`` also takes (MANN: ``("n_way",)``).
+        paper_settings: ``{(dataset, n_way, k_shot): config_class(...)}`` — the paper's settings as
+            instances of ``config_class`` (``algorithm`` left empty), which
+            :func:`metalib.config.default_config` starts from.
         budget_settings: the same shape — a schedule for about 30 CPU-minutes on one thread, chosen
-            on the validation split (``benchmarks/bench_time_to_accuracy.py``, issue #29), applied
-            on top of the paper's by ``default_config(..., settings="budget")``.
+            on the validation split (``benchmarks/bench_time_to_accuracy.py``, issue #29), used instead
+            of the paper's by ``default_config(..., settings="budget")``.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    config_class: ClassVar[Optional[type]] = None
     config_keys: ClassVar[Tuple[str, ...]] = ()
-    paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
-    budget_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
+    paper_settings: ClassVar[Dict[Tuple[str, int, int], Any]] = {}
+    budget_settings: ClassVar[Dict[Tuple[str, int, int], Any]] = {}
     needs_head: ClassVar[bool] = False
 
     @classmethod
@@ -68,10 +72,13 @@ class LearnerConfig:
 
     @classmethod
     def from_config(cls, config: Any, model: nn.Module, **fixed: Any) -> "Learner":
-        """Build from a :class:`metalib.fewshot.FewShotConfig`: ``config_keys`` fields, then
-        ``config.options`` (algorithm extras), then ``fixed`` (what the registry entry pins)."""
+        """Build from a :class:`metalib.config.FewShotConfig`: its ``config_keys`` fields and the
+        hyperparameters of its ``config_class`` that ``__init__`` takes (``test_inner_steps`` sets
+        ``eval_steps``), then ``fixed`` (what the registry entry pins)."""
+        params = inspect.signature(cls.__init__).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
         settings = {k: getattr(config, k) for k in cls.config_keys}
-        settings.update(getattr(config, "options", None) or {})
+        settings.update({k: v for k, v in config.learner_settings().items() if takes_all or k in params})
         settings.update(fixed)
         learner = cls(model, **settings)
         if learner.eval_steps is not None and getattr(config, "test_steps", None):

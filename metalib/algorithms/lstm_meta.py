@@ -15,6 +15,7 @@ from ..functional import (
 )
 from .base import Learner, callable_loss, query_metrics, register
 from .maml import MAML, BNMode
+from .settings import FewShotConfig, setting
 
 PREPROCESS_P = 10.0
 """Andrychowicz et al. 2016 (appendix A): the preprocessing constant p = 10."""
@@ -65,6 +66,16 @@ class Unroll:
         return out
 
 
+@dataclass(kw_only=True)
+class LSTMMetaConfig(FewShotConfig):
+    """An LSTM meta-learner run (``hidden`` is the Conv-4 width; the optimiser LSTM's is the learner's own)."""
+
+    inner_steps: int = setting(5, "steps of the learned optimiser in training", low=0)
+    test_inner_steps: int = setting(0, "its steps at validation and test (0: inner_steps)", low=0)
+    max_grad_norm: float = setting(0.25, "clip the meta-gradient's norm to this (0: no clipping)", low=0)
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+
+
 class LSTMMetaLearner(Learner):
     r"""Optimisation as a model for few-shot learning: a coordinate-wise LSTM *is* the learner's optimiser.
 
@@ -112,7 +123,7 @@ class LSTMMetaLearner(Learner):
 
     name = "lstm-meta"
     family = "optimisation-based"
-    config_keys = ("inner_steps",)
+    config_class = LSTMMetaConfig
     needs_head = True
     stateless_adaptation = False  # an update depends on the LSTMs' states, not on the weights alone
     # Ravi & Larochelle 2017 (sec. 4) and the official code (twitter-research/meta-learning-lstm:
@@ -123,11 +134,11 @@ class LSTMMetaLearner(Learner):
     # (the paper's evaluation); Omniglot 5-way 1-shot: 15 updates of 5 images, 50,000 episodes (the code's
     # config: the paper reports no Omniglot numbers). train_query on Omniglot is metalib's choice.
     paper_settings = {
-        ("miniimagenet", 5, 1): dict(inner_steps=12, test_inner_steps=12, meta_batch=1, meta_lr=1e-3,
+        ("miniimagenet", 5, 1): LSTMMetaConfig(inner_steps=12, test_inner_steps=12, meta_batch=1, meta_lr=1e-3,
                                      iterations=75_000, train_query=15, hidden=32),
-        ("miniimagenet", 5, 5): dict(inner_steps=5, test_inner_steps=5, meta_batch=1, meta_lr=1e-3,
+        ("miniimagenet", 5, 5): LSTMMetaConfig(inner_steps=5, test_inner_steps=5, meta_batch=1, meta_lr=1e-3,
                                      iterations=75_000, train_query=15, hidden=32),
-        **{("omniglot", 5, k): dict(inner_steps=15, test_inner_steps=15, meta_batch=1, meta_lr=1e-3,
+        **{("omniglot", 5, k): LSTMMetaConfig(inner_steps=15, test_inner_steps=15, meta_batch=1, meta_lr=1e-3,
                                     iterations=50_000, train_query=5) for k in (1, 5)},
     }
 

@@ -9,6 +9,7 @@ only. The class :class:`MAML` runs them on a batch (:mod:`metalib.engine`: vmap 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Optional, Sequence, Tuple
 
 import torch
@@ -21,6 +22,7 @@ from ..functional import (
     support_grad,
 )
 from .base import Learner, as_task_batch, callable_loss, check_one_task, register
+from .settings import FewShotConfig, setting
 
 
 def adapt_task(model: nn.Module, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn,
@@ -51,6 +53,19 @@ def query_loss(model: nn.Module, theta: Params, buffers: Params, task: Sequence[
 
 Batching = Literal["auto", "loop", "vmap"]
 BNMode = Literal["transductive", "module"]
+
+
+@dataclass(kw_only=True)
+class MAMLConfig(FewShotConfig):
+    """A MAML run: the run's fields and MAML's own (passed to :class:`MAML`; flags of train_fewshot.py)."""
+
+    inner_lr: float = setting(0.01, "inner-loop step size alpha", low=0)
+    inner_steps: int = setting(1, "inner steps in training", low=0)
+    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
+    first_order: bool = setting(False, "first-order MAML: no second-order terms")
+    batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched; benchmarks/README.md)")
+    recompute_steps: bool = setting(False, "recompute the inner steps in the backward pass (less memory)")
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
 
 
 class MAML(Learner):
@@ -101,7 +116,7 @@ class MAML(Learner):
 
     name = "maml"
     family = "optimisation-based"
-    config_keys = ("inner_lr", "inner_steps", "first_order")
+    config_class = MAMLConfig
     needs_head = True
     # Finn et al. 2017 (appendix A.1) and the official code (main.py; see docs/references.md):
     # Omniglot 5-way: inner lr 0.4, 1 step (3 at test), meta-batch 32, 60,000 iterations (the current
@@ -109,12 +124,12 @@ class MAML(Learner):
     # queries = K per class (update_batch_size); miniImageNet: lr 0.01, 5 steps (10 at test),
     # meta-batch 4, 15 queries, 32 filters, 60,000 iterations. Adam 1e-3, second order.
     paper_settings = {
-        **{("omniglot", 5, k): dict(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32,
-                                    iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
-        **{("omniglot", 20, k): dict(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=16,
-                                     iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
-        **{("miniimagenet", 5, k): dict(inner_lr=0.01, inner_steps=5, test_inner_steps=10, meta_batch=4,
-                                        iterations=60_000, train_query=15, meta_lr=1e-3, hidden=32)
+        **{("omniglot", 5, k): MAMLConfig(inner_lr=0.4, inner_steps=1, test_inner_steps=3, meta_batch=32,
+                                          iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("omniglot", 20, k): MAMLConfig(inner_lr=0.1, inner_steps=5, test_inner_steps=5, meta_batch=16,
+                                           iterations=60_000, train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("miniimagenet", 5, k): MAMLConfig(inner_lr=0.01, inner_steps=5, test_inner_steps=10, meta_batch=4,
+                                              iterations=60_000, train_query=15, meta_lr=1e-3, hidden=32)
            for k in (1, 5)},
     }
 

@@ -64,6 +64,7 @@ and minimises the mean cross-entropy over all its steps, as in the paper.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
@@ -72,6 +73,7 @@ from torch import Tensor, nn
 
 from ..functional import check_finite
 from .base import Learner, as_task_batch, register
+from .settings import FewShotConfig, setting
 
 MEMORY_INIT = 1e-6  # the value of every memory cell at the start of an episode (as the reimplementation)
 
@@ -219,6 +221,27 @@ class State(NamedTuple):
 TRACE_KEYS = ("read_weights", "write_weights", "usage", "gate", "zeroed")
 
 
+@dataclass(kw_only=True)
+class MANNConfig(FewShotConfig):
+    """A MANN run: the controller and the memory (slots, their size, read heads) and its LRU usage."""
+
+    controller_size: int = setting(200, "the LSTM controller's hidden units", low=1)
+    memory_slots: int = setting(128, "memory rows", low=1)
+    memory_size: int = setting(40, "memory row width", low=1)
+    read_heads: int = setting(4, "read heads", low=1)
+    gamma: float = setting(0.95, "usage decay of the least-recently-used access", low=0)
+    key_strength: bool = setting(False, "learn a key strength per head")
+    max_grad_norm: Optional[float] = setting(None, "clip the gradient's norm to this (default: no clipping)")
+
+
+@dataclass(kw_only=True)
+class LSTMBaselineConfig(FewShotConfig):
+    """The memory-less LSTM baseline of MANN's paper: the controller alone."""
+
+    controller_size: int = setting(200, "the LSTM's hidden units", low=1)
+    max_grad_norm: Optional[float] = setting(None, "clip the gradient's norm to this (default: no clipping)")
+
+
 class MANN(Learner):
     r"""A memory-augmented neural network with LRUA (Santoro et al. 2016): see the module docstring
     for the task, the equations and where metalib departs from the paper.
@@ -242,6 +265,7 @@ class MANN(Learner):
     needs_query = False  # trained on sequences made of the support set alone (train_query=0)
     family = "model-based"
     config_keys = ("n_way",)
+    config_class = MANNConfig
     # Santoro et al. 2016, Omniglot, 5 classes: episodes of 10 instances per class shown as one
     # 50-step sequence (section 4.1; Table 1 reports the 1st-10th instance), 100,000 training episodes
     # (docs/references.md, Model-based; P). The network sizes are taken from the widely used
@@ -253,9 +277,9 @@ class MANN(Learner):
     # episodes = 6,250 batches of 16. (No short run learned to bind labels with these or other
     # settings tried: RESULTS.md.)
     paper_settings = {
-        ("omniglot", 5, k): dict(train_shot=10, train_query=0, meta_batch=16, meta_lr=3e-3, iterations=6_250,
-                                 options=dict(controller_size=200, memory_slots=128, memory_size=40, read_heads=4,
-                                              gamma=0.95, key_strength=True, max_grad_norm=10.0))
+        ("omniglot", 5, k): MANNConfig(train_shot=10, train_query=0, meta_batch=16, meta_lr=3e-3, iterations=6_250,
+                                       controller_size=200, memory_slots=128, memory_size=40, read_heads=4,
+                                       gamma=0.95, key_strength=True, max_grad_norm=10.0)
         for k in (1, 5)
     }
 
@@ -461,11 +485,12 @@ class LSTMBaseline(MANN):
     (``read_heads = 0``), trained and evaluated on the same sequences."""
 
     name = "lstm-baseline"
+    config_class = LSTMBaselineConfig
     # Santoro et al. 2016 compare against an LSTM on the same episodes (Table 1); its size here is
     # the MANN controller's (200 units, as the reimplementation); trained exactly as MANN (see MANN).
     paper_settings = {
-        ("omniglot", 5, k): dict(train_shot=10, train_query=0, meta_batch=16, meta_lr=3e-3, iterations=6_250,
-                                 options=dict(controller_size=200, max_grad_norm=10.0))
+        ("omniglot", 5, k): LSTMBaselineConfig(train_shot=10, train_query=0, meta_batch=16, meta_lr=3e-3,
+                                               iterations=6_250, controller_size=200, max_grad_norm=10.0)
         for k in (1, 5)
     }
 

@@ -44,6 +44,7 @@ Shapes: support images ``[N*K, *x_shape]`` → embeddings ``[N*K, d]``; queries 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
@@ -53,6 +54,7 @@ from torch import Tensor, nn
 from ..batch import check_labels
 from ..functional import Params, buffers_of, check_steps, forward, params_of
 from .base import EpisodeClassifier, register
+from .settings import FewShotConfig, setting
 
 
 # ============================================================================ the equations
@@ -95,6 +97,16 @@ def label_mixture_log_probs(similarities: Tensor, y_s: Tensor, n_way: int) -> Te
 
 
 # ============================================================================ the learner
+@dataclass(kw_only=True)
+class MatchingConfig(FewShotConfig):
+    """A Matching Networks run: the full context embeddings and the attention's cosine."""
+
+    fce: bool = setting(False, "full context embeddings (a BiLSTM over the support, an attention LSTM for queries)")
+    fce_steps: int = setting(5, "the attention LSTM's read steps (with fce)", low=1)
+    embedding_dim: Optional[int] = setting(None, "the embedding width the FCE LSTMs take (default: inferred)")
+    normalize_query: bool = setting(False, "normalise the query embedding too (the literal cosine)")
+
+
 class MatchingNetworks(EpisodeClassifier):
     r"""Matching Networks: attention over the support set, cosine similarity, label mixture (see the
     module docstring for the equations).
@@ -121,22 +133,23 @@ class MatchingNetworks(EpisodeClassifier):
     """
 
     name = "matching"
+    config_class = MatchingConfig
     family = "metric-based"
     # Vinyals et al. 2016: episodes are shaped like the test tasks (N-way K-shot, section 2.2), the
     # embedding is the 4-block 64-filter CNN (section 4.1.1). The optimiser, learning rate, queries
     # per training episode and the number of episodes are not given in the paper: Adam 1e-3, one
     # episode per update, 15 queries per class and a 20,000-episode bound are metalib's choices.
     paper_settings = {
-        **{("omniglot", n, k): dict(train_query=15, meta_batch=1, meta_lr=1e-3, iterations=20_000)
+        **{("omniglot", n, k): MatchingConfig(train_query=15, meta_batch=1, meta_lr=1e-3, iterations=20_000)
            for n in (5, 20) for k in (1, 5)},
-        **{("miniimagenet", 5, k): dict(train_query=15, meta_batch=1, meta_lr=1e-3, iterations=20_000)
+        **{("miniimagenet", 5, k): MatchingConfig(train_query=15, meta_batch=1, meta_lr=1e-3, iterations=20_000)
            for k in (1, 5)},
     }
     # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json:
     # peak lr {1e-3, 2e-3, 4e-3} x {step, cosine}, 1 CPU-minute each, all within 94.1-94.9% ± 0.7)
     budget_settings = {
-        ("omniglot", 5, 1): dict(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): MatchingConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=7425, lr_decay=0.5, iterations=29700),
     }
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from ..functional import LossFn, Params, params_of
 from .base import register
 from .maml import MAML, Batching, BNMode, query_loss as maml_query_loss
+from .settings import FewShotConfig, setting
 
 AlphaInit = Union[float, Sequence[float]]
 
@@ -47,6 +49,19 @@ def query_loss(model: nn.Module, theta: Params, alpha: Dict[str, Tensor], buffer
     return maml_query_loss(model, theta, buffers, task, loss_fn, alpha, steps, first_order)
 
 
+@dataclass(kw_only=True)
+class MetaSGDConfig(FewShotConfig):
+    """A Meta-SGD run: MAML's settings but ``inner_lr``: the step sizes α are learned, from ``alpha_init``."""
+
+    inner_steps: int = setting(1, "inner steps in training", low=0)
+    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
+    first_order: bool = setting(False, "no second-order terms")
+    alpha_init: Any = setting(PAPER_ALPHA_RANGE, "initial step sizes alpha: a number, or [low, high] (uniform)")
+    batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched; benchmarks/README.md)")
+    recompute_steps: bool = setting(False, "recompute the inner steps in the backward pass (less memory)")
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+
+
 class MetaSGD(MAML):
     r"""Meta-SGD: learn the initialisation :math:`\theta` *and* a step size for every entry of it.
 
@@ -77,19 +92,19 @@ class MetaSGD(MAML):
     """
 
     name = "metasgd"
-    config_keys = ("inner_steps", "first_order")
+    config_class = MetaSGDConfig
     # Li et al. 2017, sec. 4: one adaptation step at meta-training *and* at meta-test time, α initialised in
     # [0.005, 0.1] (PAPER_ALPHA_RANGE). The paper's other classification settings (meta-batch, iterations)
     # were not verified here: metalib uses MAML's (Finn et al. 2017, appendix A.1): Omniglot 5-way
     # meta-batch 32, 60,000 iterations, Adam 1e-3, queries = K per class; miniImageNet meta-batch 4,
     # 15 queries, 32 filters. Those are metalib's choice, not Meta-SGD's published ones.
     paper_settings = {
-        **{("omniglot", 5, k): dict(inner_steps=1, test_inner_steps=1, meta_batch=32, iterations=60_000,
-                                    train_query=k, meta_lr=1e-3) for k in (1, 5)},
-        **{("omniglot", 20, k): dict(inner_steps=1, test_inner_steps=1, meta_batch=16, iterations=60_000,
-                                     train_query=k, meta_lr=1e-3) for k in (1, 5)},
-        **{("miniimagenet", 5, k): dict(inner_steps=1, test_inner_steps=1, meta_batch=4, iterations=60_000,
-                                        train_query=15, meta_lr=1e-3, hidden=32) for k in (1, 5)},
+        **{("omniglot", 5, k): MetaSGDConfig(inner_steps=1, test_inner_steps=1, meta_batch=32, iterations=60_000,
+                                             train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("omniglot", 20, k): MetaSGDConfig(inner_steps=1, test_inner_steps=1, meta_batch=16, iterations=60_000,
+                                              train_query=k, meta_lr=1e-3) for k in (1, 5)},
+        **{("miniimagenet", 5, k): MetaSGDConfig(inner_steps=1, test_inner_steps=1, meta_batch=4, iterations=60_000,
+                                                 train_query=15, meta_lr=1e-3, hidden=32) for k in (1, 5)},
     }
 
     def __init__(
@@ -130,15 +145,6 @@ class MetaSGD(MAML):
             raise ValueError(f"Meta-SGD has no learning rate for {missing}: the model's parameters changed after "
                              "the learner was built")
         return lr
-
-    # ------------------------------------------------------------------ config
-    @classmethod
-    def check_config(cls, config) -> None:
-        super().check_config(config)
-        if getattr(config, "inner_lr", 0):
-            raise ValueError("Meta-SGD learns its per-parameter step sizes α: set their initial value with "
-                             "options={'alpha_init': c} (a number) or [low, high] (the paper: [0.005, 0.1]), "
-                             f"not inner_lr (got inner_lr={config.inner_lr})")
 
     def describe(self) -> str:
         return f"Meta-SGD ({'first' if self.first_order else 'second'}-order)"

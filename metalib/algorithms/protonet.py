@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import EpisodeClassifier, check_every_batch, register
+from .settings import FewShotConfig
 
 
 def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
@@ -33,6 +34,10 @@ def squared_distances(z_q: Tensor, protos: Tensor) -> Tensor:
     return (z_q.unsqueeze(1) - protos.unsqueeze(0)).pow(2).sum(-1)
 
 
+class ProtoNetConfig(FewShotConfig):
+    """A ProtoNet run: no setting beyond the run's (the embedding network and the episodes)."""
+
+
 class ProtoNet(EpisodeClassifier):
     r"""Prototypical Networks: classify a query by its distance to the class prototypes.
 
@@ -45,15 +50,16 @@ class ProtoNet(EpisodeClassifier):
     """
 
     name = "protonet"
+    config_class = ProtoNetConfig
     family = "metric-based"
     # Snell et al. 2017, sections 3.1-3.2 and the official code: Adam 1e-3 halved every 2,000
     # episodes, one episode per update; Omniglot: 60-way training episodes with 5 queries per class
     # (shots as at test); miniImageNet: 30-way (1-shot) / 20-way (5-shot), 15 queries. The paper
     # trains until validation stops improving: 20,000 episodes is metalib's bound, not the paper's.
     paper_settings = {
-        **{("omniglot", n, k): dict(train_way=60, train_query=5, meta_batch=1, meta_lr=1e-3, lr_decay_every=2000,
+        **{("omniglot", n, k): ProtoNetConfig(train_way=60, train_query=5, meta_batch=1, meta_lr=1e-3, lr_decay_every=2000,
                                     iterations=20_000) for n in (5, 20) for k in (1, 5)},
-        **{("miniimagenet", 5, k): dict(train_way=30 if k == 1 else 20, train_query=15, meta_batch=1, meta_lr=1e-3,
+        **{("miniimagenet", 5, k): ProtoNetConfig(train_way=30 if k == 1 else 20, train_query=15, meta_batch=1, meta_lr=1e-3,
                                         lr_decay_every=2000, iterations=20_000) for k in (1, 5)},
     }
     # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
@@ -61,7 +67,7 @@ class ProtoNet(EpisodeClassifier):
     # peak lr {1e-3, 2e-3, 4e-3} x {step, cosine}, 1 CPU-minute each, all within 92.4-93.3% ± 0.9).
     # 5-way training episodes (not the paper's 60-way): the same episodes as every raced learner.
     budget_settings = {
-        ("omniglot", 5, 1): dict(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): ProtoNetConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=6925, lr_decay=0.5, iterations=27700),
     }
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, Tuple
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from ..functional import check_positive
 from .base import EpisodeClassifier, register
+from .settings import FewShotConfig, setting
 
 Solver = Literal["auto", "primal", "woodbury"]
 
@@ -44,6 +46,17 @@ def ridge_solution(x: Tensor, y: Tensor, lam: Tensor, solver: Solver = "auto") -
         return xt @ torch.linalg.solve(a, y)
     a = xt @ x + lam * torch.eye(p, dtype=x.dtype, device=x.device)
     return torch.linalg.solve(a, xt @ y)
+
+
+@dataclass(kw_only=True)
+class R2D2Config(FewShotConfig):
+    """An R2-D2 run: the ridge regulariser λ and the output calibration."""
+
+    init_lambda: float = setting(50.0, "initial ridge regulariser lambda", low=0)
+    init_scale: float = setting(10.0, "initial output scale alpha", low=0)
+    init_bias: float = setting(0.0, "initial output bias beta")
+    learn_lambda: bool = setting(True, "meta-learn lambda (else it stays at init_lambda)")
+    solver: str = setting("auto", "the ridge solve: auto, primal or woodbury")
 
 
 class R2D2(EpisodeClassifier):
@@ -84,7 +97,7 @@ class R2D2(EpisodeClassifier):
 
     name = "r2d2"
     family = "optimisation-based"
-    config_keys = ()
+    config_class = R2D2Config
     needs_head = False
     # Bertinetto et al. 2019 and the official code (github.com/bertinetto/r2d2: scripts/train/experiments.sh,
     # conf/fewshots.yaml): Adam 5e-3 halved every 20 epochs of 100 episodes (= 2,000 episodes), one episode
@@ -95,11 +108,11 @@ class R2D2(EpisodeClassifier):
     # backbone is 96-192-384-512 filters (or 64 x 4, "RRNet_small"): metalib uses Conv-4 (64 filters).
     # train_query (queries per class in training episodes) is metalib's choice.
     paper_settings = {
-        **{("omniglot", n, k): dict(train_way=60, train_query=5, meta_batch=1, meta_lr=5e-3, lr_decay_every=2000,
-                                    iterations=120_000, options=dict(init_scale=10.0, init_lambda=50.0))
+        **{("omniglot", n, k): R2D2Config(train_way=60, train_query=5, meta_batch=1, meta_lr=5e-3, lr_decay_every=2000,
+                                    iterations=120_000, init_scale=10.0, init_lambda=50.0)
            for n in (5, 20) for k in (1, 5)},
-        **{("miniimagenet", 5, k): dict(train_way=16, train_query=15, meta_batch=1, meta_lr=5e-3, lr_decay_every=2000,
-                                        iterations=120_000, options=dict(init_scale=1e-4, init_lambda=50.0))
+        **{("miniimagenet", 5, k): R2D2Config(train_way=16, train_query=15, meta_batch=1, meta_lr=5e-3, lr_decay_every=2000,
+                                        iterations=120_000, init_scale=1e-4, init_lambda=50.0)
            for k in (1, 5)},
     }
 

@@ -39,6 +39,7 @@ other pairs of the episode.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
@@ -48,6 +49,7 @@ from torch import Tensor, nn
 from ..batch import check_every_batch, check_labels
 from ..functional import Params, buffers_of, check_finite, check_positive, forward, params_of, transductive_batchnorm
 from .base import EpisodeClassifier, query_metrics, register
+from .settings import FewShotConfig, setting
 
 
 # ============================================================================ the networks
@@ -148,6 +150,15 @@ def one_hot_mse(scores: Tensor, y_q: Tensor) -> Tensor:
 
 
 # ============================================================================ the learner
+@dataclass(kw_only=True)
+class RelationConfig(FewShotConfig):
+    """A Relation Networks run: the relation module's size, its BatchNorm and the gradient clipping."""
+
+    relation_dim: int = setting(8, "the relation module's hidden units", low=1)
+    relation_bn: str = setting("running", "the relation module's BatchNorm: running or episode")
+    clip_grad_norm: float = setting(0.5, "clip the gradient's norm to this (0: no clipping)", low=0)
+
+
 class RelationNetworks(EpisodeClassifier):
     r"""Relation Networks: a learned relation module scores each (class, query) pair of feature maps
     (see the module docstring for the equations and the networks).
@@ -169,6 +180,7 @@ class RelationNetworks(EpisodeClassifier):
     """
 
     name = "relation"
+    config_class = RelationConfig
     family = "metric-based"
     # Sung et al. 2018, section 4.1, and the official code (LearningToCompare_FSL, train scripts):
     # Adam 1e-3 halved every 100,000 episodes, one episode per update, training episodes of the test
@@ -176,10 +188,10 @@ class RelationNetworks(EpisodeClassifier):
     # 5-shot), 10 (20-way 1-shot), 5 (20-way 5-shot); miniImageNet 15 (1-shot), 10 (5-shot).
     # Episodes: 1,000,000 (Omniglot) and 500,000 (miniImageNet), the code's defaults.
     paper_settings = {
-        **{("omniglot", n, k): dict(train_query=q, meta_batch=1, meta_lr=1e-3, lr_decay_every=100_000,
+        **{("omniglot", n, k): RelationConfig(train_query=q, meta_batch=1, meta_lr=1e-3, lr_decay_every=100_000,
                                     iterations=1_000_000)
            for (n, k), q in {(5, 1): 19, (5, 5): 15, (20, 1): 10, (20, 5): 5}.items()},
-        **{("miniimagenet", 5, k): dict(train_query=q, meta_batch=1, meta_lr=1e-3, lr_decay_every=100_000,
+        **{("miniimagenet", 5, k): RelationConfig(train_query=q, meta_batch=1, meta_lr=1e-3, lr_decay_every=100_000,
                                         iterations=500_000)
            for k, q in {1: 15, 5: 10}.items()},
     }

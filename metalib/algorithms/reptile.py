@@ -1,6 +1,7 @@
 """Reptile (Nichol, Achiam & Schulman, 2018: "On First-Order Meta-Learning Algorithms")."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
 import torch
@@ -12,6 +13,22 @@ from ..engine import choose_vmap
 from ..functional import (LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
                           check_steps, forward, params_of, sgd_step, support_grad)
 from .base import Learner, as_task_batch, callable_loss, check_one_task, register
+from .settings import FewShotConfig, setting
+
+
+@dataclass(kw_only=True)
+class ReptileConfig(FewShotConfig):
+    """A Reptile run: the inner optimiser and the outer step ε (SGD; ``meta_lr`` is not used)."""
+
+    inner_lr: float = setting(0.02, "inner-loop step size", low=0)
+    inner_steps: int = setting(5, "inner steps in training", low=0)
+    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
+    outer_lr: float = setting(0.1, "the meta step size epsilon", low=0)
+    outer_lr_final: float = setting(0.0, "what epsilon is annealed to", low=0)
+    inner_optimizer: str = setting("adam", "the inner optimiser: adam (the paper's) or sgd")
+    batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched)")
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    unused = ("meta_lr", "lr_decay_every", "lr_decay", "lr_schedule")  # the outer step is SGD at outer_lr
 
 
 class Reptile(Learner):
@@ -44,7 +61,7 @@ class Reptile(Learner):
 
     name = "reptile"
     family = "optimisation-based"
-    config_keys = ("inner_lr", "inner_steps", "outer_lr", "outer_lr_final", "inner_optimizer")
+    config_class = ReptileConfig
     needs_head = True
     # Nichol et al. 2018, the supervised-reptile README's non-transductive commands (see
     # docs/references.md): Adam inner optimiser with beta1 = 0, meta-step annealed linearly to 0.
@@ -52,7 +69,7 @@ class Reptile(Learner):
     # train-shots; metalib's takes full-batch steps on them. train_query=1: the query set only
     # monitors the loss (Reptile never trains on it).
     paper_settings = {
-        key: dict(s, train_query=1, inner_optimizer="adam", outer_lr_final=0.0) for key, s in {
+        key: ReptileConfig(**s, train_query=1, inner_optimizer="adam", outer_lr_final=0.0) for key, s in {
             ("omniglot", 5, 5): dict(train_shot=10, inner_steps=5, inner_lr=0.0015, outer_lr=0.7, meta_batch=5,
                                      iterations=100_000, test_inner_steps=100),
             ("omniglot", 5, 1): dict(train_shot=12, inner_steps=12, inner_lr=0.00044, outer_lr=1.0, meta_batch=3,

@@ -40,6 +40,7 @@ bit for bit; several queries of an episode share its support set (each is still 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -48,7 +49,8 @@ from torch import Tensor, nn
 
 from ..functional import check_finite
 from .base import Learner, as_task_batch, register
-from .mann import encoder_width, support_order
+from .mann import MANN, encoder_width, support_order
+from .settings import FewShotConfig, setting
 
 
 # ============================================================================ the embedding
@@ -149,6 +151,15 @@ class AttentionBlock(nn.Module):
 
 
 # ============================================================================ the learner
+@dataclass(kw_only=True)
+class SNAILConfig(FewShotConfig):
+    """A SNAIL run: its blocks (the TC blocks' filters and the three attention blocks' sizes)."""
+
+    filters: int = setting(128, "filters of the TC blocks", low=1)
+    attention: Any = setting(((64, 32), (256, 128), (512, 256)),
+                             "the three attention blocks' [key, value] sizes, e.g. [[64,32],[256,128],[512,256]]")
+
+
 class SNAIL(Learner):
     r"""SNAIL for N-way K-shot classification (see the module docstring for the task and blocks).
 
@@ -163,13 +174,14 @@ class SNAIL(Learner):
     name = "snail"
     family = "model-based"
     config_keys = ("n_way", "k_shot")
+    config_class = SNAILConfig
     # Mishra et al. 2018 (appendix, Omniglot): Attention(64, 32), TC(128), Attention(256, 128), TC(128),
     # Attention(512, 256) over a 4-block conv embedding with 64 filters; one query per sequence. The
     # optimiser settings are not taken from the paper; metalib's: Adam 1e-3 (the reimplementation
     # eambutu/snail-pytorch: 1e-4), 32 episodes per batch as that reimplementation, with one query per
     # class (N sequences sharing each episode's support set), and the iteration bound (20,000).
     paper_settings = {
-        ("omniglot", n, k): dict(train_query=1, meta_batch=32, meta_lr=1e-3, iterations=20_000, hidden=64)
+        ("omniglot", n, k): SNAILConfig(train_query=1, meta_batch=32, meta_lr=1e-3, iterations=20_000, hidden=64)
         for n in (5, 20) for k in (1, 5)
     }
 
@@ -206,11 +218,7 @@ class SNAIL(Learner):
     def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
         return ConvEmbedding(in_channels, hidden, image_size)
 
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        if config.train_way_ != config.n_way:
-            raise ValueError(f"snail has n_way output units: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+    check_config = classmethod(MANN.check_config.__func__)  # n_way output units: train_way must equal n_way
 
     def describe(self) -> str:
         return "SNAIL"

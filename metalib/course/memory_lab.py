@@ -6,7 +6,7 @@ memory explorer, SNAIL's attention explorer, and the LRUA exercise.
 * :func:`nearest_prototype_sequence` — a metric learner (ProtoNet) on the same sequences: at every
   step, the nearest prototype among the labelled images seen so far;
 * :func:`instance_curves` / :func:`plot_instance_curves` — Santoro et al.'s figure: accuracy against
-  the presentation number of a class (:func:`metalib.data.sequences.accuracy_by_instance`);
+  the presentation number of a class (:func:`metalib.evaluation.accuracy_by_instance`);
 * :class:`MemoryExplorer` — a time slider through one episode: the image and the label it is fed,
   the read and write weights up to that step as heat maps, the prediction; "New episode";
 * :class:`AttentionExplorer` — SNAIL: the attention of a query step over the sequence;
@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from ..data.sequences import InstanceAccuracy, SequenceSampler, accuracy_by_instance
-from ..evaluation import TEST_SEED, images_of
+from ..data.sequences import SequenceSampler
+from ..evaluation import TEST_SEED, InstanceAccuracy, accuracy_by_instance, images_of
 from .exercises import lrua_write as _lrua_exercise
+from .paper_results import INSTANCE_ACCURACY
 from .exercises import solution as _solution
 from .widgets import FigureApp
 
@@ -35,12 +36,7 @@ __all__ = ["SequenceTrace", "mann_trace", "nearest_prototype_sequence", "instanc
            "first_guess_bound", "blind_guess_sequence", "toy_classes", "train_live", "slot_story", "MemoryExplorer",
            "AttentionExplorer", "lrua_write", "check_lrua_write", "solution", "PAPER_TABLE1", "ship_sequence_learner"]
 
-# Santoro et al. 2016, Table 1 (Omniglot, 5 classes, one-hot labels; docs/references.md, Model-based; P): accuracy (%)
-# at the 1st, 2nd, 3rd, 4th, 5th and 10th instance, after 100,000 training episodes.
-PAPER_TABLE1 = {
-    "MANN (LRUA)": {1: 36.4, 2: 82.8, 3: 91.0, 4: 92.6, 5: 94.9, 10: 98.1},
-    "LSTM": {1: 24.4, 2: 49.5, 3: 55.3, 4: 61.0, 5: 63.6, 10: 62.5},
-}
+PAPER_TABLE1 = INSTANCE_ACCURACY  # Santoro et al. 2016, Table 1 (metalib.course.paper_results)
 
 
 
@@ -211,7 +207,7 @@ def first_guess_bound(n_way: int = 5) -> float:
 
 def instance_curves(models: Mapping[str, Any], data: Any, episodes: int = 100, n_way: int = 5, instances: int = 10,
                     seed: int = TEST_SEED, predict: Optional[Mapping[str, Callable]] = None) -> Dict[str, InstanceAccuracy]:
-    """:func:`metalib.data.sequences.accuracy_by_instance` of every model on the same seeded
+    """:func:`metalib.evaluation.accuracy_by_instance` of every model on the same seeded
     sequences; ``predict[name]`` replaces ``predict_sequence`` (e.g. :func:`nearest_prototype_sequence`)."""
     predict = dict(predict or {})
     return {name: accuracy_by_instance(m, data, n_way, instances, episodes, seed, predict=predict.get(name), name=name)

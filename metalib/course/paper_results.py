@@ -127,3 +127,14 @@ _SNAIL = "Mishra et al. 2018, Omniglot table, as quoted by later papers"
 _SNAIL_O = "Vinyals-style split with rotations; each query its own sequence; test episodes and interval not found"
 PAPER_RESULTS.update({("SNAIL", "omniglot", n, k): PaperNumber(v, _SNAIL, _SNAIL_O, "S")
                       for (n, k), v in {(5, 1): "99.07", (5, 5): "99.78", (20, 1): "97.64", (20, 5): "99.36"}.items()})
+
+
+# Santoro et al. 2016, Table 1 (Omniglot, 5 classes, one-hot labels; docs/references.md, Model-based; P): accuracy (%)
+# at the 1st, 2nd, 3rd, 4th, 5th and 10th instance, after 100,000 training episodes (notebook 11).
+INSTANCE_ACCURACY: Dict[str, Dict[int, float]] = {
+    "MANN (LRUA)": {1: 36.4, 2: 82.8, 3: 91.0, 4: 92.6, 5: 94.9, 10: 98.1},
+    "LSTM": {1: 24.4, 2: 49.5, 3: 55.3, 4: 61.0, 5: 63.6, 10: 62.5},
+}
+
+# Finn et al. 2017, App. C.1, Table 2: sinusoid regression, K = 5, query MSE after 1 / 5 / 10 steps (notebook 03).
+SINUSOID_MSE_K5: Dict[str, Tuple[float, float, float]] = {"maml": (0.67, 0.38, 0.35), "pretrain": (2.41, 2.23, 2.19)}

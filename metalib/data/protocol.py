@@ -1,7 +1,7 @@
 """The data side of the evaluation protocol (:mod:`metalib.evaluation`): the seeds every algorithm's
 test and validation episodes are drawn from, the image tensor of a dataset, and the 95% confidence
-interval of per-episode accuracies. Here, below the evaluation layer, so that the data package's own
-protocols (:func:`metalib.data.sequences.accuracy_by_instance`) use the same without importing upward.
+interval of per-episode accuracies. Here, below the evaluation layer, so that the run configuration
+(:mod:`metalib.algorithms.settings`: the seeds) reads them without importing the evaluation.
 """
 from __future__ import annotations
 

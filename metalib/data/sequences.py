@@ -4,8 +4,8 @@ r"""Episodes as sequences: the task format of the model-based learners (MANN, SN
 time in a random order; at step :math:`t` a learner sees the image :math:`x_t` with the *previous*
 label :math:`y_{t-1}` (one-hot, zeros at :math:`t = 0`: :func:`offset_labels`) and must predict
 :math:`y_t`. The labels 0..N−1 go to the classes in a random order drawn per episode. Accuracy is
-reported by *instance*: the 1st, 2nd, … presentation of a class (:func:`instance_numbers`,
-:func:`accuracy_by_instance`) — at the 1st nothing about the class has been seen, from the 2nd on
+reported by *instance*: the 1st, 2nd, … presentation of a class (:func:`instance_numbers`;
+the evaluation, :func:`metalib.evaluation.accuracy_by_instance`) — at the 1st nothing about the class has been seen, from the 2nd on
 a learner that remembers can be right.
 
 **SNAIL (Mishra et al. 2018).** An N-way K-shot episode becomes, for each query, the support set with
@@ -21,28 +21,26 @@ the seeded standard episodes of that shape (the classes every family is tested o
 of presentation is new: it comes from a second generator, seeded with ``seed + ORDER_SEED_OFFSET``.
 
 >>> from metalib.data import Omniglot
->>> from metalib.data.sequences import SequenceSampler, accuracy_by_instance
+>>> from metalib.data.sequences import SequenceSampler
+>>> from metalib.evaluation import accuracy_by_instance
 >>> seqs = SequenceSampler(Omniglot("test"), n_way=5, instances=10)
 >>> ep = next(seqs.episodes(1, seed=1000))       # ep.x [1, 50, 1, 28, 28], ep.y [1, 50], ep.instance [1, 50]
 >>> accuracy_by_instance(learner, Omniglot("test"), episodes=600)   # learner.predict_sequence(x, y)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .episodes import EpisodeSampler
-from .protocol import TEST_SEED, images_of, mean_ci
 
 __all__ = ["SequenceEpisode", "SequenceSampler", "SnailSequences", "offset_labels", "instance_numbers",
-           "snail_form", "accuracy_by_instance", "InstanceAccuracy", "ORDER_SEED_OFFSET", "REPORTED_INSTANCES"]
+           "snail_form", "ORDER_SEED_OFFSET"]
 
 ORDER_SEED_OFFSET = 104_729      # the order generator's seed is seed + this (a prime, far from other seeds)
-REPORTED_INSTANCES = (1, 2, 3, 5, 10)   # the columns of Santoro et al.'s Table 1 that metalib reports
 
 
 class SequenceEpisode(NamedTuple):
@@ -175,80 +173,3 @@ def snail_form(x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int, y_q: Optional[
     label_in = torch.cat([labels.unsqueeze(1).expand(t, q, *labels.shape[1:]),
                           labels.new_zeros(t, q, 1, labels.shape[-1])], dim=2)
     return SnailSequences(x, label_in, y_q)
-
-
-# ============================================================================ accuracy by instance
-@dataclass
-class InstanceAccuracy:
-    """Accuracy (%) at each presentation of a class, over seeded sequences, with 95% CIs.
-
-    ``mean[k]``, ``ci95[k]``: the accuracy at the ``k``-th instance (1-based) — per episode the
-    fraction of the ``N`` steps that show a class for the ``k``-th time classified right, then the
-    mean over episodes ± 1.96·σ/√episodes (σ over episodes, ddof 0, as the standard protocol).
-    ``overall``: all steps. ``per_episode[k]``: the per-episode accuracies.
-    """
-
-    mean: Dict[int, float]
-    ci95: Dict[int, float]
-    overall: float
-    overall_ci95: float
-    episodes: int
-    n_way: int
-    instances: int
-    seed: int
-    split: str
-    name: str
-    per_episode: Dict[int, List[float]] = field(default_factory=dict, repr=False)
-
-    def row(self, columns: Sequence[int] = REPORTED_INSTANCES, ci: bool = True) -> str:
-        """``"36.4 ± 1.2 | 82.8 ± 0.9 | …"`` for the instances ``columns``."""
-        return " | ".join(f"{self.mean[k]:.1f}" + (f" ± {self.ci95[k]:.1f}" if ci else "") for k in columns)
-
-    def __str__(self) -> str:
-        cols = [k for k in REPORTED_INSTANCES if k <= self.instances]
-        return (f"{self.name}: accuracy (%) at instance {', '.join(map(str, cols))}: {self.row(cols)} "
-                f"(± 95% CI over {self.episodes} seeded {self.split} sequences of {self.n_way} classes x "
-                f"{self.instances} instances, seed {self.seed})")
-
-
-@torch.no_grad()
-def accuracy_by_instance(learner: Any, data: Any, n_way: int = 5, instances: int = 10, episodes: int = 600,
-                         seed: Optional[int] = None, chunk: int = 25, split: str = "test",
-                         predict: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
-                         name: Optional[str] = None, device=None) -> InstanceAccuracy:
-    """Accuracy at the 1st, 2nd, … presentation of a class (Santoro et al.'s Table 1), measured on
-    ``episodes`` seeded sequences (:meth:`SequenceSampler.episodes`; ``seed`` default
-    :data:`metalib.evaluation.TEST_SEED`).
-
-    Args:
-        learner: a learner with ``predict_sequence(x [B, L, ...], y [B, L]) -> logits [B, L, N]``
-            (the label of step ``t`` fed at ``t + 1`` only), or anything when ``predict`` is given.
-        data: the classes (e.g. ``Omniglot("test")``).
-        predict: a function ``(x, y) -> logits [B, L, N]`` to use instead of ``learner.predict_sequence``
-            (e.g. a metric learner restricted to the classes seen so far, in the course layer).
-    """
-    fn = predict if predict is not None else getattr(learner, "predict_sequence", None)
-    if not callable(fn):
-        raise TypeError(f"{type(learner).__name__} has no predict_sequence(x, y): pass predict=(x, y) -> logits")
-    seed = TEST_SEED if seed is None else seed
-    sampler = SequenceSampler(images_of(data), n_way, instances, device=device)
-    per: Dict[int, List[Tensor]] = {k: [] for k in range(1, instances + 1)}
-    overall: List[Tensor] = []
-    for ep in sampler.episodes(_check_int("episodes", episodes, 1), seed, chunk):
-        logits = fn(ep.x, ep.y)
-        if tuple(logits.shape[:2]) != tuple(ep.y.shape) or logits.dim() != 3:
-            raise ValueError(f"predict must return logits [B, L, N] = [{ep.y.shape[0]}, {ep.y.shape[1]}, N], "
-                             f"got {tuple(logits.shape)}")
-        right = (logits.argmax(-1) == ep.y).double().cpu()
-        inst = ep.instance.cpu()
-        for k in per:
-            per[k].append((right * (inst == k)).sum(1) / (inst == k).sum(1))
-        overall.append(right.mean(1))
-    means, cis, lists = {}, {}, {}
-    for k, v in per.items():
-        acc = torch.cat(v) * 100
-        means[k], cis[k], _ = mean_ci(acc)
-        lists[k] = acc.tolist()
-    o_mean, o_ci, _ = mean_ci(torch.cat(overall) * 100)
-    label = name or (learner.describe() if callable(getattr(learner, "describe", None)) else type(learner).__name__)
-    return InstanceAccuracy(means, cis, o_mean, o_ci, episodes, n_way, instances, seed, split, label, lists)
