@@ -104,7 +104,8 @@ def parse(argv=None) -> argparse.Namespace:
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
                        help=what if "(default" in what else f"{what} (default: {DEFAULT})")
     for name, (default, what, names) in learner_flags().items():
-        flag, takes = "--" + name.replace("_", "-"), f"({', '.join(names)}; default: {DEFAULT})"
+        flag = "--" + name.replace("_", "-")
+        takes = f"({', '.join(names)})" if "(default" in what else f"({', '.join(names)}; default: {DEFAULT})"
         if isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"{what} {takes}")
         else:

@@ -20,6 +20,7 @@ encoder and mean pooling); the generator is a small MLP here (the paper: a decon
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 from ..functional import LossFn, Params, forward
 from .base import register
+from .settings import FewShotConfig, retemplate, setting
 from .maml import MAML, Batching, BNMode, adapt_task
 
 
@@ -84,6 +86,20 @@ def metagan_task(model: nn.Module, generator: nn.Module, theta: Params, buffers:
     return loss_d_q + loss_g, out[: x_q.shape[0], :-1], support_losses
 
 
+@dataclass(kw_only=True)
+class MetaGANConfig(FewShotConfig):
+    """A MetaGAN-on-MAML run: the run's fields, MAML's inner loop and MetaGAN's own (passed to :class:`MetaGAN`)."""
+
+    inner_lr: float = setting(0.01, "inner-loop step size alpha", low=0)
+    inner_steps: int = setting(1, "inner steps in training", low=0)
+    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
+    first_order: bool = setting(False, "first-order: no second-order terms")
+    batching: str = setting("loop", "loop (a task loop) or vmap (batched)")
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    n_fake: int = setting(5, "fake samples per set (support and query) of each task", low=1)
+    use_generator: bool = setting(True, "train with the generator (false: the ablation, MAML on the (N+1)-way head)")
+
+
 class MetaGAN(MAML):
     r"""MetaGAN on MAML (see the module docstring): MAML's learner whose network has an :math:`(N+1)`-way head and
     whose task loss is :func:`metagan_task`; ``generator`` (:class:`TaskGenerator`) is part of the learner, so the
@@ -91,10 +107,10 @@ class MetaGAN(MAML):
     ``generator=False`` is the ablation "without the generator": plain MAML on the same (N+1)-way network."""
 
     name = "metagan"
-    config_keys = ("inner_lr", "inner_steps", "first_order")
+    config_class = MetaGANConfig
     # the paper's schedules were not verified here (docs/references.md): a few-shot run starts from MAML's settings
     # (metalib's choice, not the paper's)
-    paper_settings = MAML.paper_settings
+    paper_settings = retemplate(MAML.paper_settings, MetaGANConfig)
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  n_fake: int = 5, use_generator: bool = True, batching: Batching = "loop",

@@ -36,6 +36,7 @@ The algorithm is :func:`elbo_loss` (training, one task) and :func:`sample_adapte
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -43,6 +44,7 @@ from torch import Tensor, nn
 
 from ..functional import LossFn, Params, buffers_of, check_positive, forward, params_of, sgd_step, support_grad
 from .base import register
+from .settings import FewShotConfig, retemplate, setting
 from .maml import MAML, Batching, BNMode, adapt_task
 
 
@@ -137,6 +139,21 @@ def _key(name: str) -> str:
     return name.replace(".", "/")  # nn.ParameterDict keys cannot hold "."
 
 
+@dataclass(kw_only=True)
+class PlatipusConfig(FewShotConfig):
+    """A PLATIPUS run: the run's fields, MAML's inner loop and PLATIPUS's own (passed to :class:`PLATIPUS`)."""
+
+    inner_lr: float = setting(0.01, "inner-loop step size alpha (and the initial gamma_p, gamma_q)", low=0)
+    inner_steps: int = setting(1, "inner steps in training", low=0)
+    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
+    first_order: bool = setting(False, "first-order: no second-order terms")
+    batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched)")
+    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    kl_weight: float = setting(1.0, "weight of the KL term of the ELBO", low=0)
+    sigma_init: float = setting(0.01, "initial sigma_theta and v_q (every entry)", low=0)
+    eval_samples: int = setting(1, "models sampled per task at prediction (outputs averaged)", low=1)
+
+
 class PLATIPUS(MAML):
     r"""PLATIPUS (see the module docstring): MAML with a learned Gaussian over its initialisation.
 
@@ -164,11 +181,11 @@ class PLATIPUS(MAML):
 
     name = "platipus"
     family = "generative"
-    config_keys = ("inner_lr", "inner_steps", "first_order")
+    config_class = PlatipusConfig
     # Finn, Xu & Levine 2018 report PLATIPUS on ambiguous regression (sinusoids and lines, 5 support points)
     # and on celebA / miniImageNet classification; their classification schedules were not verified here
     # (docs/references.md), so a few-shot run starts from MAML's settings (metalib's choice, not the paper's).
-    paper_settings = MAML.paper_settings
+    paper_settings = retemplate(MAML.paper_settings, PlatipusConfig)
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  kl_weight: float = 1.0, sigma_init: float = 0.01, gamma_init: Optional[float] = None,

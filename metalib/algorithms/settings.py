@@ -37,6 +37,15 @@ def setting(default: Any, help: str, low: Optional[float] = None) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "low": low})
 
 
+def retemplate(templates: Dict[Any, "FewShotConfig"], cls: type) -> Dict[Any, "FewShotConfig"]:
+    """Another learner's paper/budget templates as ``cls`` templates: the fields both configs have
+    (PLATIPUS and MetaGAN start a few-shot run from MAML's settings)."""
+    def one(t):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t) if f.init and f.name in names})
+    return {key: one(t) for key, t in templates.items()}
+
+
 def config_class(algorithm: str) -> type:
     """The config dataclass of a registered algorithm (:class:`FewShotConfig` if its class declares none)."""
     return getattr(entry(algorithm).cls, "config_class", None) or FewShotConfig
