@@ -136,6 +136,19 @@ def test_every_learner_accepts_the_good_batch_and_checks_n_against_its_head(name
         learner.meta_backward((x_s[0], y_s[0], x_q[0], y_q[0]))
 
 
+@pytest.mark.parametrize("name", algorithms.available())
+def test_zero_tasks_and_classes_without_support_get_one_short_line(name):
+    learner = tiny(name)
+    x_s, y_s, x_q, y_q = episodes()
+    with pytest.raises(ValueError, match="the batch has no tasks"):
+        learner.meta_backward((x_s[:0], y_s[:0], x_q[:0], y_q[:0]))
+    with pytest.raises(ValueError, match="the batch has no tasks"):
+        learner.predict(x_s[:0], y_s[:0], x_q[:0])
+    with pytest.raises(ValueError, match=r"3-way|class\(es\) \[3, 4, 5, 6, 7\]\.\.\. \(999997 of 1000000\)") as err:
+        learner.predict(x_s, y_s, x_q, n_way=10**6)  # (R2D2 gave a million columns of made-up logits)
+    assert len(str(err.value)) < 300
+
+
 @pytest.mark.parametrize("name", ["pretrain", "lstm-meta", "snail", "mann", "lstm-baseline", "maml"])
 def test_a_float64_model_refuses_float32_data(name):
     learner = tiny(name).double()

@@ -331,8 +331,17 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
                 raise ValueError("the support set is empty (k_shot must be >= 1)")
             if x_q.shape[d - 1] == 0:
                 raise ValueError("the query set is empty: there is nothing to predict")
+            if d == 2 and x_s.shape[0] == 0:
+                raise ValueError(f"the batch has no tasks (x_s {tuple(x_s.shape)}): a batch needs at least one task")
         self.check_data(x_s, y_s, "support")
         self.check_data(x_q, None, "query")
+        if (n_way is not None and self.fixed_way is None and self.loss_fn is F.cross_entropy
+                and not (y_s.is_floating_point() or y_s.dtype == torch.bool) and needs_check(y_s, "present", n_way)):
+            missing = sorted(set(range(n_way)) - set(torch.unique(y_s).tolist()))  # logits for them would be made up
+            if missing:
+                raise ValueError(f"class(es) {missing[:5]}{'...' if len(missing) > 5 else ''} ({len(missing)} of {n_way}) "
+                                 "have no support examples (every class needs k_shot >= 1)")
+            checked(y_s, "present", n_way)
         check_finite_inputs(x_s, "support")
         check_finite_inputs(x_q, "query")
 
