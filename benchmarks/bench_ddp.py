@@ -37,6 +37,7 @@ def worker(iterations: int, out: str) -> None:
 
     torch.set_num_threads(1)
     rank, size, _ = distributed.setup(backend="gloo")
+    finished = False
     try:
         # MAML's Omniglot 5-way 1-shot settings (the custom dataset has no paper defaults), meta-batch 8
         cfg = default_config("maml", 5, 1, dataset="custom", iterations=iterations, meta_batch=8, val_every=0,
@@ -55,8 +56,9 @@ def worker(iterations: int, out: str) -> None:
             times = [b - a for a, b in zip([start] + stamps, stamps)][2:]
             Path(out).write_text(json.dumps({"processes": size, "median_s": statistics.median(times),
                                              "min_s": min(times), "max_s": max(times), "n": len(times)}))
+        finished = True
     finally:
-        distributed.teardown()
+        distributed.teardown(finished)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@
 #
 # *Notebook 8 of the metalib suite · about 20 minutes to read · needs: 04–07*
 #
-# > **Runs in** about 1 min on a laptop CPU (default mode; measured 63 s of CPU time on one AMD EPYC core, kernel start included, with the 19 few-shot learners
+# > **Runs in** about 1 min on a laptop CPU (default mode; measured 51 s of CPU time on one AMD EPYC core, kernel start included, with the 20 few-shot learners
 # > shipped then — it grows with every shipped learner) · **needs** Omniglot and miniImageNet
 # > (`METALIB_DATA`, see `docs/data.md`) and the shipped weights (it lists what the manifest holds) · **FULL
 # > mode** re-measures every accuracy on the 600 test episodes and the memory of each meta-iteration in a fresh
@@ -74,7 +74,7 @@ for family, group in compare.by_family(results).items():
     print(f"{family}:")
     for r in group:
         reference = f"{r.paper_iterations:,}" if r.paper_iterations else "?"
-        print(f"  {r.label:<42} {r.accuracy_text():<24} {r.iterations:>7,} iterations (reference {reference})")
+        print(f"  {r.label:<48} {r.accuracy_text():<24} {r.iterations:>7,} iterations (reference {reference})")
 
 # %% [markdown]
 # *Reference* = the number of meta-iterations the paper's settings call for (`paper_settings` of each learner;
@@ -88,9 +88,9 @@ for family, group in compare.by_family(results).items():
 # %%
 for r in results:
     paper = compare.paper_number(r)
-    print(f"{r.label:<42} metalib {r.accuracy:6.2f} ± {r.ci95:.2f} (600 episodes, 15 queries/class, Vinyals/Ravi split)")
-    print(f"{'':<42} paper   {paper.text():<14} {paper.where}: {paper.protocol}" if paper else
-          f"{'':<42} paper   – (not in compare.PAPER_RESULTS; docs/references.md lists what is verified)")
+    print(f"{r.label:<48} metalib {r.accuracy:6.2f} ± {r.ci95:.2f} (600 episodes, 15 queries/class, Vinyals/Ravi split)")
+    print(f"{'':<48} paper   {paper.text():<14} {paper.where}: {paper.protocol}" if paper else
+          f"{'':<48} paper   – (not in compare.PAPER_RESULTS; docs/references.md lists what is verified)")
 
 # %% [markdown]
 # Read each paper row with its protocol. MAML's 98.7 ± 0.4 and 99.9 ± 0.1 on Omniglot, for example, are

@@ -48,6 +48,9 @@ class FewShotConfig:
     meta_lr: float = 1e-3
     lr_decay_every: int = 0          # halve (x lr_decay) the Adam lr every that many iterations; 0 = never
     lr_decay: float = 0.5
+    # "step": the above; "cosine": anneal meta_lr -> meta_lr * lr_decay over the first lr_decay_every
+    # iterations along a half cosine, then hold it (budget schedules, issue #29)
+    lr_schedule: str = "step"
     # inner loop (optimisation-based learners)
     inner_lr: float = 0.0
     inner_steps: int = 0
@@ -91,6 +94,10 @@ class FewShotConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if not isinstance(self.options, dict):
             raise TypeError(f"options must be a dict of algorithm settings, got {type(self.options).__name__}")
+        if self.lr_schedule not in ("step", "cosine"):
+            raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and not self.lr_decay_every:
+            raise ValueError("lr_schedule='cosine' needs lr_decay_every >= 1 (the length of the anneal in iterations)")
         self.learner_class.check_config(self)
 
     @property
@@ -151,12 +158,28 @@ def paper_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
     return out
 
 
+def budget_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
+    """``{(algorithm, dataset, n_way, k_shot): settings}``: the CPU-budget schedules (each learner's
+    ``budget_settings``, chosen on the validation split by ``benchmarks/bench_time_to_accuracy.py``;
+    issue #29). ``iterations`` there is the length of the schedule (about 30 CPU-minutes on one thread)."""
+    out = {}
+    for name, (cls, _) in algorithms.learner_registry().items():
+        for (dataset, n, k), s in getattr(cls, "budget_settings", {}).items():
+            out[(name, dataset, n, k)] = dict(s)
+    return out
+
+
 def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str = "omniglot",
-                   **overrides: Any) -> FewShotConfig:
+                   settings: str = "paper", **overrides: Any) -> FewShotConfig:
     """The paper's settings for ``algorithm`` on ``dataset`` N-way K-shot (the algorithm's
     ``paper_settings``; where the paper has none for this N/K, those of the nearest N/K), with
     ``overrides`` applied on top. A registry name that pins settings (``"fomaml"`` = MAML with
-    ``first_order=True``) gives its class's name with those settings."""
+    ``first_order=True``) gives its class's name with those settings.
+
+    ``settings="budget"``: the learner's ``budget_settings`` for this dataset/N/K (a schedule for a
+    CPU budget, chosen on the validation split; issue #29) on top of the paper's; a ValueError if it has none."""
+    if settings not in ("paper", "budget"):
+        raise ValueError(f"settings must be 'paper' or 'budget', got {settings!r}")
     e = algorithms.entry(algorithm)
     fields = {f.name for f in dataclasses.fields(FewShotConfig)}
     name = e.name
@@ -173,6 +196,12 @@ def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str
         if near:
             base.update(table[min(near, key=lambda k: (abs(k[1] - n_way), abs(k[2] - k_shot)))])
     base.setdefault("iterations", 1000)
+    if settings == "budget":
+        budget = getattr(e.cls, "budget_settings", {})
+        if (dataset, n_way, k_shot) not in budget:
+            have = ", ".join(f"{d} {n}-way {k}-shot" for d, n, k in budget) or "none"
+            raise ValueError(f"{algorithm} has no budget settings for {dataset} {n_way}-way {k_shot}-shot (it has: {have})")
+        base.update(budget[(dataset, n_way, k_shot)])
     base.update(overrides)
     return FewShotConfig(**base)
 

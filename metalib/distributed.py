@@ -94,9 +94,21 @@ def setup(backend: Optional[str] = None, timeout_s: float = DEFAULT_TIMEOUT_S,
     return dist.get_rank(), dist.get_world_size(), dev
 
 
-def teardown() -> None:
-    """Leave the process group (if any)."""
+def teardown(finished: bool = False) -> None:
+    """Leave the process group (if any).
+
+    Args:
+        finished: this rank ended normally. It then waits at a barrier until every rank has, so that no
+            process tears its connections down while a peer still writes (a rank that left early was
+            seen to abort in gloo's destructor: "terminate called without an active exception"). After an
+            error no barrier: the peers may be gone and the run must fail at once.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            try:
+                dist.barrier()
+            except Exception:  # a peer died after its last collective: leaving is all that is left to do
+                pass
         dist.destroy_process_group()
 
 

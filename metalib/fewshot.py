@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ from .device import DeviceLike, default_device, describe_device, tune_cpu_alloca
 from .evaluation import TEST_SEED, VAL_SEED, EvalResult, evaluate, images_of, seeded_episodes
 from .io import PathLike
 from .training import Callback, History, ProgressBar, TrainingDiverged, TrainingLoop, log_line
-from .config import DATASETS, FewShotConfig, build_learner, default_config, model_kwargs, paper_settings  # noqa: F401
+from .config import (DATASETS, FewShotConfig, budget_settings, build_learner, default_config, model_kwargs,  # noqa: F401
+                     paper_settings)
 
 __all__ = [
     "FewShotConfig", "default_config", "paper_settings", "load_split", "build_learner", "FewShotTrainer",
@@ -59,6 +61,22 @@ def load_split(config: FewShotConfig, split: str, progress: Optional[bool] = Fal
 
 
 # ============================================================================ the trainer
+def cosine_factor(iteration: int, length: int, final: float) -> float:
+    r"""The cosine schedule's multiplier of ``meta_lr`` after ``iteration`` steps:
+    :math:`f + (1 - f)\,\tfrac12\,(1 + \cos(\pi \min(t, T) / T))` with ``T = length``, ``f = final``."""
+    t = min(iteration, length) / length
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, config: FewShotConfig):
+    """The outer learning-rate schedule of ``config``: ``StepLR`` (x ``lr_decay`` every ``lr_decay_every``)
+    or the cosine anneal (:func:`cosine_factor`). Both are resumable (their state is the step count)."""
+    if config.lr_schedule == "cosine":
+        length, final = config.lr_decay_every, config.lr_decay
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: cosine_factor(it, length, final))
+    return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_decay_every, config.lr_decay)
+
+
 def _world() -> Tuple[int, int]:
     """``(rank, world_size)`` of a torch.distributed process group, ``(0, 1)`` without one."""
     import torch.distributed as dist
@@ -196,7 +214,7 @@ class FewShotTrainer:
         optimizer = self.learner.outer_optimizer(c.meta_lr)
         scheduler = self.learner.outer_schedule(optimizer, c.iterations)
         if scheduler is None and c.lr_decay_every:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, c.lr_decay_every, c.lr_decay)
+            scheduler = lr_scheduler(optimizer, c)
         self.generator = torch.Generator().manual_seed(c.seed)
         self._validation = _Validation(self)
         step_fn, sample = None, lambda: self.train_sampler.sample(c.meta_batch, generator=self.generator)
@@ -299,6 +317,7 @@ class FewShotTrainer:
     def _same_run(self, saved: Dict[str, Any], where: Path) -> None:
         """The saved config must equal this one — but for a larger ``iterations`` when ``longer``."""
         now = self.config.to_dict()
+        saved = {"lr_schedule": "step", **saved}  # runs saved before the field existed (issue #29) used StepLR
         if self.longer and int(saved.get("iterations", 0)) <= now["iterations"]:
             saved = {**saved, "iterations": now["iterations"]}
         ckpt.check_same_config(saved, now, where)
@@ -490,14 +509,16 @@ def evaluate_pretrained(name: str, data=None, episodes: Optional[int] = None, de
 
 def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Optional[str] = None,
          note: str = "", directory: Optional[PathLike] = None,
-         config: Optional[FewShotConfig] = None, overwrite: bool = False) -> Dict[str, Any]:
+         config: Optional[FewShotConfig] = None, overwrite: bool = False,
+         extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Save ``trainer``'s learner (as evaluated in ``result``) to ``metalib/weights/`` via
     :func:`metalib.pretrained.save_pretrained`, with a manifest entry saying how it was made.
 
     ``config``: the config to record instead of the trainer's — e.g. a ProtoNet trained for 5-way
     validation, shipped for 20-way testing (only the test-time ``n_way`` may differ, and only for
     learners without a fixed head). ``name``: a plain name; one the manifest has is replaced only with
-    ``overwrite=True`` (:func:`metalib.pretrained.check_ship_name`).
+    ``overwrite=True`` (:func:`metalib.pretrained.check_ship_name`). ``extra``: more manifest fields (e.g.
+    ``cpu_minutes`` of a CPU-budget run); they may not replace the ones written here.
     """
     from .pretrained import WEIGHTS_DIR, check_ship_name, save_pretrained
 
@@ -536,6 +557,11 @@ def ship(name: str, trainer: FewShotTrainer, result: EvalResult, command: Option
         "config": c.to_dict(),
         "note": note,
     }
+    if extra:
+        clash = sorted(set(extra) & set(info))
+        if clash:
+            raise ValueError(f"ship(extra=...) may not replace {clash}")
+        info.update(extra)
     kw = {} if directory is None else {"directory": directory}
     return save_pretrained(name, trainer.learner, info=info, overwrite=overwrite, **kw)
 

@@ -92,7 +92,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--longer", action="store_true",
                    help="train an existing run longer: its settings may differ only by a larger --iterations")
     p.add_argument("--device", default=None, help="cpu / cuda / mps (default: the best available)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (torch.set_num_threads; default 1: faster for these small models, "
+                        "docs/threads.md)")
     p.add_argument("--eval-only", action="store_true", help="evaluate the run's best checkpoint, do not train")
     p.add_argument("--until", type=int, default=None, metavar="N",
                    help="stop the run early at iteration N (a time budget; 0 = where the run's checkpoint "
@@ -153,10 +155,12 @@ def main(argv=None) -> int:
     from metalib import checkpoint, distributed
     from metalib.data import CorruptDataError, DataNotFoundError
 
+    code = None
     try:
         runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
-        return run(args, argv, rank, world_size, dist_device)
+        code = run(args, argv, rank, world_size, dist_device)
+        return code
     except KeyboardInterrupt:  # outside training (e.g. in the final test): the run's checkpoints are intact
         print("\ninterrupted; the run's checkpoints are as they were: run the same command again (or with "
               "--eval-only to test its best.pt)", file=sys.stderr)
@@ -171,7 +175,7 @@ def main(argv=None) -> int:
             OSError) as err:
         return _error(str(err))
     finally:
-        distributed.teardown()
+        distributed.teardown(finished=code == 0)
 
 
 def _error(message: str) -> int:

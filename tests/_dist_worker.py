@@ -107,6 +107,7 @@ def main(mode, out):
 
     torch.set_num_threads(1)
     rank, size, _ = distributed.setup(backend="gloo", timeout_s=float(os.environ.get("DIST_TIMEOUT", "60")))
+    finished = False
     try:
         if mode == "steps":
             res = {case: train(case, lambda learner: distributed.DistributedStep(learner, META_BATCH)) for case in CASES}
@@ -121,8 +122,9 @@ def main(mode, out):
                 assert t.run_dir is None and t.val_data is None
         else:
             raise SystemExit(f"unknown mode {mode}")
+        finished = True
     finally:
-        distributed.teardown()
+        distributed.teardown(finished)
 
 
 if __name__ == "__main__":

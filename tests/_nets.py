@@ -88,3 +88,9 @@ def directional_fd(loss, params, grads, directions=8, h=1e-6, seed=0):
                 p.add_(h * d[k])
         numeric.append((up - down) / (2 * h))
     return torch.tensor(analytic, dtype=torch.float64), torch.tensor(numeric, dtype=torch.float64)
+
+
+# the arguments of a tiny ProtoNet run of scripts/train_fewshot.py on the synthetic splits of `train_fewshot_cli`
+TINY_RUN_ARGS = ["--algorithm", "protonet", "--way", "3", "--shot", "1", "--iterations", "2", "--hidden", "8",
+                 "--train-way", "4", "--train-query", "2", "--test-query", "2", "--val-every", "2",
+                 "--val-episodes", "2", "--test-episodes", "4", "--no-progress", "--threads", "1"]

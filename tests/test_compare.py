@@ -174,3 +174,13 @@ def test_a_table_of_every_shipped_learner_finds_every_course_modules_paper_numbe
             "print(compare.paper_number(S(method='NoSuchNet', dataset='omniglot', n_way=5, k_shot=1)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:4] == ["99.6 ± 0.2", "98.9", "98.7 ± 0.4", "None"], out
+
+
+def test_a_cpu_budget_run_says_its_budget_in_its_label():
+    """Two shipped runs of one method and episode shape (the paper-schedule one and issue #29's 30-CPU-minute
+    one) must not print the same label in notebook 08's tables."""
+    from metalib.course import compare
+
+    rows = {r.name: r for r in compare.shipped_results(["matching-omniglot-5w1s", "matching-omniglot-5w1s-budget30"])}
+    assert rows["matching-omniglot-5w1s"].label == "MatchingNet, Omniglot 5-way 1-shot"
+    assert rows["matching-omniglot-5w1s-budget30"].label == "MatchingNet, Omniglot 5-way 1-shot [30 CPU-min]"

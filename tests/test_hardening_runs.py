@@ -12,13 +12,12 @@ Tiny Conv-4 (8 filters) on synthetic images, as tests/test_checkpoint.py: a few 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from _nets import TINY_RUN_ARGS
 
 from metalib import checkpoint as ckpt
 from metalib import fewshot, runs
@@ -31,11 +30,8 @@ TRAIN, VAL = synthetic_images(10, 8, 16, seed=0), synthetic_images(6, 8, 16, see
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):     # tests/conftest.py's, for every test here
     yield
-    torch.set_num_threads(before)
 
 
 def tiny(algorithm="protonet", **kw):
@@ -184,20 +180,11 @@ def test_record_validation_replaces_an_entry_of_the_same_iteration():
 
 # ----------------------------------------------------------------------------- the command line
 @pytest.fixture
-def cli(monkeypatch):
-    from _nets import synthetic_images as images
-
-    data = {"train": images(10, 8, 28, seed=0), "val": images(6, 8, 28, seed=1), "test": images(8, 8, 28, seed=2)}
-    monkeypatch.setattr(fewshot, "load_split", lambda config, split, progress=False: data[split])
-    spec = importlib.util.spec_from_file_location("train_fewshot", ROOT / "scripts" / "train_fewshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cli(train_fewshot_cli):
+    return train_fewshot_cli
 
 
-BASE = ["--algorithm", "protonet", "--way", "3", "--shot", "1", "--iterations", "2", "--hidden", "8",
-        "--train-way", "4", "--train-query", "2", "--test-query", "2", "--val-every", "2", "--val-episodes", "2",
-        "--test-episodes", "4", "--no-progress", "--threads", "1"]
+BASE = TINY_RUN_ARGS
 
 
 def error_line(capsys, code, needle):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _nets import TINY_RUN_ARGS
 import torch
 
 import metalib
@@ -264,23 +265,11 @@ def test_an_existing_name_is_replaced_only_with_overwrite(tmp_path):
 
 # the command lines: a bad --ship name is refused before any training, in one line
 @pytest.fixture
-def cli(monkeypatch):
-    import importlib.util
-
-    from _nets import synthetic_images
-
-    data = {"train": synthetic_images(10, 8, 28, seed=0), "val": synthetic_images(6, 8, 28, seed=1),
-            "test": synthetic_images(8, 8, 28, seed=2)}
-    monkeypatch.setattr(fewshot, "load_split", lambda config, split, progress=False: data[split])
-    spec = importlib.util.spec_from_file_location("train_fewshot", ROOT / "scripts" / "train_fewshot.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cli(train_fewshot_cli):
+    return train_fewshot_cli
 
 
-BASE = ["--algorithm", "protonet", "--way", "3", "--shot", "1", "--iterations", "2", "--hidden", "8",
-        "--train-way", "4", "--train-query", "2", "--test-query", "2", "--val-every", "2", "--val-episodes", "2",
-        "--test-episodes", "4", "--no-progress", "--threads", "1"]
+BASE = TINY_RUN_ARGS
 
 
 @pytest.mark.parametrize("bad", ["../../advtest-trav", "/tmp/advtest-abs", "a/b", ".."])

@@ -8,7 +8,8 @@ from torch import nn
 
 from metalib import algorithms, fewshot
 from metalib.algorithms import MatchingNetworks
-from metalib.algorithms.matching import cosine_similarities, label_mixture_log_probs
+from metalib.algorithms.matching import (cosine_similarities, label_mixture_log_probs,
+                                         support_normalised_similarities)
 from metalib.models import Conv4
 
 
@@ -17,15 +18,19 @@ def _flat():
 
 
 # ============================================================================ the equations by hand
-def test_logits_equal_cosine_softmax_and_one_hot_mixture_by_hand():
+@pytest.mark.parametrize("normalize_query", [False, True])
+def test_logits_equal_similarity_softmax_and_one_hot_mixture_by_hand(normalize_query):
+    """Default: the original implementation's attention, q.s/|s| (the query's norm kept);
+    normalize_query=True: the literal cosine q.s/(|q||s|)."""
     x_s = [[1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [-1.0, 1.0]]
     y_s = [0, 1, 1, 2]
     x_q = [[2.0, 1.0], [0.0, -1.0]]
-    out = MatchingNetworks(_flat()).logits(torch.tensor(x_s, dtype=torch.float64), torch.tensor(y_s),
-                                           torch.tensor(x_q, dtype=torch.float64), n_way=3)
+    out = MatchingNetworks(_flat(), normalize_query=normalize_query).logits(
+        torch.tensor(x_s, dtype=torch.float64), torch.tensor(y_s), torch.tensor(x_q, dtype=torch.float64), n_way=3)
     expected = []
-    for q in x_q:  # plain Python: cosine, softmax over the support, sum of the attention per class
-        cos = [(q[0] * s[0] + q[1] * s[1]) / (math.hypot(*q) * math.hypot(*s)) for s in x_s]
+    for q in x_q:  # plain Python: similarity, softmax over the support, sum of the attention per class
+        q_norm = math.hypot(*q) if normalize_query else 1.0
+        cos = [(q[0] * s[0] + q[1] * s[1]) / (q_norm * math.hypot(*s)) for s in x_s]
         e = [math.exp(c) for c in cos]
         a = [v / sum(e) for v in e]
         expected.append([math.log(sum(a[i] for i in range(4) if y_s[i] == k)) for k in range(3)])
@@ -41,6 +46,29 @@ def test_cosine_similarity_ignores_the_scale_of_embeddings():
     assert float(cosine_similarities(torch.zeros(1, 5), torch.ones(2, 5)).abs().max()) == 0.0  # no NaN
 
 
+def test_support_normalised_similarity_keeps_the_query_norm_only():
+    z_q, z_s = torch.randn(3, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    sims = support_normalised_similarities(z_q, z_s)
+    torch.testing.assert_close(sims, cosine_similarities(z_q, z_s) * z_q.norm(dim=1, keepdim=True))
+    torch.testing.assert_close(support_normalised_similarities(z_q, 0.1 * z_s), sims)      # support scale: none
+    torch.testing.assert_close(support_normalised_similarities(7 * z_q, z_s), 7 * sims)    # query scale: sharper
+    assert float(support_normalised_similarities(torch.ones(1, 5), torch.zeros(2, 5)).abs().max()) == 0.0
+
+
+def test_the_literal_cosine_caps_the_one_shot_loss_and_the_original_attention_does_not():
+    """Why the default changed (issue #29): with the cosine every logit is in [-1, 1], so with one
+    support image per class the loss of a query can never go below -log(e/(e+N-1)) (0.90 for N=5);
+    with the query's norm kept it goes to 0 as the embedding grows."""
+    x_s, y_s = torch.eye(5, dtype=torch.float64), torch.arange(5)
+    x_q, y_q = 50 * torch.eye(5, dtype=torch.float64), torch.arange(5)        # each query = its class, scaled
+    batch = (x_s[None], y_s[None], x_q[None], y_q[None])
+    floor = -math.log(math.e / (math.e + 4))
+    literal = float(MatchingNetworks(_flat(), normalize_query=True).meta_loss(batch))
+    original = float(MatchingNetworks(_flat()).meta_loss(batch))
+    assert literal == pytest.approx(floor, rel=1e-12)
+    assert original < 1e-12
+
+
 def test_label_mixture_gradient_matches_finite_differences():
     torch.manual_seed(0)
     sims = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
@@ -52,7 +80,7 @@ def test_loss_is_cross_entropy_of_the_attention_mixture():
     torch.manual_seed(1)
     x_s, y_s = torch.randn(1, 6, 4, dtype=torch.float64), torch.tensor([[0, 1, 2, 0, 1, 2]])
     x_q, y_q = torch.randn(1, 5, 4, dtype=torch.float64), torch.tensor([[2, 0, 1, 1, 0]])
-    loss = MatchingNetworks(_flat()).meta_loss((x_s, y_s, x_q, y_q))
+    loss = MatchingNetworks(_flat(), normalize_query=True).meta_loss((x_s, y_s, x_q, y_q))
     a = F.cosine_similarity(x_q[0][:, None], x_s[0][None], dim=-1).softmax(1)       # [5, 6]
     y_hat = a @ F.one_hot(y_s[0], 3).double()                                         # the mixture [5, 3]
     torch.testing.assert_close(loss, -y_hat[torch.arange(5), y_q[0]].log().mean())
@@ -178,6 +206,7 @@ def test_fce_is_an_option_of_the_config_and_trains():
     learner = fewshot.build_learner(cfg)
     assert learner.fce and learner.fce_steps == 2 and learner.short_name == "MatchingNet+FCE"
     assert not fewshot.build_learner(fewshot.default_config("matching", 5, 1)).fce   # off by default
+    assert not fewshot.build_learner(fewshot.default_config("matching", 5, 1)).normalize_query
     torch.manual_seed(9)
     batch = (torch.rand(2, 5, 1, 28, 28), torch.arange(5).repeat(2, 1), torch.rand(2, 10, 1, 28, 28),
              torch.arange(5).repeat_interleave(2).repeat(2, 1))
@@ -204,6 +233,7 @@ def test_registry_and_paper_settings():
     (dict(fce=True, fce_steps=0, embedding_dim=4), "fce_steps must be >= 1"),
     (dict(fce=True), "needs the embedding size"),
     (dict(fce="yes"), "fce must be True or False"),
+    (dict(normalize_query=1), "normalize_query must be True or False"),
     (dict(loss_fn=F.cross_entropy), "loss_fn must be None"),
 ])
 def test_bad_settings_say_what_is_wrong(kwargs, match):
@@ -241,3 +271,13 @@ def test_short_training_on_omniglot_beats_the_untrained_encoder(one_thread):
     trained = fewshot.evaluate(trainer.learner, test, 5, 1, 15, episodes=100)
     print(f"Matching Networks 5w1s, 100 seeded test episodes: untrained {untrained}; after 300 episodes {trained}")
     assert trained.mean >= untrained.mean + 10, (untrained.mean, trained.mean)
+
+
+def test_weights_shipped_before_the_option_record_the_literal_cosine():
+    """Old weights were trained with both sides normalised: their manifest config says so, so they
+    load into the attention they were trained with (and reproduce their recorded accuracy)."""
+    from metalib.pretrained import pretrained_info
+
+    for name in ("matching-omniglot-5w1s", "matching-omniglot-5w5s"):
+        cfg = fewshot.FewShotConfig.from_dict(pretrained_info(name)["config"])
+        assert fewshot.build_learner(cfg).normalize_query is True, name

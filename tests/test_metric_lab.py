@@ -88,7 +88,9 @@ def test_one_shot_attention_without_the_mixture_is_named_even_when_the_shape_fit
 def test_the_reference_solution_is_matching_networks_rule():
     torch.manual_seed(1)
     z_s, y_s, z_q = torch.randn(6, 3), torch.tensor([1, 0, 2, 2, 0, 1]), torch.randn(4, 3)
-    net = MatchingNetworks(torch.nn.Flatten())
+    # the exercise is the paper's text, the literal cosine (normalize_query=True); metalib's default is
+    # the original implementation's attention (support normalised only; issue #29)
+    net = MatchingNetworks(torch.nn.Flatten(), normalize_query=True)
     torch.testing.assert_close(ml.matching_attention(z_s, y_s, z_q, 3), net.predict(z_s, y_s, z_q).exp())
 
 

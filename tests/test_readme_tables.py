@@ -65,3 +65,13 @@ def test_the_cpu_times_are_the_banners():
             f"{s.name}: the banner says {banner.group(1)} s, notebooks/README.md says {rows[number(s)]!r}")
     learners = re.search(r"with the (\d+) few-shot learners", (ROOT / "course" / "08_compare_and_next.py").read_text())
     assert learners and f"({learners.group(1)} shipped few-shot learners)" in rows["08"]
+
+
+def test_no_recorded_command_names_a_machine_folder():
+    """Commands a reader is told to run (RESULTS.md, READMEs, docs, the manifest's recorded commands) name no
+    folder of the machine they ran on: placeholders (RUN_DIR, LOCK_FILE) or relative paths instead."""
+    texts = [ROOT / "RESULTS.md", ROOT / "README.md", ROOT / "benchmarks" / "README.md", ROOT / "notebooks" / "README.md",
+             ROOT / "metalib" / "weights" / "MANIFEST.json", *sorted((ROOT / "docs").glob("*.md"))]
+    bad = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in texts
+           for m in re.finditer(r"(?<![\w.])/(tmp|work|root|home)/[\w./-]+", p.read_text(encoding="utf-8"))]
+    assert not bad, bad

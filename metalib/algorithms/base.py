@@ -44,6 +44,9 @@ class LearnerConfig:
             ``config.options``.
         paper_settings: ``{(dataset, n_way, k_shot): {config field: value}}`` — the paper's
             settings, which :func:`metalib.config.default_config` starts from.
+        budget_settings: the same shape — a schedule for about 30 CPU-minutes on one thread, chosen
+            on the validation split (``benchmarks/bench_time_to_accuracy.py``, issue #29), applied
+            on top of the paper's by ``default_config(..., settings="budget")``.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
     """
@@ -52,6 +55,7 @@ class LearnerConfig:
     family: ClassVar[str] = ""
     config_keys: ClassVar[Tuple[str, ...]] = ()
     paper_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
+    budget_settings: ClassVar[Dict[Tuple[str, int, int], Dict[str, Any]]] = {}
     needs_head: ClassVar[bool] = False
 
     @classmethod

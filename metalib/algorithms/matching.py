@@ -7,7 +7,15 @@ A query is labelled by attention over the *whole* support set (eq. 1-2 of the pa
     \hat y = \sum_{i=1}^{n} a(\hat x, x_i)\, y_i, \qquad
     a(\hat x, x_i) = \frac{\exp c\big(f(\hat x), g(x_i)\big)}{\sum_{j=1}^{n} \exp c\big(f(\hat x), g(x_j)\big)},
 
-with :math:`c` the cosine similarity, :math:`y_i` one-hot labels and ``n = N*K`` support images:
+with :math:`y_i` one-hot labels and ``n = N*K`` support images, and :math:`c` the similarity. The
+paper calls :math:`c` the cosine similarity; the authors' original implementation (and the public
+re-implementations that follow it, e.g. easyfsl) normalises the *support* features only:
+:math:`c(\hat z, z_i) = \hat z \cdot z_i / \|z_i\|` — the query keeps its norm, so the logits are
+not bounded in :math:`[-1, 1]` and the softmax can be sharp (``normalize_query=False``, the
+default). The literal both-sides cosine (``normalize_query=True``) bounds every logit in
+:math:`[-1, 1]`: with one support image per class the best attainable query loss is then
+:math:`-\log(e/(e + N - 1))` (0.90 for N = 5), which caps training (docs/references.md, issue #29).
+Weights trained before this option (shipped before issue #29) record ``normalize_query=True``.
 :math:`\hat y` is a probability distribution over the N classes — the attention mass that falls on
 each class's support images. Training minimises the cross-entropy of that distribution,
 :math:`-\log \hat y_{\text{true}}`, over the queries of training episodes.
@@ -32,7 +40,7 @@ With them (``fce=True``, the paper's appendix A.2):
   refined on its own: queries never see each other.
 
 Shapes: support images ``[N*K, *x_shape]`` → embeddings ``[N*K, d]``; queries ``[Q, *x_shape]`` →
-``[Q, d]``; cosine similarities and attention ``[Q, N*K]``; :math:`\log \hat y` ``[Q, N]``.
+``[Q, d]``; similarities and attention ``[Q, N*K]``; :math:`\log \hat y` ``[Q, N]``.
 """
 from __future__ import annotations
 
@@ -54,6 +62,15 @@ def cosine_similarities(z_q: Tensor, z_s: Tensor, eps: float = 1e-8) -> Tensor:
     q = z_q / z_q.norm(dim=-1, keepdim=True).clamp_min(eps)
     s = z_s / z_s.norm(dim=-1, keepdim=True).clamp_min(eps)
     return q @ s.transpose(-1, -2)
+
+
+def support_normalised_similarities(z_q: Tensor, z_s: Tensor, eps: float = 1e-8) -> Tensor:
+    r""":math:`c(z_q, z_s) = \frac{z_q \cdot z_s}{\|z_s\|}` for every (query, support) pair: the
+    support features normalised, the query's not (the original implementation's attention; the
+    query's norm acts as an inverse softmax temperature). ``[Q, d] x [S, d] -> [Q, S]``; support
+    norms clamped at ``eps``."""
+    s = z_s / z_s.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return z_q @ s.transpose(-1, -2)
 
 
 def _check_classes(y_s: Tensor, n_way: int) -> None:
@@ -93,6 +110,11 @@ class MatchingNetworks(EpisodeClassifier):
         fce_steps: the attention LSTM's read steps (K in the paper, which does not give its value:
             5 is metalib's choice).
         embedding_dim: ``d``, needed with ``fce`` when the encoder has no ``embedding_dim`` attribute.
+        normalize_query: ``False`` (default): the original implementation's attention, support
+            features normalised and query features not (:func:`support_normalised_similarities`);
+            ``True``: the literal cosine of the paper's text, both sides normalised
+            (:func:`cosine_similarities`; every logit in [-1, 1]). Weights shipped before issue #29
+            were trained with ``True`` and record it in their manifest config.
 
     BatchNorm: support and query images of a task are embedded in one forward pass (as ProtoNet
     does), so an encoder whose BatchNorm uses batch statistics is transductive over the episode.
@@ -110,16 +132,26 @@ class MatchingNetworks(EpisodeClassifier):
         **{("miniimagenet", 5, k): dict(train_query=15, meta_batch=1, meta_lr=1e-3, iterations=20_000)
            for k in (1, 5)},
     }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json:
+    # peak lr {1e-3, 2e-3, 4e-3} x {step, cosine}, 1 CPU-minute each, all within 94.1-94.9% ± 0.7)
+    budget_settings = {
+        ("omniglot", 5, 1): dict(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+                                 lr_schedule="step", lr_decay_every=7425, lr_decay=0.5, iterations=29700),
+    }
 
     def __init__(self, encoder: nn.Module, fce: bool = False, fce_steps: int = 5,
-                 embedding_dim: Optional[int] = None, loss_fn=None) -> None:
+                 embedding_dim: Optional[int] = None, loss_fn=None, normalize_query: bool = False) -> None:
         if not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
         if loss_fn is not None:
             raise ValueError("Matching Networks' loss is the cross-entropy of the attention mixture; loss_fn must be None")
         if not isinstance(fce, bool):
             raise TypeError(f"fce must be True or False, got {fce!r}")
+        if not isinstance(normalize_query, bool):
+            raise TypeError(f"normalize_query must be True or False, got {normalize_query!r}")
         super().__init__(None)
+        self.normalize_query = normalize_query
         self.encoder = encoder
         self.fce = fce
         self.fce_steps = check_steps("fce_steps", fce_steps)
@@ -173,13 +205,20 @@ class MatchingNetworks(EpisodeClassifier):
             h = h_hat + z_q                                                # the skip connection
         return h
 
+    def similarities(self, f_q: Tensor, g_s: Tensor) -> Tensor:
+        """The attention logits ``[Q, S]``: the cosine (``normalize_query=True``) or the query against
+        the normalised support features (default; see the class docstring)."""
+        if self.normalize_query:
+            return cosine_similarities(f_q, g_s)
+        return support_normalised_similarities(f_q, g_s)
+
     # ------------------------------------------------------------------ one task
     def _task(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: int) -> Dict[str, Tensor]:
         z = self.embed(torch.cat([x_s, x_q]))
         z_s, z_q = z[: x_s.shape[0]], z[x_s.shape[0]:]
         g_s = self.support_context(z_s)
         f_q = self.query_context(z_q, g_s)
-        sims = cosine_similarities(f_q, g_s)
+        sims = self.similarities(f_q, g_s)
         return {"z_s": z_s, "z_q": z_q, "g_s": g_s, "f_q": f_q, "similarities": sims,
                 "log_probs": label_mixture_log_probs(sims, y_s, n_way)}
 
@@ -197,7 +236,7 @@ class MatchingNetworks(EpisodeClassifier):
         r"""One task (see :meth:`metalib.algorithms.Learner.explain`): ``z_s`` = :math:`g(x_i, S)`
         ``[N*K, d]`` (the CNN embeddings without FCE), ``z_q`` = the CNN embeddings :math:`f'(\hat x)`
         ``[Q, d]``, ``logits`` = :math:`\log \hat y` ``[Q, N]``, ``attention`` ``[Q, N*K]``,
-        ``similarities`` (cosine) ``[Q, N*K]``; ``rule(z)`` = :math:`\log \hat y` of feature vectors
+        ``similarities`` (the attention logits) ``[Q, N*K]``; ``rule(z)`` = :math:`\log \hat y` of feature vectors
         ``z [m, d]`` against this support set (through the attention LSTM with FCE)."""
         if params is not None:
             raise ValueError("Matching Networks do not adapt: params must be None")
@@ -206,7 +245,7 @@ class MatchingNetworks(EpisodeClassifier):
         g_s = t["g_s"].detach()
 
         def rule(z: Tensor) -> Tensor:
-            return label_mixture_log_probs(cosine_similarities(self.query_context(z, g_s), g_s), y_s, n_way)
+            return label_mixture_log_probs(self.similarities(self.query_context(z, g_s), g_s), y_s, n_way)
 
         return {"z_s": g_s, "z_q": t["z_q"].detach(), "logits": t["log_probs"].detach(),
                 "attention": t["similarities"].detach().softmax(-1), "similarities": t["similarities"].detach(),
@@ -227,7 +266,8 @@ class MatchingNetworks(EpisodeClassifier):
 
     def __repr__(self) -> str:
         fce = f", fce=True, fce_steps={self.fce_steps}" if self.fce else ""
-        return f"MatchingNetworks(encoder={self.encoder.__class__.__name__}{fce})"
+        nq = ", normalize_query=True" if self.normalize_query else ""
+        return f"MatchingNetworks(encoder={self.encoder.__class__.__name__}{fce}{nq})"
 
 
 register("matching", MatchingNetworks)

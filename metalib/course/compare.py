@@ -70,11 +70,13 @@ class ShippedResult:
     minutes: Optional[float]
     device: str
     config: fewshot.FewShotConfig
+    cpu_minutes: Optional[float] = None   # a CPU-budget run's process CPU time (issue #29); None: not recorded
 
     @property
     def label(self) -> str:
-        """e.g. ``"MAML, Omniglot 5-way 1-shot"``."""
-        return f"{self.method}, {DATASET_LABELS.get(self.dataset, self.dataset)} {self.n_way}-way {self.k_shot}-shot"
+        """e.g. ``"MAML, Omniglot 5-way 1-shot"``; a CPU-budget run says its budget: ``"... [30 CPU-min]"``."""
+        budget = f" [{self.cpu_minutes:g} CPU-min]" if self.cpu_minutes is not None else ""
+        return f"{self.method}, {DATASET_LABELS.get(self.dataset, self.dataset)} {self.n_way}-way {self.k_shot}-shot{budget}"
 
     def accuracy_text(self) -> str:
         """``"95.22 ± 0.40 % (600 ep.)"``."""
@@ -110,7 +112,7 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
             k_shot=config.k_shot, accuracy=float(m["test_accuracy"]), ci95=float(m["ci95"]),
             episodes=int(m["episodes"]), iterations=int(e.get("iterations", 0)),
             paper_iterations=e.get("paper_iterations"), minutes=e.get("minutes"),
-            device=str(e.get("device", "?")), config=config))
+            device=str(e.get("device", "?")), config=config, cpu_minutes=e.get("cpu_minutes")))
     if sort:
         family = {"metric-based": 0, "optimisation-based": 1, "model-based": 2}
         out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, family.get(r.config.learner_class.family, 9),
