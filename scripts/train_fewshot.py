@@ -27,6 +27,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,7 @@ def main(argv=None) -> int:
     from metalib.data import CorruptDataError, DataNotFoundError
 
     code = None
+    shown, warnings.showwarning = warnings.showwarning, _show_warning  # restored when main returns
     try:
         runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
@@ -167,6 +169,8 @@ def main(argv=None) -> int:
         return 130
     except runs.ForeignCheckpointError as err:
         return _error(str(err))
+    except distributed.DistributedError as err:  # a torchrun peer died: one line here, its own error above
+        return _error(str(err))
     except checkpoint.ConfigMismatchError as err:
         return _error(str(err).split(". Resume with")[0] + ". Run with --fresh to start over (this overwrites the "
                       "run's checkpoints), --run-dir DIR for another folder, or --longer to train a run longer with "
@@ -175,7 +179,14 @@ def main(argv=None) -> int:
             OSError) as err:
         return _error(str(err))
     finally:
+        warnings.showwarning = shown
         distributed.teardown(finished=code == 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line (``warning: ...``), not Python's two (the message, then the source line)."""
+    text = str(message).splitlines()
+    print(f"warning: {text[0] if text else category.__name__}", file=sys.stderr)
 
 
 def _error(message: str) -> int:
@@ -192,6 +203,7 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
     if dist_device is not None:
         args.device = str(dist_device)
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    check_flags(args)
     if args.first_order:
         overrides["first_order"] = True
     options = dict(parse_option(o) for o in args.option)
@@ -274,6 +286,22 @@ def run(args, argv, rank: int, world_size: int, dist_device) -> int:
         where = args.weights_dir or "metalib/weights"
         print(f"shipped as {args.ship!r}: {where}/{entry['file']} (sha256 {entry['sha256'][:16]}…)")
     return 0
+
+
+def check_flags(args) -> None:
+    """Flags the algorithm has no use for are refused in one line, not ignored (--first-order with ProtoNet) or
+    passed on to fail as an unexpected keyword (--batching with ProtoNet)."""
+    import inspect
+
+    cls = algorithms.entry(args.algorithm).cls
+    if args.first_order and "first_order" not in cls.config_keys:
+        raise UsageError(f"--first-order is for learners with a second-order inner loop (MAML, ANIL, Meta-SGD); "
+                         f"{args.algorithm} has none, so it would be ignored")
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if args.batching is not None and "batching" not in params and not takes_any:
+        raise UsageError(f"--batching is for learners that loop over the tasks of a batch (MAML, ANIL, Meta-SGD, "
+                         f"Reptile, Pretrain); {args.algorithm} has no such loop")
 
 
 def stop_early(trainer: fewshot.FewShotTrainer) -> None:
