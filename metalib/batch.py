@@ -62,6 +62,8 @@ def as_batch(batch: Sequence[Tensor], empty_query: bool = False) -> TaskBatch:
             f"support targets have shape {tuple(y_s.shape[2:])} per sample but query targets "
             f"{tuple(y_q.shape[2:])}"
         )
+    if x_s.shape[0] < 1:
+        raise ValueError(f"the batch has no tasks (x_s {tuple(x_s.shape)}): a batch needs at least one task")
     if x_s.shape[1] < 1:
         raise ValueError("the support set is empty (k_shot must be >= 1)")
     if x_q.shape[1] < 1 and not empty_query:

@@ -133,7 +133,7 @@ def _all_reduce(flat: Tensor, what: str) -> None:
             f"process {rank} of {size}: the all-reduce of {what} failed ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}). Another process probably crashed, was killed or "
             "hangs: its own error is printed above (torchrun names the failed rank)."
-        ) from err
+        ) from None  # the backend's error is in the line: no second, chained traceback (still err.__context__)
 
 
 class DistributedStep:
@@ -199,5 +199,5 @@ def broadcast_state(state: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         dist.broadcast_object_list(box, src=0)
     except Exception as err:
         raise DistributedError(f"process {world()[0]}: receiving the starting state from rank 0 failed "
-                               f"({type(err).__name__}: {err})") from err
+                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     return box[0]

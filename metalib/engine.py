@@ -30,8 +30,8 @@ from torch.func import vmap
 from torch.utils.checkpoint import checkpoint
 
 from .functional import (
-    LearningRate, LossFn, Params, batchnorm_context, check_finite, deferred_finite_checks, forward,
-    has_batchnorm, has_conv, inner_loop, sgd_step,
+    FiniteChecks, LearningRate, LossFn, NonFiniteLossError, Params, batchnorm_context, check_finite, deferred_finite_checks,
+    deferring_finite_checks, forward, has_batchnorm, has_conv, inner_loop, sgd_step,
 )
 
 
@@ -261,6 +261,11 @@ class CudaGraphStep:
 
     If the capture fails (an operation that needs a host sync, an unsupported kernel), the error is
     kept in :attr:`error` and every later call runs the plain step.
+
+    Bad input or divergence: the input contract's finiteness checks of the batch (``"... inputs"``) are
+    captured as a flag of their own, so a replay reports NaN/inf in the batch as bad data and a non-finite
+    loss or gradient of finite inputs as a divergence (:meth:`report`); checking the inputs on the host
+    before each replay would cost the host sync the graph exists to avoid.
     """
 
     def __init__(self, step_fn: Callable[..., Dict[str, Tensor]], optimizer: torch.optim.Optimizer,
@@ -274,6 +279,7 @@ class CudaGraphStep:
         self._static_in: Tuple[Tensor, ...] = ()
         self._static_out: Dict[str, Tensor] = {}
         self._static_ok: Optional[Tensor] = None
+        self._static_inputs_ok: Optional[Tensor] = None  # the batch's inputs were finite (None: not checked)
         self._static_grads: List[Tuple[Tensor, Tensor]] = []
 
     @staticmethod
@@ -308,9 +314,33 @@ class CudaGraphStep:
         for param, grad in self._static_grads:  # a zero_grad(set_to_none) outside the graph dropped them
             param.grad = grad
         self.optimizer.step()
-        # the graph's checks, reported to the caller's deferred checks (a NaN marker when one failed)
-        check_finite(torch.where(self._static_ok, 0.0, float("nan")), "the captured meta-iteration")
+        self.report()
         return {k: v.clone() for k, v in self._static_out.items()}
+
+    def keep_checks(self, checks: FiniteChecks, device: torch.device) -> None:
+        """Keep the captured step's finiteness flags (device tensors the replays overwrite): all checks, and
+        the batch's inputs' alone (the input contract's, named ``"... inputs"``)."""
+        ok = checks.all_finite()
+        self._static_ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=device)
+        self._static_inputs_ok = checks.inputs_finite()
+
+    def report(self) -> None:
+        """The last replay's checks, told apart. Inside :func:`metalib.functional.deferred_finite_checks`
+        (the training loop) they are handed on as NaN markers, the inputs' under a name ending in
+        ``" inputs"`` (:meth:`metalib.functional.FiniteChecks.inputs_finite`: bad data, not a divergence);
+        elsewhere one host sync and a :class:`metalib.NonFiniteLossError` that says which it was."""
+        inputs_ok, ok = self._static_inputs_ok, self._static_ok
+        if deferring_finite_checks():
+            if inputs_ok is not None:
+                check_finite(torch.where(inputs_ok, 0.0, float("nan")), "the captured meta-iteration's inputs")
+            check_finite(torch.where(ok, 0.0, float("nan")), "the captured meta-iteration")
+            return
+        if inputs_ok is not None and not bool(inputs_ok):
+            raise NonFiniteLossError("the batch's inputs contain NaN or inf values (found by the captured "
+                                     "meta-iteration): bad data, not a divergence; clean or drop those examples")
+        if not bool(ok):
+            raise NonFiniteLossError("the captured meta-iteration's loss or gradients are not finite although its "
+                                     "inputs are: a divergence (an inner or outer learning rate that is too large)")
 
     def _capture(self, batch: Sequence[Tensor]) -> None:
         self._static_in = tuple(t.clone() for t in batch)
@@ -321,8 +351,7 @@ class CudaGraphStep:
         with torch.cuda.graph(graph):
             with deferred_finite_checks() as checks:
                 out = self.step_fn(self._static_in, proxy)
-            ok = checks.all_finite()
-            self._static_ok = ok if ok is not None else torch.ones((), dtype=torch.bool, device=batch[0].device)
+            self.keep_checks(checks, batch[0].device)
             self._static_out = {k: v.detach() for k, v in out.items()}
         self._static_grads = [(q, q.grad) for g in self.optimizer.param_groups for q in g["params"]
                               if q.grad is not None]

@@ -345,7 +345,8 @@ class FewShotTrainer:
             except ckpt.CheckpointError as err:
                 import warnings
 
-                warnings.warn(f"{best} cannot be used ({err}); resuming without the best-validation weights "
+                why = str(err).splitlines()[0] if str(err) else type(err).__name__  # one line (scripts show one)
+                warnings.warn(f"{best} cannot be used ({why}); resuming without the best-validation weights "
                               "(the next validation chooses them anew)", stacklevel=2)
                 self._validation.best, self._validation.best_state = None, None
         self.last_checkpoint_iteration = self.iteration
@@ -433,9 +434,10 @@ class FewShotTrainer:
                + (f"The last good checkpoint on disk is {where} (iteration {self.last_checkpoint_iteration})"
                   if where else "No checkpoint was written (no run_dir, or none saved yet)")
                + (f"; the best validation weights are in {self.run_dir / 'best.pt'}" if self.best and self.run_dir else "")
-               + f". Try smaller learning rates (now {lrs}) or check the data for NaN/inf.")
+               + ("." if err.bad_data  # the message already says: clean the data; the learning rates are not at fault
+                  else f". Try smaller learning rates (now {lrs}) or check the data for NaN/inf."))
         self._log(msg)
-        return TrainingDiverged(msg, err.iteration, where)
+        return TrainingDiverged(msg, err.iteration, where, bad_data=err.bad_data)
 
     def validate(self, episodes: Optional[int] = None) -> EvalResult:
         """Accuracy on the validation classes: ``val_episodes`` seeded episodes (``val_seed``),

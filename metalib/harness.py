@@ -36,11 +36,12 @@ from .functional import NonFiniteLossError, deferred_finite_checks
 
 
 class TrainingDiverged(NonFiniteLossError):
-    """The loss (or the weights) became NaN/inf; training stopped, the learner is at a good state."""
+    """The loss (or the weights) became NaN/inf; training stopped, the learner is at a good state.
+    ``bad_data``: the cause was NaN/inf in the batch's inputs (not divergence), so no learning-rate advice."""
 
-    def __init__(self, message: str, iteration: int, checkpoint=None) -> None:
+    def __init__(self, message: str, iteration: int, checkpoint=None, bad_data: bool = False) -> None:
         super().__init__(message)
-        self.iteration, self.checkpoint = iteration, checkpoint
+        self.iteration, self.checkpoint, self.bad_data = iteration, checkpoint, bad_data
 
 
 # ============================================================================ Ctrl-C, held while the weights change
@@ -336,7 +337,7 @@ class Harness:
                            f"found at the check after "
                            f"iteration {pending[-1][0]}: on this device the loop checks every {self.check_every} "
                            f"iterations without a host sync per iteration); the learner was rolled back to its last "
-                           f"good state (iteration {back}). Clean or drop those examples.", it, None)
+                           f"good state (iteration {back}). Clean or drop those examples.", it, None, bad_data=True)
         what = (f"the loss became non-finite at iteration {it}" if bad
                 else f"the weights became non-finite by iteration {it} ({', '.join(bad_weights[:3])})")
         self._diverged(f"{what} (found at the check after iteration {pending[-1][0]}: on this device the loop "
@@ -357,8 +358,8 @@ class Harness:
                        f"the learner was rolled back to its last good state (iteration {back}). The learning rate "
                        "is probably too large.", it, None)
 
-    def _diverged(self, message: str, it: int, cause: Optional[Exception]):
-        err = TrainingDiverged(message, it)
+    def _diverged(self, message: str, it: int, cause: Optional[Exception], bad_data: bool = False):
+        err = TrainingDiverged(message, it, bad_data=bad_data)
         for c in self.callbacks:
             c.on_diverged(self, err)
         raise err from cause

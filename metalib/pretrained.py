@@ -267,6 +267,66 @@ def _load_weights(module: nn.Module, state: Dict[str, Tensor], name: str, info: 
     module.load_state_dict(state)
 
 
+# A manifest's learner settings ('config' with its options, 'learner.settings') are capped before anything is
+# built: far above what any shipped entry holds (at most ~750 characters, 3 levels, 40 values)
+MAX_SETTINGS_CHARS, MAX_SETTINGS_DEPTH, MAX_SETTINGS_VALUES = 16_000, 8, 1_000
+
+
+def check_settings(value: Any, what: str) -> None:
+    """Raise :class:`CorruptWeightsError` (one line) if the JSON value ``value`` (a manifest entry's learner
+    settings) is larger than :data:`MAX_SETTINGS_CHARS` characters, nests deeper than
+    :data:`MAX_SETTINGS_DEPTH` levels or holds more than :data:`MAX_SETTINGS_VALUES` values: a crafted entry
+    cannot make the learner's constructor loop over a million-element list or recurse without end."""
+    count = 0
+
+    def walk(v: Any, depth: int) -> None:
+        nonlocal count
+        count += 1
+        if depth > MAX_SETTINGS_DEPTH:
+            raise CorruptWeightsError(f"{what} nest deeper than {MAX_SETTINGS_DEPTH} levels: refusing to build it")
+        if count > MAX_SETTINGS_VALUES:
+            raise CorruptWeightsError(f"{what} hold more than {MAX_SETTINGS_VALUES:,} values: refusing to build it")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(k, depth + 1)
+                walk(x, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x, depth + 1)
+
+    walk(value, 0)
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError) as err:  # not JSON (a manifest is read with json: only if built in memory)
+        raise CorruptWeightsError(f"{what} are not JSON ({err})"[:300]) from None
+    if size > MAX_SETTINGS_CHARS:
+        raise CorruptWeightsError(f"{what} take {size:,} characters, more than {MAX_SETTINGS_CHARS:,}: refusing to "
+                                  "build it")
+
+
+def _rebuild(name: str, info: Dict[str, Any], model: nn.Module):
+    """The learner of a manifest entry around ``model``: its settings capped (:func:`check_settings`), then
+    built once on the ``meta`` device (no memory) to count its tensors (:data:`MAX_PARAMETERS`, as the
+    network's), then for real. Every failure is one :class:`CorruptWeightsError` line."""
+    for part in ("config", "learner"):
+        if part in info:
+            check_settings(info[part], f"the {part} of the manifest entry {name!r}")
+    try:
+        with torch.device("meta"):
+            probe = _learner_for(info, build_model(info.get("builder"), info.get("builder_kwargs")))
+        n = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+        if n > MAX_PARAMETERS:
+            raise CorruptWeightsError(f"the manifest entry of {name!r} asks for a learner of {n:,} parameters and "
+                                      f"buffers, more than any metalib learner ({MAX_PARAMETERS:,}): refusing to build it")
+        return _learner_for(info, model)
+    except CorruptWeightsError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the entry's config / learner settings: one line, never a traceback
+        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CorruptWeightsError(f"the manifest entry of {name!r} cannot rebuild its learner ({text[:300]}): "
+                                  "restore the manifest from the repository") from None
+
+
 # the task losses a manifest may name (settings are JSON: a loss is stored by its name)
 _LOSSES = {"mse_loss": "mse_loss", "cross_entropy": "cross_entropy", "l1_loss": "l1_loss"}
 
@@ -302,12 +362,7 @@ def pretrained(name: str, directory: PathLike = WEIGHTS_DIR, device=None):
     info = pretrained_info(name, directory)
     blob = _load_file(name, directory)
     model = build_model(info.get("builder"), info.get("builder_kwargs"))
-    try:
-        learner = _learner_for(info, model)
-    except (ValueError, TypeError, KeyError, AttributeError) as err:  # the entry's config / learner settings
-        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CorruptWeightsError(f"the manifest entry of {name!r} cannot rebuild its learner ({text[:300]}): "
-                                  "restore the manifest from the repository") from None
+    learner = _rebuild(name, info, model)
     kind = info.get("state", "model")
     if kind not in ("model", "learner"):
         raise CorruptWeightsError(f"the manifest entry of {name!r} says state={str(kind)[:40]!r}; it must be "

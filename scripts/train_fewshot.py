@@ -28,6 +28,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +173,7 @@ def main(argv=None) -> int:
     from metalib.data import CorruptDataError, DataNotFoundError
 
     code = None
+    shown, warnings.showwarning = warnings.showwarning, _show_warning  # restored when main returns
     try:
         runs.check_ship(args.ship, args.weights_dir, args.overwrite)  # before hours of training, not after
         rank, world_size, dist_device = distributed.setup(timeout_s=args.dist_timeout, device=args.device)
@@ -183,6 +185,8 @@ def main(argv=None) -> int:
         return 130
     except runs.ForeignCheckpointError as err:
         return _error(str(err))
+    except distributed.DistributedError as err:  # a torchrun peer died: one line here, its own error above
+        return _error(str(err))
     except checkpoint.ConfigMismatchError as err:
         return _error(str(err).split(". Resume with")[0] + ". Run with --fresh to start over (this overwrites the "
                       "run's checkpoints), --run-dir DIR for another folder, or --longer to train a run longer with "
@@ -191,7 +195,14 @@ def main(argv=None) -> int:
             OSError) as err:
         return _error(str(err))
     finally:
+        warnings.showwarning = shown
         distributed.teardown(finished=code == 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line (``warning: ...``), not Python's two (the message, then the source line)."""
+    text = str(message).splitlines()
+    print(f"warning: {text[0] if text else category.__name__}", file=sys.stderr)
 
 
 def _error(message: str) -> int:

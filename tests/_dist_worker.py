@@ -123,6 +123,9 @@ def main(mode, out):
         else:
             raise SystemExit(f"unknown mode {mode}")
         finished = True
+    except distributed.DistributedError as err:  # as scripts/train_fewshot.py: one line, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
     finally:
         distributed.teardown(finished)
 

@@ -106,3 +106,26 @@ def test_protonet_training_step_makes_no_host_sync_once_the_episode_shape_is_che
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert metrics["loss"].is_cuda and bool(torch.isfinite(metrics["loss"]))
+
+
+def test_a_captured_run_names_bad_input_not_the_learning_rate():
+    """An inf pixel replayed through the CUDA graph (after the capture at the 4th iteration) is reported as bad
+    data (issue 24); the CPU half of this (the flags and their report) is in tests/test_sync_free.py."""
+    from metalib.fewshot import TrainingDiverged
+    t = FewShotTrainer(tiny(iterations=8), TRAIN, VAL, device="cuda", progress=False, capture="cuda_graph",
+                       check_every=8)
+    good, calls = t.loop.sample_batch, []
+
+    def sample():
+        calls.append(1)
+        b = list(good())
+        if len(calls) == 6:
+            b[0] = b[0].clone()
+            b[0].view(-1)[5] = float("inf")
+        return tuple(b)
+
+    t.loop.sample_batch = sample
+    with pytest.raises(TrainingDiverged) as err:
+        t.fit()
+    assert t.loop._step.captures == 1 and err.value.bad_data, str(err.value)
+    assert "iteration 5: its inputs held NaN or inf" in str(err.value) and "learning rate" not in str(err.value)

@@ -82,6 +82,37 @@ def test_a_crashing_worker_fails_the_run_with_a_clear_message(tmp_path):
     assert "injected crash on rank 1 at iteration 2" in text
     assert "all-reduce of the meta-gradient failed" in text and "Another process probably crashed" in text
     assert not (tmp_path / "crash.pt").exists()
+    # rank 0 (whose peer died) says so in one line (issue 24): it printed two chained tracebacks, which torch
+    # prefixes with '[rank0]:' (rank 1's own traceback, '[rank1]:', is the crash itself and stays)
+    assert not [line for line in text.splitlines() if line.startswith("[rank0]:")], text[-3000:]
+    assert [line.startswith("error: ") for line in text.splitlines()
+            if "process 0 of 2: the all-reduce of the meta-gradient failed" in line] == [True], text[-3000:]
+
+
+def test_a_failed_collective_is_one_error_without_a_chained_traceback():
+    """The backend's error is summarised in the line; it stays reachable as ``__context__`` but is not printed
+    as a second traceback ('The above exception was the direct cause ...')."""
+    import traceback
+
+    from metalib import distributed
+    with pytest.raises(distributed.DistributedError, match="all-reduce of the test tensor failed") as err:
+        distributed._all_reduce(torch.zeros(2), "the test tensor")  # no process group: the collective fails
+    assert err.value.__cause__ is None and err.value.__suppress_context__ and err.value.__context__ is not None
+    printed = "".join(traceback.format_exception(err.value))
+    assert printed.count("Traceback") == 1 and "direct cause" not in printed and "During handling" not in printed
+
+
+def test_train_fewshot_reports_a_dead_peer_in_one_line(train_fewshot_cli, monkeypatch, capsys):
+    from metalib import distributed
+
+    def lost_peer(*args, **kwargs):
+        raise distributed.DistributedError("process 0 of 2: the all-reduce of the meta-gradient failed (RuntimeError: "
+                                           "Connection closed by peer). Another process probably crashed")
+
+    monkeypatch.setattr(train_fewshot_cli, "run", lost_peer)
+    assert train_fewshot_cli.main(["--algorithm", "protonet", "--dataset", "omniglot"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {err.strip()[len('error: '):]}"] and "Another process" in err
 
 
 def test_shards_cover_the_meta_batch_once_and_are_balanced():

@@ -269,3 +269,30 @@ def test_ctrl_c_in_the_final_test_is_one_line(cli, capsys, tmp_path, monkeypatch
     out = capsys.readouterr()
     assert code == 130 and "Traceback" not in out.err
     assert "interrupted" in (out.out + out.err) and "--eval-only" in (out.out + out.err)
+
+
+def test_resume_with_a_damaged_best_pt_warns_in_one_line(cli, capsys, tmp_path):
+    """Issue 24: resuming over a damaged best.pt goes on without it, and says so in one line (it printed
+    Python's two: the warning and the source line of ``warnings.warn``)."""
+    i = BASE.index("--iterations")
+    args = BASE[:i] + ["--iterations", "4"] + BASE[i + 2:] + ["--run-dir", str(tmp_path / "r")]
+    assert cli.main(args + ["--until", "2"]) == 0
+    best = tmp_path / "r" / "best.pt"
+    data = bytearray(best.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    best.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    about = [line for line in err if "best.pt" in line]
+    assert len(about) == 1 and about[0].startswith("warning: ") and "cannot be used" in about[0], err
+    assert not any(line.lstrip().startswith("warnings.warn") for line in err), err
+
+
+@pytest.mark.parametrize("flag, needle", [(["--first-order"], "protonet has no setting 'first_order'"),
+                                          (["--batching", "vmap"], "protonet has no setting 'batching'")])
+def test_flags_protonet_has_no_use_for_are_refused_in_one_line(cli, capsys, tmp_path, flag, needle):
+    """Issue 24: --first-order was silently ignored by ProtoNet, --batching vmap failed on an unexpected keyword;
+    ProtoNet's typed config (issue 23) has neither field, so both are refused in one line naming what it has."""
+    error_line(capsys, cli.main(BASE + ["--run-dir", str(tmp_path / "r")] + flag), needle)
+    assert not (tmp_path / "r").exists()

@@ -6,6 +6,7 @@ Also: a missing sha256, weights of another architecture and NaN weights are one 
 ship names are plain names and an existing name is replaced only when asked."""
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -336,3 +337,69 @@ def test_a_bad_fewshot_config_in_a_manifest_is_one_line(tmp_path, config, needle
     with pytest.raises(CorruptWeightsError, match=needle) as err:
         metalib.pretrained("proto", directory=tmp_path)
     _one_line(err)
+
+
+# ----------------------------------------------------------------------------- learner settings are capped (#24)
+def _deep(levels):
+    v = 1
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+@pytest.mark.parametrize("settings, needle", [
+    ({"inner_lr": 0.05, "loss_fn": "mse_loss", "pad": _deep(40)}, "nest deeper than 8 levels"),
+    ({"inner_lr": 0.05, "loss_fn": "mse_loss", "pad": list(range(5000))}, "more than 1,000 values"),
+    ({"inner_lr": 0.05, "loss_fn": "mse_loss", "pad": "x" * 20_000}, "characters, more than 16,000"),
+])
+def test_learner_settings_in_a_manifest_are_size_capped(tmp_path, settings, needle):
+    manifest = _sine(tmp_path)
+    _edit(manifest, "demo", learner={"algorithm": "maml", "settings": settings})
+    with pytest.raises(CorruptWeightsError, match=needle) as err:
+        metalib.pretrained("demo", directory=tmp_path)
+    assert len(_one_line(err)) < 300
+
+
+def _mann(directory: Path, name="mann") -> Path:
+    cfg = fewshot.default_config("mann", n_way=3, k_shot=1, iterations=1, image_size=8,
+                                 options=dict(controller_size=8, memory_slots=6, memory_size=4, read_heads=1))
+    torch.manual_seed(0)
+    save_pretrained(name, fewshot.build_learner(cfg), info={"kind": "fewshot", "config": cfg.to_dict()},
+                    directory=directory)
+    return directory / "MANIFEST.json"
+
+
+@pytest.mark.parametrize("options", [dict(controller_size=10**6), dict(memory_size=10**7)])
+def test_a_manifest_cannot_ask_for_a_huge_learner_through_its_settings(tmp_path, options):
+    """The network's constructor arguments were capped, the learner's own settings were not: MANN with a
+    controller of a million units (16 TB of weights). The learner is built on the meta device first and counted."""
+    manifest = _mann(tmp_path)
+    data = json.loads(manifest.read_text())
+    data["mann"]["config"]["options"].update(options)
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(CorruptWeightsError, match="more than any metalib learner") as err:
+        metalib.pretrained("mann", directory=tmp_path)
+    _one_line(err)
+
+
+def test_the_learner_size_cap_is_checked_before_building(tmp_path, monkeypatch):
+    """The same check with the cap lowered, so that the learner before the fix (built for real, then its
+    weights refused as another architecture's) fits in memory: the cap, not the loading, refuses it."""
+    pt = importlib.import_module("metalib.pretrained")  # (metalib.pretrained is also the function)
+
+    manifest = _mann(tmp_path)
+    data = json.loads(manifest.read_text())
+    data["mann"]["config"]["options"]["controller_size"] = 200
+    manifest.write_text(json.dumps(data))
+    monkeypatch.setattr(pt, "MAX_PARAMETERS", 100_000)
+    with pytest.raises(CorruptWeightsError, match="more than any metalib learner"):
+        metalib.pretrained("mann", directory=tmp_path)
+
+
+def test_every_shipped_entry_is_within_the_settings_caps():
+    pt = importlib.import_module("metalib.pretrained")  # (metalib.pretrained is also the function)
+
+    for name, info in json.loads((WEIGHTS_DIR / "MANIFEST.json").read_text()).items():
+        for part in ("config", "learner"):
+            if part in info:
+                pt.check_settings(info[part], f"{name} {part}")

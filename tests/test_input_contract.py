@@ -19,10 +19,10 @@ def _one_thread(one_thread):
     yield
 
 
-def tiny(name):
+def tiny(name, n_way=None):
     """A tiny learner of each kind, built as a few-shot run builds it (Conv-4 of width 4 on 24x24 images)."""
     torch.manual_seed(0)
-    base = dict(n_way=N, k_shot=K, dataset="custom", image_size=SIZE, hidden=4, iterations=1)
+    base = dict(n_way=n_way or N, k_shot=K, dataset="custom", image_size=SIZE, hidden=4, iterations=1)
     try:
         cfg = default_config(name, inner_lr=0.1, inner_steps=1, test_inner_steps=1, **base)
     except (TypeError, ValueError):  # no inner_lr (metric, model-based) or a learned one (Meta-SGD)
@@ -32,11 +32,11 @@ def tiny(name):
     return build_learner(cfg)
 
 
-def episodes():
+def episodes(n=N):
     g = torch.Generator().manual_seed(0)
-    x_s, x_q = torch.rand(T, N * K, 1, SIZE, SIZE, generator=g), torch.rand(T, N * Q, 1, SIZE, SIZE, generator=g)
-    y_s = torch.arange(N).repeat_interleave(K).expand(T, -1).clone()
-    y_q = torch.arange(N).repeat_interleave(Q).expand(T, -1).clone()
+    x_s, x_q = torch.rand(T, n * K, 1, SIZE, SIZE, generator=g), torch.rand(T, n * Q, 1, SIZE, SIZE, generator=g)
+    y_s = torch.arange(n).repeat_interleave(K).expand(T, -1).clone()
+    y_q = torch.arange(n).repeat_interleave(Q).expand(T, -1).clone()
     return x_s, y_s, x_q, y_q
 
 
@@ -136,6 +136,19 @@ def test_every_learner_accepts_the_good_batch_and_checks_n_against_its_head(name
         learner.meta_backward((x_s[0], y_s[0], x_q[0], y_q[0]))
 
 
+@pytest.mark.parametrize("name", algorithms.available())
+def test_zero_tasks_and_classes_without_support_get_one_short_line(name):
+    learner = tiny(name)
+    x_s, y_s, x_q, y_q = episodes()
+    with pytest.raises(ValueError, match="the batch has no tasks"):
+        learner.meta_backward((x_s[:0], y_s[:0], x_q[:0], y_q[:0]))
+    with pytest.raises(ValueError, match="the batch has no tasks"):
+        learner.predict(x_s[:0], y_s[:0], x_q[:0])
+    with pytest.raises(ValueError, match=r"3-way|class\(es\) \[3, 4, 5, 6, 7\]\.\.\. \(999997 of 1000000\)") as err:
+        learner.predict(x_s, y_s, x_q, n_way=10**6)  # (R2D2 gave a million columns of made-up logits)
+    assert len(str(err.value)) < 300
+
+
 @pytest.mark.parametrize("name", ["pretrain", "lstm-meta", "snail", "mann", "lstm-baseline", "maml"])
 def test_a_float64_model_refuses_float32_data(name):
     learner = tiny(name).double()
@@ -176,4 +189,77 @@ def test_the_deferred_loop_names_bad_inputs_not_the_learning_rate():
     t.loop.sample_batch = sample
     with pytest.raises(TrainingDiverged, match="non-finite at iteration 2: its inputs held NaN or inf") as err:
         t.fit()
-    assert "probably too large" not in str(err.value)  # (FewShotTrainer's own hint, in fewshot.py, names both)
+    assert "probably too large" not in str(err.value)
+    assert "learning rate" not in str(err.value) and err.value.bad_data  # (FewShotTrainer added its hint: #24)
+
+
+# ----------------------------------------------------------------------------- the rest of the public surface (#24)
+PUBLIC = [(name, method) for name in algorithms.available() for method in ("meta_loss", "task_losses", "adapt")
+          if hasattr(algorithms.entry(name).cls, method)]
+
+
+@pytest.mark.parametrize("name, method", PUBLIC, ids=[f"{n}-{m}" for n, m in PUBLIC])
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_meta_loss_task_losses_and_adapt_keep_the_same_contract(name, method, case):
+    """``meta_loss``, ``task_losses`` (a batch) and ``adapt`` (one task's support set) are public too: the
+    same one-line errors as ``train_step``/``predict``, before any work (they gave raw torch errors, accepted
+    int32/bool/uint8 and blamed an inf pixel on the learning rate)."""
+    what, where, how, exc, match = case
+    learner = tiny(name)
+    x_s, y_s, x_q, y_q = batch = broken(where, how)
+    if method == "adapt":
+        if where not in (0, 1, "s"):
+            return  # adapt sees the support set alone
+        call = lambda: learner.adapt(x_s[0], y_s[0])  # noqa: E731
+    else:
+        call = lambda: getattr(learner, method)(batch)  # noqa: E731
+    with pytest.raises(exc, match=match) as err:
+        call()
+    assert "\n" not in str(err.value) and "learning rate" not in str(err.value)
+    assert all(p.grad is None for p in learner.parameters())
+
+
+@pytest.mark.parametrize("name", algorithms.available())
+def test_a_3_way_batch_on_a_5_way_learner(name):
+    """Decided (#24): a learner with a fixed N (a linear head, SNAIL's output) refuses a task with fewer
+    classes in one line, in training and in predict alike (it trained such a batch with two dead outputs but
+    refused it in predict(n_way=3)); the sequence learners (MANN, the LSTM baseline), which predict each
+    label before it is shown, accept it by design; the metric learners treat it as the 3-way task it is."""
+    learner = tiny(name, n_way=5)
+    x_s, y_s, x_q, y_q = batch = episodes(3)
+    before = snapshot(learner)
+    if learner.fixed_way == 5 and learner.needs_query:
+        for call in (lambda: learner.train_step(batch, learner.outer_optimizer(1e-3)),
+                     lambda: learner.meta_backward(batch), lambda: learner.predict(x_s, y_s, x_q),
+                     lambda: learner.predict(x_s[0], y_s[0], x_q[0])):
+            with pytest.raises(ValueError, match=r"class\(es\) \[3, 4\] \(2 of 5\) have no examples in the support set"
+                                                 r".*classifies 5-way tasks only") as err:
+                call()
+            assert "\n" not in str(err.value)
+        assert all(torch.equal(a, b) for a, b in zip(before, learner.parameters()))
+        with pytest.raises(ValueError, match="5-way"):
+            learner.predict(x_s, y_s, x_q, n_way=3)
+        return
+    assert torch.isfinite(learner.train_step(batch, learner.outer_optimizer(1e-3))["loss"])
+    assert learner.predict(x_s, y_s, x_q).shape == (T, 3 * Q, learner.fixed_way or 3)
+
+
+@pytest.mark.parametrize("name", algorithms.available())
+def test_a_class_missing_from_the_support_is_blamed_on_the_support(name):
+    """Task 0's support lacks class 2 but its queries hold it: the message names the support set (ProtoNet
+    said 'query labels must lie in [0, 2)')."""
+    learner = tiny(name)
+    x_s, y_s, x_q, y_q = episodes()
+    y_s[0][y_s[0] == 2] = 0
+    if not learner.needs_query:  # the sequence learners: a label before its first example, by design
+        assert torch.isfinite(learner.meta_backward((x_s, y_s, x_q, y_q)))
+        return
+    calls = [lambda: learner.meta_backward((x_s, y_s, x_q, y_q)), lambda: learner.predict(x_s, y_s, x_q)]
+    if learner.fixed_way is None:  # task 0 alone is a 2-way task (predict has no query labels)
+        assert learner.predict(x_s[0], y_s[0], x_q[0]).shape == (N * Q, 2)
+    else:
+        calls.append(lambda: learner.predict(x_s[0], y_s[0], x_q[0]))
+    for call in calls:
+        with pytest.raises(ValueError, match=r"class\(es\) \[2\].*support set") as err:
+            call()
+        assert "\n" not in str(err.value)

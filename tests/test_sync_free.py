@@ -263,3 +263,61 @@ def test_a_training_step_reads_nothing_back_once_the_episode_shape_is_checked(mo
     bad = (second[0], second[1], second[2], torch.full_like(second[3], -100))
     with pytest.raises(ValueError, match="-100"):
         step(bad)
+
+
+# ----------------------------------------------------------------------------- the captured step: data or divergence (#24)
+class ReplayOnCpu(CudaGraphStep):
+    """CudaGraphStep's bookkeeping without CUDA: the step runs with its finiteness checks collected as the
+    capture collects them (``keep_checks``), then they are reported as after a replay (``report``). The
+    capture and the replay themselves are CUDA-only (tests/test_cuda.py)."""
+
+    def __call__(self, batch):
+        from metalib.functional import deferred_finite_checks
+        with deferred_finite_checks() as checks:
+            out = self.step_fn(batch, self.optimizer)
+        self.keep_checks(checks, batch[0].device)
+        self.report()
+        return out
+
+
+def inf_pixel_at(t, iteration):
+    good, calls = t.loop.sample_batch, []
+
+    def sample():
+        calls.append(1)
+        b = list(good())
+        if len(calls) == iteration:
+            b[0] = b[0].clone()
+            b[0].view(-1)[5] = float("inf")
+        return tuple(b)
+
+    return sample
+
+
+@pytest.mark.parametrize("bad_data", [True, False])
+def test_the_captured_step_tells_bad_input_from_divergence(bad_data):
+    cfg = tiny(iterations=8) if bad_data else tiny(iterations=8, inner_lr=1e38)  # (inner steps overflow)
+    t = trainer(cfg, deferred=True, check_every=4)
+    t.loop._step = ReplayOnCpu(t.loop.step_fn, t.loop.optimizer)
+    if bad_data:
+        t.loop.sample_batch = inf_pixel_at(t, 3)
+    with pytest.raises(TrainingDiverged) as err:
+        t.fit()
+    text = str(err.value)
+    assert err.value.bad_data == bad_data, text
+    if bad_data:
+        assert "iteration 2: its inputs held NaN or inf" in text and "learning rate" not in text
+    else:
+        assert "probably too large" in text and "inputs held" not in text
+
+
+def test_the_captured_steps_report_outside_the_loop_says_which_it_is():
+    step = CudaGraphStep(lambda b, o: {}, optimizer=None)
+    step._static_ok, step._static_inputs_ok = torch.tensor(False), torch.tensor(False)
+    with pytest.raises(ValueError, match="inputs contain NaN or inf values .*bad data, not a divergence"):
+        step.report()
+    step._static_inputs_ok = torch.tensor(True)
+    with pytest.raises(ValueError, match="although its inputs are: a divergence"):
+        step.report()
+    step._static_ok = torch.tensor(True)
+    step.report()

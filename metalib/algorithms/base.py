@@ -18,17 +18,18 @@ dimension (:class:`metalib.TaskBatch`).
 """
 from __future__ import annotations
 
-import functools
-import inspect
-import threading
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..batch import as_batch, check_every_batch, check_labels, check_pair, checked, needs_check  # noqa: F401
-from ..functional import LossFn, NonFiniteLossError, Params, check_finite, deferring_finite_checks
+from ..functional import LossFn, NonFiniteLossError, Params, check_finite, deferring_finite_checks  # noqa: F401
+from .contract import (  # noqa: F401 - callable_loss, check_one_task, check_finite_inputs: imported from here too
+    CONTRACT_METHODS, callable_loss, check_finite_inputs, check_loss_fn, check_one_task, check_query_classes,
+    check_support_classes, with_input_contract,
+)
 
 Metrics = Dict[str, Tensor]
 
@@ -140,53 +141,6 @@ class CourseHooks:
                 "rule": lambda z: F.linear(z, w, b)}
 
 
-# ============================================================================ the input contract
-_CONTRACT = threading.local()
-
-
-def check_finite_inputs(x: Tensor, what: str) -> None:
-    """Raise :class:`metalib.NonFiniteLossError` (a ``ValueError``) if the ``what`` inputs hold NaN or inf —
-    before any update, so bad data never reaches the weights and is never blamed on a learning rate.
-    Inside :func:`metalib.functional.deferred_finite_checks` (GPU training) the check is recorded on the
-    device instead (no host sync), and read with the loss's."""
-    if not x.is_floating_point() or x.device.type == "meta":
-        return
-    if deferring_finite_checks():
-        check_finite(x, f"the {what} inputs")
-        return
-    if not bool(torch.isfinite(x).all()):
-        raise NonFiniteLossError(f"the {what} inputs contain NaN or inf values: bad data, refused before "
-                                 "any update; clean or drop those examples")
-
-
-def _with_input_contract(fn: Callable, kind: str) -> Callable:
-    """``fn`` (a learner's ``meta_gradient``/``train_step``/``predict``) preceded by the input contract;
-    nested calls (``train_step`` calling ``meta_gradient``) check once, at the outermost."""
-    sig = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def checked_call(self, *args: Any, **kwargs: Any):
-        if getattr(_CONTRACT, "active", False):
-            return fn(self, *args, **kwargs)
-        try:
-            bound = sig.bind(self, *args, **kwargs).arguments
-        except TypeError:
-            return fn(self, *args, **kwargs)  # the method's own error for a wrong call
-        if kind == "predict":
-            self.check_episode(bound.get("x_s"), bound.get("y_s"), bound.get("x_q"), bound.get("n_way"))
-        else:
-            loss_fn = bound.get("loss_fn")
-            self.check_batch(bound.get("batch"), callable_loss(loss_fn, self.loss_fn) if loss_fn is not None else None)
-        _CONTRACT.active = True
-        try:
-            return fn(self, *args, **kwargs)
-        finally:
-            _CONTRACT.active = False
-
-    checked_call._input_contract = True  # type: ignore[attr-defined]
-    return checked_call
-
-
 class Learner(LearnerConfig, CourseHooks, nn.Module):
     """Base class of every meta-learning algorithm (see the module docstring): what training and
     evaluation use. What a run's configuration reads is :class:`LearnerConfig`; the course's optional
@@ -296,27 +250,40 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
         checked(y, "head", n, what)  # its own key: check_labels caches n_way under (n, what)
 
     # ------------------------------------------------------------------ the input contract
-    #: whether a training batch needs queries (False: the sequence learners, trained on the support alone)
+    #: whether a training batch needs queries (False: the sequence learners, trained on the support alone).
+    #: Those (MANN, the LSTM baseline) predict every label of a sequence before it is shown — the first
+    #: instance of each class is a guess by design — so a sequence with fewer than their N classes (a
+    #: 3-way episode on a 5-way output) is accepted by design; every other learner refuses a support set
+    #: without all N classes, and queries of a class the support lacks (:meth:`check_batch`).
     needs_query: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every learner's ``meta_gradient``, ``train_step`` and ``predict`` check their input with
-        :meth:`check_batch` / :meth:`check_episode` first — one contract, enforced here, so a new
-        learner gets it by subclassing (nothing to call)."""
+        """Every learner's public entry points check their input first — ``meta_gradient``,
+        ``train_step``, ``meta_loss`` and ``task_losses`` with :meth:`check_batch`, ``predict`` with
+        :meth:`check_episode`, ``adapt`` with :meth:`check_support` — one contract, enforced here, so a
+        new learner gets it by subclassing (nothing to call)."""
         super().__init_subclass__(**kwargs)
-        for name in ("meta_gradient", "train_step", "predict"):
+        for name, kind in CONTRACT_METHODS.items():
             fn = cls.__dict__.get(name)
             if callable(fn) and not getattr(fn, "_input_contract", False):
-                setattr(cls, name, _with_input_contract(fn, name))
+                setattr(cls, name, with_input_contract(fn, kind))
 
     def check_batch(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> None:
         """The input contract of a training batch ``(x_s, y_s, x_q, y_q)``, one line before any work:
         a task dimension, non-empty support and query (:func:`metalib.batch.as_batch`), inputs in the
         learner's device and float dtype, with cross-entropy int64 labels in ``[0, fixed_way)`` (no
-        ``-100``) (:meth:`check_data`), finite inputs (:func:`check_finite_inputs`)."""
+        ``-100``) (:meth:`check_data`); with a fixed N (a linear head, MANN, SNAIL) every task's support
+        holds all N classes — a 3-way batch on a 5-way head is refused, not trained with two dead outputs;
+        every query's class has support examples in its task (:func:`check_support_classes`,
+        :func:`check_query_classes`); finite inputs (:func:`check_finite_inputs`)."""
         x_s, y_s, x_q, y_q = as_batch(batch, empty_query=not self.needs_query)
         self.check_data(x_s, y_s, "support", loss_fn)
         self.check_data(x_q, y_q, "query", loss_fn)
+        if (loss_fn or self.loss_fn) is F.cross_entropy and self.needs_query:  # (below: why not the sequence learners)
+            if self.fixed_way is None:  # any N: the support's classes are 0..N-1, every one present
+                check_labels(y_s, None, "support")
+            check_support_classes(y_s, self.fixed_way, self.fixed_way is not None, self.describe())  # each task
+            check_query_classes(y_s, y_q)
         check_finite_inputs(x_s, "support")
         check_finite_inputs(x_q, "query")
 
@@ -342,10 +309,29 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
                 raise ValueError("the support set is empty (k_shot must be >= 1)")
             if x_q.shape[d - 1] == 0:
                 raise ValueError("the query set is empty: there is nothing to predict")
+            if d == 2 and x_s.shape[0] == 0:
+                raise ValueError(f"the batch has no tasks (x_s {tuple(x_s.shape)}): a batch needs at least one task")
         self.check_data(x_s, y_s, "support")
         self.check_data(x_q, None, "query")
+        n = n_way if n_way is not None else self.fixed_way
+        if self.loss_fn is F.cross_entropy and self.needs_query:  # logits for absent classes would be made up
+            if self.fixed_way is None and not (y_s.is_floating_point() or y_s.dtype == torch.bool):
+                check_labels(y_s, n_way, "support")  # any N: labels 0..N-1 (a range, then the classes present)
+            check_support_classes(y_s, n, self.fixed_way is not None, self.describe())
         check_finite_inputs(x_s, "support")
         check_finite_inputs(x_q, "query")
+
+    def check_support(self, x_s: Tensor, y_s: Tensor, loss_fn: Optional[LossFn] = None) -> None:
+        """The input contract of ``adapt`` (one task's support set ``x_s [n_support, ...]``, ``y_s
+        [n_support, ...]``): tensors, one non-empty task (:func:`check_one_task`), :meth:`check_data`,
+        finite inputs. A support without some class of the head is allowed here: ``adapt`` fine-tunes
+        on whatever it is given (``predict`` and training refuse it)."""
+        for name, t in (("x_s", x_s), ("y_s", y_s)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        check_one_task(x_s, y_s)
+        self.check_data(x_s, y_s, "support", loss_fn)
+        check_finite_inputs(x_s, "support")
 
     @property
     def fixed_way(self) -> Optional[int]:
@@ -435,10 +421,6 @@ class EpisodeClassifier(Learner):
 
 
 # ============================================================================ helpers for learners
-def check_loss_fn(loss_fn: Any) -> LossFn:
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable as loss_fn(prediction, target), got {loss_fn!r}")
-    return loss_fn
 
 
 def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
@@ -447,19 +429,6 @@ def query_metrics(loss: Tensor, predictions: Tensor, y_q: Tensor) -> Metrics:
     if not y_q.is_floating_point() and predictions.dim() == y_q.dim() + 1:
         out["accuracy"] = (predictions.detach().argmax(-1) == y_q).float().mean() * 100
     return out
-
-
-def check_one_task(x_s: Tensor, y_s: Tensor) -> None:
-    """``adapt`` takes one task's support set: refuse an empty one, and a whole batch ``[T, k, ...]``
-    (which would silently be treated as one task)."""
-    check_pair(x_s, y_s, "support")
-    if x_s.shape[0] == 0:
-        raise ValueError("the support set is empty: adapting needs at least one example (k_shot >= 1)")
-    integer = not (y_s.is_floating_point() or y_s.is_complex())
-    if (integer and y_s.dim() >= 2) or (not integer and x_s.dim() == 3 and y_s.dim() == 3):
-        raise ValueError(f"adapt takes one task (x_s [n_support, ...]), but got inputs {tuple(x_s.shape)} and targets "
-                         f"{tuple(y_s.shape)}, a batch of {x_s.shape[0]} tasks: index one task (adapt(x_s[i], y_s[i])) "
-                         "or use task_losses / meta_loss / predict for a batch")
 
 
 def as_task_batch(x_s: Tensor, y_s: Tensor, x_q: Tensor) -> Tuple[Tensor, Tensor, Tensor, bool]:
@@ -521,6 +490,3 @@ def learner_registry() -> Dict[str, Tuple[type, Dict[str, Any]]]:
     return {k: (e.cls, dict(e.fixed)) for k, e in _REGISTRY.items()}
 
 
-def callable_loss(loss_fn: Optional[Callable], default: Callable) -> Callable:
-    """``loss_fn`` checked, or ``default``."""
-    return default if loss_fn is None else check_loss_fn(loss_fn)
