@@ -1,7 +1,6 @@
 """Notebook 12's course layer (metalib/course/generative_lab.py, generative_widgets.py): the calibration protocol on
 untrained learners (MAML: one function, no spread; PLATIPUS: several), seeded and repeatable; the explorer redraws."""
 import pytest
-import torch
 
 from metalib.course import generative_lab as gl
 

@@ -375,7 +375,7 @@ def test_a_manifest_cannot_ask_for_a_huge_learner_through_its_settings(tmp_path,
     controller of a million units (16 TB of weights). The learner is built on the meta device first and counted."""
     manifest = _mann(tmp_path)
     data = json.loads(manifest.read_text())
-    data["mann"]["config"]["options"].update(options)
+    data["mann"]["config"].update(options)   # the typed config (issue 23): the learner's settings are fields
     manifest.write_text(json.dumps(data))
     with pytest.raises(CorruptWeightsError, match="more than any metalib learner") as err:
         metalib.pretrained("mann", directory=tmp_path)
@@ -389,7 +389,7 @@ def test_the_learner_size_cap_is_checked_before_building(tmp_path, monkeypatch):
 
     manifest = _mann(tmp_path)
     data = json.loads(manifest.read_text())
-    data["mann"]["config"]["options"]["controller_size"] = 200
+    data["mann"]["config"]["controller_size"] = 200
     manifest.write_text(json.dumps(data))
     monkeypatch.setattr(pt, "MAX_PARAMETERS", 100_000)
     with pytest.raises(CorruptWeightsError, match="more than any metalib learner"):

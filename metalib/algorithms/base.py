@@ -18,6 +18,7 @@ dimension (:class:`metalib.TaskBatch`).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import torch
