@@ -377,7 +377,20 @@ def test_a_manifest_cannot_ask_for_a_huge_learner_through_its_settings(tmp_path,
     data = json.loads(manifest.read_text())
     data["mann"]["config"].update(options)   # the typed config (issue 23): the learner's settings are fields
     manifest.write_text(json.dumps(data))
-    with pytest.raises(CorruptWeightsError, match="more than any metalib learner") as err:
+    # the weight cap (a huge controller) or the memory cap (a wide memory: MANN's MAX_MEMORY) refuses it
+    with pytest.raises(CorruptWeightsError, match="more than any metalib learner|more than metalib's cap") as err:
+        metalib.pretrained("mann", directory=tmp_path)
+    _one_line(err)
+
+
+def test_a_manifest_cannot_ask_for_a_huge_mann_memory(tmp_path):
+    """MANN's memory (slots x width) is allocated per sequence when it predicts, so the weight cap does not see
+    it: a manifest asking for 10^9 slots is refused in one line when the learner is built, before any call."""
+    manifest = _mann(tmp_path)
+    data = json.loads(manifest.read_text())
+    data["mann"]["config"]["memory_slots"] = 10**9
+    manifest.write_text(json.dumps(data))
+    with pytest.raises((CorruptWeightsError, ValueError), match="memory_slots x memory_size") as err:
         metalib.pretrained("mann", directory=tmp_path)
     _one_line(err)
 

@@ -221,6 +221,11 @@ class State(NamedTuple):
 TRACE_KEYS = ("read_weights", "write_weights", "usage", "gate", "zeroed")
 
 
+MAX_MEMORY = 2 ** 22
+"""The most memory entries (slots x width) a MANN may ask for: 4,194,304 floats (16 MiB) per sequence,
+800 times the paper's; the memory is allocated for every sequence of every call, where no weight cap sees it."""
+
+
 @dataclass(kw_only=True)
 class MANNConfig(FewShotConfig):
     """A MANN run: the controller and the memory (slots, their size, read heads) and its LRU usage."""
@@ -299,6 +304,9 @@ class MANN(Learner):
         if read_heads > memory_slots:
             raise ValueError(f"read_heads={read_heads} > memory_slots={memory_slots}: every head needs its own "
                              "least-used slot to write to")
+        if memory_slots * memory_size > MAX_MEMORY:  # allocated per sequence at every call, not counted in weights
+            raise ValueError(f"memory_slots x memory_size = {memory_slots * memory_size:,} entries per sequence: more "
+                             f"than metalib's cap of {MAX_MEMORY:,} (the paper's memory: 128 x 40 = 5,120)")
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 <= gamma <= 1:
             raise ValueError(f"gamma (the usage decay) must be a number in [0, 1], got {gamma!r}")
         if max_grad_norm is not None and (isinstance(max_grad_norm, bool) or not isinstance(max_grad_norm, (int, float))
