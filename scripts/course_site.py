@@ -40,6 +40,8 @@ FAMILIES = [
     ("Few-shot image data", ["04", "07"]),
     ("Metric-based meta-learning", ["05", "09"]),
     ("Model-based meta-learning", ["11"]),
+    ("Generative meta-learning", ["12"]),
+    ("Meta-reinforcement learning", ["13"]),
     ("Comparing everything", ["08"]),
 ]
 # the Markdown pages besides the notebooks: (repository path, title in the table of contents)
