@@ -72,6 +72,16 @@ def assert_same_state(a: FewShotTrainer, b: FewShotTrainer):
     assert a.best == b.best
 
 
+@pytest.fixture(autouse=True)
+def sigint_raises():
+    """Ctrl-C raises ``KeyboardInterrupt`` during these tests however pytest was started: a shell starts a
+    background job (``pytest &``, ``nohup``) with SIGINT ignored, and a run whose SIGINT is ignored rightly
+    ignores it outside the held section too — which is not what these tests are about."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def interrupt_at(t: FewShotTrainer, call: int, where: str, signalled: bool = True):
     """Interrupt on the ``call``-th call of the sampler (after it drew its episode) or of the
     optimiser's step (after it updated the weights): a mid-iteration interrupt. ``signalled``: a real
