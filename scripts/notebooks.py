@@ -82,7 +82,7 @@ GENERIC_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE4
 # (fit_live, lab.train, train_live), adapts one by gradient steps (adaptation_path, mse_per_step, inner_loop,
 # .adapt) or evaluates one (evaluate, evaluate_metasgd, agreement, instance_curves)
 LIVE_CALLS = re.compile(r"\b(fit_live|train_live|adaptation_path|mse_per_step|inner_loop|evaluate|evaluate_metasgd|"
-                        r"agreement|instance_curves|calibration)\(|\blab\.train\(|\.adapt\(")
+                        r"agreement|instance_curves|calibration|inner_step)\(|\blab\.train\(|\.adapt\(")
 
 
 def computes_live(source: Path) -> bool:
