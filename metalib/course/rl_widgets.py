@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 import torch
 
 from . import rl_lab
-from .widgets import FigureApp
+from .widgets import FigureApp, check_range
 
 _STYLE, _LAYOUT = {"description_width": "90px"}, dict(width="310px")
 
@@ -35,16 +35,6 @@ def _slider(kind: str, description: str, value, lo, hi, step, fmt: str = ".2f") 
                          style=_STYLE, layout=W.Layout(**_LAYOUT), continuous_update=True)
 
 __all__ = ["GoalExplorer", "BanditTrialExplorer"]
-
-
-def _number(name: str, v: Any, lo: float, hi: float, integer: bool):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {v!r}")
-    if integer and not float(v).is_integer():
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if not lo - 1e-9 <= float(v) <= hi + 1e-9:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
-    return int(v) if integer else float(v)
 
 
 class GoalExplorer(FigureApp):
@@ -99,7 +89,7 @@ class GoalExplorer(FigureApp):
                     raise ValueError(f"policy must be one of {sorted(self.policies)}, got {v!r}")
                 continue
             lo, hi = self.RANGES[name]
-            out[name] = _number(name, v, lo, hi, name == "steps")
+            out[name] = check_range(name, v, lo, hi, name == "steps")
         return out
 
     def _redraw(self) -> None:
@@ -156,7 +146,7 @@ class BanditTrialExplorer(FigureApp):
         out = dict(values)
         for name, v in values.items():
             hi = self.bandits - 1 if name == "bandit" else self.n
-            out[name] = _number(name, v, 0 if name == "bandit" else 1, hi, True)
+            out[name] = check_range(name, v, 0 if name == "bandit" else 1, hi, True)
         return out
 
     def play(self):

@@ -27,7 +27,7 @@ from ..algorithms import Learner
 from . import plots
 from . import sinusoid_lab as lab
 from . import update_lab as ul
-from .widgets import FigureApp
+from .widgets import FigureApp, check_range
 
 __all__ = ["MetaSGDExplorer", "GateExplorer"]
 
@@ -42,16 +42,6 @@ def _int_slider(description: str, value: int, lo: int, hi: int) -> W.IntSlider:
 def _float_slider(description: str, value: float, lo: float, hi: float, step: float, fmt: str) -> W.FloatSlider:
     return W.FloatSlider(value=value, min=lo, max=hi, step=step, description=description, readout_format=fmt,
                          style=_STYLE, layout=W.Layout(width="300px"), continuous_update=True)
-
-
-def _check_range(name: str, v: Any, lo: float, hi: float, integer: bool):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {v!r}")
-    if integer and not float(v).is_integer():
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if not lo - 1e-9 <= float(v) <= hi + 1e-9:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
-    return int(v) if integer else float(v)
 
 
 # =============================================================================================
@@ -138,7 +128,7 @@ class MetaSGDExplorer(FigureApp):
         out = dict(values)
         for name, v in values.items():
             lo, hi = self.RANGES[name]
-            out[name] = _check_range(name, v, lo, hi, isinstance(lo, int))
+            out[name] = check_range(name, v, lo, hi, isinstance(lo, int))
         return out
 
     def support(self):
@@ -246,9 +236,9 @@ class GateExplorer(FigureApp):
     def _validate(self, values: Dict[str, Any]) -> Dict[str, Any]:
         out = dict(values)
         if "episode" in values:
-            out["episode"] = _check_range("episode", values["episode"], 0, self.episodes - 1, True)
+            out["episode"] = check_range("episode", values["episode"], 0, self.episodes - 1, True)
         if "step" in values:
-            out["step"] = _check_range("step", values["step"], 1, self.steps, True)
+            out["step"] = check_range("step", values["step"], 1, self.steps, True)
         if "layer" in values and values["layer"] not in self.layers:
             raise ValueError(f"layer must be one of {self.layers}, got {values['layer']!r}")
         return out

@@ -153,6 +153,18 @@ class FigureApp:
         return self.ui._repr_mimebundle_(**kwargs)
 
 
+def check_range(name: str, v: Any, lo: float, hi: float, integer: bool):
+    """A widget value set from code (``app.set(...)``), checked: a number (an integer if ``integer``) in
+    ``[lo, hi]``, returned as ``int``/``float``; otherwise one ``TypeError``/``ValueError`` line naming it."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    if integer and not float(v).is_integer():
+        raise TypeError(f"{name} must be an integer, got {v!r}")
+    if not lo - 1e-9 <= float(v) <= hi + 1e-9:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+    return int(v) if integer else float(v)
+
+
 def _slider(kind: str, description: str, value, min, max, step, fmt: Optional[str] = None) -> W.ValueWidget:
     style = {"description_width": "90px"}
     layout = W.Layout(width="310px")
