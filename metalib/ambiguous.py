@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .batch import TaskBatch
+from .tasks import check_count, uniform_draw  # the sinusoid family's checks and seeded draws
 
 
 class SineLineParams(NamedTuple):
@@ -54,9 +55,9 @@ class SineLine:
 
     def sample_params(self, n_tasks: int, generator: Optional[torch.Generator] = None) -> SineLineParams:
         """Draw ``n_tasks`` tasks (their kind and both kinds' parameters)."""
-        _check_count("n_tasks", n_tasks, minimum=1)
-        is_sine = _uniform(n_tasks, 0.0, 1.0, generator) < self.p_sine
-        draws = [_uniform(n_tasks, *r, generator).float() for r in (self.amplitude, self.phase, self.slope,
+        check_count("n_tasks", n_tasks, minimum=1)
+        is_sine = uniform_draw(n_tasks, 0.0, 1.0, generator) < self.p_sine
+        draws = [uniform_draw(n_tasks, *r, generator).float() for r in (self.amplitude, self.phase, self.slope,
                                                                     self.intercept)]
         return SineLineParams(is_sine, *draws)
 
@@ -64,10 +65,10 @@ class SineLine:
                    generator: Optional[torch.Generator] = None, device=None,
                    dtype: torch.dtype = torch.float32) -> TaskBatch:
         """Noisy support and query points: ``x_s, y_s [T, k_support, 1]``, ``x_q, y_q [T, k_query, 1]``."""
-        _check_count("k_support", k_support, minimum=1)
-        _check_count("k_query", k_query, minimum=1)
+        check_count("k_support", k_support, minimum=1)
+        check_count("k_query", k_query, minimum=1)
         n = params.is_sine.shape[0]
-        x = _uniform((n, k_support + k_query, 1), *self.x_range, generator)
+        x = uniform_draw((n, k_support + k_query, 1), *self.x_range, generator)
         y = self.function(x, params) + self.noise_std * torch.randn(x.shape, generator=generator, dtype=torch.float64)
         x, y = x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
         return TaskBatch(x[:, :k_support], y[:, :k_support], x[:, k_support:], y[:, k_support:])
@@ -80,16 +81,3 @@ class SineLine:
     def __repr__(self) -> str:
         return (f"SineLine(amplitude={self.amplitude}, phase={self.phase}, slope={self.slope}, "
                 f"intercept={self.intercept}, x_range={self.x_range}, noise_std={self.noise_std}, p_sine={self.p_sine})")
-
-
-def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _uniform(shape, low: float, high: float, generator: Optional[torch.Generator]) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else shape
-    # drawn in float64 on the CPU (as metalib.tasks): a seed gives the same tasks on every device and dtype
-    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)

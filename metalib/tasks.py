@@ -42,14 +42,14 @@ class Sinusoid:
 
     def sample_params(self, n_tasks: int, generator: Optional[torch.Generator] = None) -> SinusoidParams:
         """Draw ``n_tasks`` (amplitude, phase) pairs."""
-        _check_count("n_tasks", n_tasks, minimum=1)
-        a = _uniform(n_tasks, *self.amplitude, generator)
-        p = _uniform(n_tasks, *self.phase, generator)
+        check_count("n_tasks", n_tasks, minimum=1)
+        a = uniform_draw(n_tasks, *self.amplitude, generator)
+        p = uniform_draw(n_tasks, *self.phase, generator)
         return SinusoidParams(a.float(), p.float())
 
     def sample_x(self, n_tasks: int, k: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """``[n_tasks, k, 1]`` inputs drawn uniformly from ``x_range``."""
-        return _uniform((n_tasks, k, 1), *self.x_range, generator)
+        return uniform_draw((n_tasks, k, 1), *self.x_range, generator)
 
     def make_batch(
         self,
@@ -62,8 +62,8 @@ class Sinusoid:
     ) -> TaskBatch:
         """Support and query points for the given tasks: ``x_s, y_s: [T, k_support, 1]``,
         ``x_q, y_q: [T, k_query, 1]``."""
-        _check_count("k_support", k_support, minimum=1)
-        _check_count("k_query", k_query, minimum=1)
+        check_count("k_support", k_support, minimum=1)
+        check_count("k_query", k_query, minimum=1)
         n = params.amplitude.shape[0]
         x = self.sample_x(n, k_support + k_query, generator)
         y = self.function(x, params.amplitude.view(-1, 1, 1), params.phase.view(-1, 1, 1))
@@ -86,14 +86,16 @@ class Sinusoid:
         return f"Sinusoid(amplitude={self.amplitude}, phase={self.phase}, x_range={self.x_range})"
 
 
-def _check_count(name: str, value: int, minimum: int) -> None:
+def check_count(name: str, value: int, minimum: int) -> None:
+    """``value`` an int >= ``minimum`` (a count of tasks or points), else one TypeError/ValueError line."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _uniform(shape, low: float, high: float, generator: Optional[torch.Generator]) -> Tensor:
+def uniform_draw(shape, low: float, high: float, generator: Optional[torch.Generator]) -> Tensor:
+    """Uniform draws in ``[low, high)`` of ``shape``, float64 on the CPU from ``generator`` (task parameters)."""
     shape = (shape,) if isinstance(shape, int) else shape
     # Draw in float64 on the CPU so a seed gives the same tasks on every device and dtype.
     u = torch.rand(shape, generator=generator, dtype=torch.float64)

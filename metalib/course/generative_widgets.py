@@ -19,7 +19,7 @@ from ..algorithms.platipus import band_coverage
 from ..ambiguous import SineLine
 from . import generative_lab as gl
 from . import plots
-from .widgets import FigureApp
+from .widgets import FigureApp, check_range
 
 __all__ = ["AmbiguityExplorer", "support_points"]
 
@@ -80,11 +80,7 @@ class AmbiguityExplorer(FigureApp):
         out = dict(values)
         for name, v in values.items():
             lo, hi = self.RANGES[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
-            if isinstance(lo, int) and float(v) != int(v):
-                raise TypeError(f"{name} must be an integer, got {v!r}")
-            out[name] = int(v) if isinstance(lo, int) else float(v)
+            out[name] = check_range(name, v, lo, hi, isinstance(lo, int))
         return out
 
     def curves(self) -> Dict[str, Tensor]:
