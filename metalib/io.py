@@ -250,3 +250,19 @@ def sha256_file(path: PathLike) -> str:
 def md5_file(path: PathLike) -> str:
     """Hex md5 of a file (only to compare with published checksums, not for security)."""
     return _hash_file(path, "md5")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Optional[PathLike]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, so that two processes
+    shipping weights do not interleave their manifest updates; ``None``: no lock. Without ``fcntl``
+    (not POSIX) the block runs unlocked."""
+    if path is None or fcntl is None:
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -13,7 +13,6 @@ Run ``python -m metalib.course.generative_lab ship --kinds platipus maml`` to re
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from typing import Dict, Optional, Sequence, Tuple
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import algorithms
+from ..io import exclusive_lock
 from ..algorithms import Learner
 from ..algorithms.platipus import band_coverage, mixture_log_likelihood
 from ..batch import TaskBatch
@@ -142,21 +142,6 @@ def load(kind: str) -> Learner:
     return pretrained(WEIGHTS[kind])
 
 
-@contextlib.contextmanager
-def _exclusive(lock: Optional[str]):
-    if lock is None:
-        yield
-        return
-    import fcntl
-
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def ship(kind: str, iterations: int = AMBIGUOUS["iterations"], seed: int = 0, directory=None,
          lock: Optional[str] = None) -> Dict:
     """Train ``kind`` (:func:`train`), measure :func:`calibration` and save it as ``sineline-<kind>`` with its
@@ -192,7 +177,7 @@ def ship(kind: str, iterations: int = AMBIGUOUS["iterations"], seed: int = 0, di
                     "measured_by": f"python -m metalib.course.generative_lab calibrate --kinds {kind}"},
     }
     kw = {} if directory is None else {"directory": directory}
-    with _exclusive(lock):
+    with exclusive_lock(lock):
         return save_pretrained(WEIGHTS[kind], learner, info=info, overwrite=True, **kw)
 
 

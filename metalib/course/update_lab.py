@@ -15,7 +15,6 @@ Run ``python -m metalib.course.update_lab ship-sinusoid`` to retrain and ship th
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import algorithms
+from ..io import exclusive_lock
 from ..algorithms import Learner
 from ..algorithms.lstm_meta import Unroll
 from ..functional import NonFiniteLossError
@@ -132,24 +132,9 @@ def ship_sinusoid_metasgd(iterations: int = METASGD["iterations"], seed: int = 0
     }
     kw = {} if directory is None else {"directory": directory}
     # snapshots: the network's weights θ during training (as the other sinusoid learners ship them)
-    with _exclusive(lock):
+    with exclusive_lock(lock):
         # re-shipping sinusoid-metasgd is what this function is for: replacing the name is meant
         return save_pretrained(WEIGHTS["metasgd"], learner, info=info, snapshots=hist.snapshots, overwrite=True, **kw)
-
-
-@contextlib.contextmanager
-def _exclusive(path: Optional[str]):
-    if path is None:
-        yield
-        return
-    import fcntl
-
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def load_sinusoid_learners() -> Dict[str, Learner]:
