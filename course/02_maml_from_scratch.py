@@ -230,9 +230,11 @@ for ax, k in zip(axes, (5, 10)):
     plots.plot_mse_vs_steps(ax, curves, k)
 axes[0].legend()
 plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
 print(curves.table(steps=(1, 10)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 for k in (5, 10):
     for kind in ("maml", "fomaml"):
         print(f"K = {k:>2}, {lab.LABELS[kind]:<17} query MSE after 1 / 2 / 3 / 10 steps:  mean "
@@ -242,7 +244,7 @@ m = curves.per_task["maml"][10]                                   # [600 tasks, 
 print(f"MAML, K = 10: from step 2 to step 3 the error rises on {float((m[:, 3] > m[:, 2]).double().mean()):.0%} "
       f"of the 600 tasks, by up to {float((m[:, 3] - m[:, 2]).max()):.1f}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # wall-clock times depend on the machine and its load.
 from metalib.device import time_it

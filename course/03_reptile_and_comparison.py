@@ -199,7 +199,7 @@ plt.show()
 # %%
 print(comp.table(steps=(1, 10), median=True))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each cell is the **mean** and the **median** query MSE over the 600 tasks. The median is there because a mean
 # over tasks can be dominated by one task: with a fixed step of 0.01, ten steps of SGD on five points *diverge*
 # on one of the 600 tasks for MAML and for Reptile (`[1]`: five points near the edges of a tall sine). That task
