@@ -17,12 +17,12 @@
 #
 # *Notebook 2 of the metalib suite · about 20 minutes to read · needs: 01*
 #
-# > **Runs in** about 20 s on a laptop CPU (default mode; measured 20 s of CPU time on one AMD EPYC core, kernel start included) · **needs** the shipped
+# > **Runs in** about 15 s on a laptop CPU (default mode; measured 13 s of CPU time on one AMD EPYC core, kernel start included) · **needs** the shipped
 # > `sinusoid-maml`, `sinusoid-fomaml` and `sinusoid-pretrain` weights (part of metalib) · **FULL mode**
 # > retrains them here (70,000 meta-iterations each, about 5 minutes of CPU each).
 #
 # **After this notebook you can**
-# - write MAML's inner step and its *second-order* meta-gradient in a dozen lines of `torch.func`, and check them against `metalib.MAML`;
+# - write MAML's inner step in `torch.func` (the exercise) and its *second-order* meta-gradient in a dozen more lines, and check them against `metalib.MAML`;
 # - explain where the Hessian enters the meta-gradient and what first-order MAML (FOMAML) drops;
 # - read a meta-training run: the loss, the adapted curve after 0…10 steps, and how the learned initialisation evolved.
 
@@ -67,21 +67,61 @@ print("mode:", "FULL: paper-length training in this notebook" if FULL else "defa
 # (FOMAML) replaces the bracket by $I$ — it treats the inner gradient as a constant.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 2 · From scratch with `torch.func`
+# ## 2 · Exercise: the inner step in `torch.func`
 #
-# `torch.func` makes this almost literal: `functional_call(model, params, (x,))` runs the network with any
-# dict of weights, `grad(f)` returns the gradient *as a differentiable function*, and `vmap` maps over tasks.
+# `torch.func` makes MAML almost literal: `functional_call(model, params, (x,))` runs the network with any
+# dict of weights `{name: tensor}`, `grad(f)` returns the gradient of a scalar function `f` *as a differentiable
+# function*, and `vmap` maps a function over the tasks of a batch. The first piece is the inner step (eq. 1).
+#
+# Write `inner_step(model, params, x, y, lr)`: one SGD step on the MSE of `model` run with `params`, returning
+# the new dict — **differentiable** with respect to `params`, second-order path included. The check compares
+# it with `metalib.functional.inner_loop`, values *and* gradients, and names the mistake (a wrong sign, a
+# missing learning rate, a summed loss, a detached gradient…).
 
 # %%
+def inner_step(model, params, x, y, lr):
+    # YOUR CODE HERE: return {name: new tensor}, phi = theta - lr * grad of the MSE
+    raise NotImplementedError
+
+
+check_inner_step(inner_step)
+
+# %% [markdown] tags=["solution"] slideshow={"slide_type": "fragment"}
+# <details><summary><b>Solution</b> (click to open — try first!)</summary>
+#
+# ```python
+# def inner_step(model, params, x, y, lr):
+#     def support_loss(p):
+#         return F.mse_loss(functional_call(model, p, (x,)), y)
+#     g = grad(support_loss)(params)
+#     return {name: p - lr * g[name] for name, p in params.items()}
+# ```
+# `torch.func.grad` returns the gradient *as a differentiable function of `params`*, so the result keeps the
+# second-order path. With `torch.autograd.grad` you would need `create_graph=True`.
+# (`solution("inner_step")` prints it too.)
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3 · The meta-gradient from scratch
+#
+# The outer step differentiates the query loss *through* the inner step. Below, `adapt` takes the inner step
+# with `metalib.functional.inner_loop`, the function your exercise is checked against. Once your check passes,
+# let `adapt` return `inner_step(model, params, x_s, y_s, lr)` and rerun: the agreement with metalib below
+# still holds (for an answer written with `torch.func.grad`: `torch.autograd.grad` does not work inside `torch.func`'s
+# `grad` and `vmap`).
+# The rest is MAML's objective (eq. 2) and its gradient: a `grad` of a function that calls `grad`.
+
+# %%
+torch.manual_seed(0)                                          # the check above draws random numbers too
 model = metalib.models.sinusoid_mlp()                        # 1-40-40-1 ReLU, as in the paper
 theta = {name: p.detach() for name, p in model.named_parameters()}
 
 def loss(params, x, y):
     return F.mse_loss(functional_call(model, params, (x,)), y)
 
-def adapt(params, x_s, y_s, lr=0.01):                         # the inner step (eq. 1)
-    g = grad(loss)(params, x_s, y_s)
-    return {name: p - lr * g[name] for name, p in params.items()}
+def adapt(params, x_s, y_s, lr=0.01):                         # the inner step (eq. 1): metalib's, or yours
+    phi, _ = metalib.functional.inner_loop(model, params, {}, x_s, y_s, F.mse_loss, lr, steps=1)
+    return phi
 
 def maml_objective(params, batch):                            # mean query loss after adaptation (eq. 2)
     def one_task(x_s, y_s, x_q, y_q):
@@ -120,38 +160,7 @@ print(f"cosine(MAML, FOMAML meta-gradient) = {cos:.3f}; relative difference = {(
 # %% [markdown]
 # With one inner step of $\alpha = 0.01$ the Hessian term is a correction of order $\alpha$: the directions
 # nearly agree at a random initialisation. It matters more with larger $\alpha$, more inner steps, and
-# later in training — section 5 compares the trained models.
-
-# %% [markdown] slideshow={"slide_type": "slide"}
-# ## 3 · Exercise: the inner step
-#
-# Write `inner_step(model, params, x, y, lr)`: one SGD step on the MSE of `model` run with `params`, returning
-# the new dict — **differentiable** with respect to `params`, second-order path included. The check compares
-# it with `metalib.functional.inner_loop`, values *and* gradients, and names the mistake (a wrong sign, a
-# missing learning rate, a summed loss, a detached gradient…).
-
-# %%
-def inner_step(model, params, x, y, lr):
-    # YOUR CODE HERE: return {name: new tensor}, phi = theta - lr * grad of the MSE
-    raise NotImplementedError
-
-
-check_inner_step(inner_step)
-
-# %% [markdown] tags=["solution"] slideshow={"slide_type": "fragment"}
-# <details><summary><b>Solution</b> (click to open — try first!)</summary>
-#
-# ```python
-# def inner_step(model, params, x, y, lr):
-#     def support_loss(p):
-#         return F.mse_loss(functional_call(model, p, (x,)), y)
-#     g = grad(support_loss)(params)
-#     return {name: p - lr * g[name] for name, p in params.items()}
-# ```
-# `torch.func.grad` returns the gradient *as a differentiable function of `params`*, so the result keeps the
-# second-order path. With `torch.autograd.grad` you would need `create_graph=True`.
-# (`solution("inner_step")` prints it too.)
-# </details>
+# later in training — section 6 compares the trained models.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4 · Meta-training
@@ -221,9 +230,11 @@ for ax, k in zip(axes, (5, 10)):
     plots.plot_mse_vs_steps(ax, curves, k)
 axes[0].legend()
 plt.show()
+
+# %% slideshow={"slide_type": "subslide"}
 print(curves.table(steps=(1, 10)))
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 for k in (5, 10):
     for kind in ("maml", "fomaml"):
         print(f"K = {k:>2}, {lab.LABELS[kind]:<17} query MSE after 1 / 2 / 3 / 10 steps:  mean "
@@ -233,7 +244,7 @@ m = curves.per_task["maml"][10]                                   # [600 tasks, 
 print(f"MAML, K = 10: from step 2 to step 3 the error rises on {float((m[:, 3] > m[:, 2]).double().mean()):.0%} "
       f"of the 600 tasks, by up to {float((m[:, 3] - m[:, 2]).max()):.1f}")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 # NBVAL_IGNORE_OUTPUT
 # wall-clock times depend on the machine and its load.
 from metalib.device import time_it

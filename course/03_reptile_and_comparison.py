@@ -17,7 +17,7 @@
 #
 # *Notebook 3 of the metalib suite · about 20 minutes to read · needs: 02*
 #
-# > **Runs in** about 20 s on a laptop CPU (default mode; measured 19 s of CPU time on one AMD EPYC core, kernel start included) · **needs** the four shipped
+# > **Runs in** about 15 s on a laptop CPU (default mode; measured 13 s of CPU time on one AMD EPYC core, kernel start included) · **needs** the four shipped
 # > sinusoid weights (`sinusoid-maml`, `-fomaml`, `-reptile`, `-pretrain`; part of metalib) · **FULL
 # > mode** retrains all four here (70,000 meta-iterations each, about 20 minutes of CPU in all).
 #
@@ -67,47 +67,6 @@ print("mode:", "FULL: paper-length training in this notebook" if FULL else "defa
 # mini-batches $A, B$ of the same task: it moves $\theta$ where gradient steps on one part of a task also help on
 # another part — where adaptation *generalises*. MAML's and FOMAML's gradients have the same two terms, with
 # different weights.
-#
-# **From scratch:**
-
-# %%
-model = metalib.models.sinusoid_mlp()
-theta = {name: p.detach() for name, p in model.named_parameters()}
-
-def loss(params, x, y):
-    return F.mse_loss(functional_call(model, params, (x,)), y)
-
-def reptile_step(theta, batch, inner_lr=0.01, inner_steps=5, eps=1.0):
-    phis = []
-    for x_s, y_s, _, _ in zip(*batch):                 # every task: k SGD steps on its support set
-        phi = dict(theta)
-        for _ in range(inner_steps):
-            g = grad(loss)(phi, x_s, y_s)
-            phi = {name: p - inner_lr * g[name] for name, p in phi.items()}
-        phis.append(phi)
-    return {name: t + eps * torch.stack([phi[name] - t for phi in phis]).mean(0) for name, t in theta.items()}
-
-batch = metalib.tasks.Sinusoid().sample(25, 10, 10, generator=torch.Generator().manual_seed(0))
-new_theta = reptile_step(theta, batch)
-
-# %% [markdown]
-# **With metalib** — `Reptile(model, inner_lr, inner_steps, outer_lr).meta_step(batch, loss_fn)` updates the model in place (vmapped over tasks):
-
-# %%
-reptile = metalib.Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=5, outer_lr=1.0)
-reptile.meta_step(batch, F.mse_loss)
-agree = all(torch.allclose(new_theta[name], p, atol=1e-6) for name, p in reptile.model.named_parameters())
-print(f"our Reptile step and metalib's agree: {agree}")
-
-# %% [markdown]
-# And the claim that one inner step is joint training — one SGD step of size $\epsilon\alpha$ on the mean support loss:
-
-# %%
-one_step = reptile_step(theta, batch, inner_steps=1, eps=1.0)
-joint = grad(lambda p: torch.stack([loss(p, x_s, y_s) for x_s, y_s in zip(batch.x_s, batch.y_s)]).mean())(theta)
-sgd = {name: t - 0.01 * joint[name] for name, t in theta.items()}
-print("Reptile with k = 1 equals a joint-training SGD step:", all(torch.allclose(one_step[n], sgd[n], atol=1e-6) for n in theta))
-
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2 · Exercise: the Reptile update
@@ -136,7 +95,55 @@ check_reptile_update(reptile_update)
 # </details>
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 3 · Training Reptile
+# ## 3 · A Reptile step from scratch
+#
+# The whole step: $k$ SGD steps on each task's support set from $\theta$ (notebook 02's inner step, repeated),
+# then the update of your exercise, written here the way metalib applies it. $\theta - \bar\phi$, with
+# $\bar\phi$ the mean of the $\phi_i$, is the *Reptile gradient*, and the update is one SGD step of size
+# $\epsilon$ on it (metalib puts it in each parameter's `.grad`, so that training can hand it to `torch.optim.SGD`).
+
+# %%
+model = metalib.models.sinusoid_mlp()
+theta = {name: p.detach() for name, p in model.named_parameters()}
+
+def loss(params, x, y):
+    return F.mse_loss(functional_call(model, params, (x,)), y)
+
+def reptile_step(theta, batch, inner_lr=0.01, inner_steps=5, eps=1.0):
+    phis = []
+    for x_s, y_s, _, _ in zip(*batch):                 # every task: k SGD steps on its support set
+        phi = dict(theta)
+        for _ in range(inner_steps):
+            g = grad(loss)(phi, x_s, y_s)
+            phi = {name: p - inner_lr * g[name] for name, p in phi.items()}
+        phis.append(phi)
+    phi_bar = {name: torch.stack([phi[name] for phi in phis]).mean(0) for name in theta}   # the tasks' mean
+    return {name: t - eps * (t - phi_bar[name]) for name, t in theta.items()}   # SGD of size eps on theta - phi_bar
+
+batch = metalib.tasks.Sinusoid().sample(25, 10, 10, generator=torch.Generator().manual_seed(0))
+new_theta = reptile_step(theta, batch)
+
+# %% [markdown]
+# **With metalib** — `Reptile(model, inner_lr, inner_steps, outer_lr).meta_step(batch, loss_fn)` updates the model in place (vmapped over tasks):
+
+# %%
+reptile = metalib.Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=5, outer_lr=1.0)
+reptile.meta_step(batch, F.mse_loss)
+agree = all(torch.allclose(new_theta[name], p, atol=1e-6) for name, p in reptile.model.named_parameters())
+print(f"our Reptile step and metalib's agree: {agree}")
+
+# %% [markdown]
+# And the claim that one inner step is joint training — one SGD step of size $\epsilon\alpha$ on the mean support loss:
+
+# %%
+one_step = reptile_step(theta, batch, inner_steps=1, eps=1.0)
+joint = grad(lambda p: torch.stack([loss(p, x_s, y_s) for x_s, y_s in zip(batch.x_s, batch.y_s)]).mean())(theta)
+sgd = {name: t - 0.01 * joint[name] for name, t in theta.items()}
+print("Reptile with k = 1 equals a joint-training SGD step:", all(torch.allclose(one_step[n], sgd[n], atol=1e-6) for n in theta))
+
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4 · Training Reptile
 #
 # On the sinusoids we give Reptile MAML's tasks and budget: meta-batch 25 tasks of $K = 10$, 70,000
 # iterations, $k = 5$ inner SGD steps of $\alpha = 0.01$ (the step every method is fine-tuned with at test
@@ -165,7 +172,7 @@ for kind in models:
 models["random"] = lab.random_model(0)       # and, for reference, an untrained network
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 4 · The comparison
+# ## 5 · The comparison
 #
 # Every initialisation is fine-tuned **the same way** — plain SGD, $\alpha = 0.01$, on $K$ support points —
 # on the **same** 600 seeded test tasks (`lab.test_tasks`; for each task the $K = 5$ points are among its
@@ -192,7 +199,7 @@ plt.show()
 # %%
 print(comp.table(steps=(1, 10), median=True))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Each cell is the **mean** and the **median** query MSE over the 600 tasks. The median is there because a mean
 # over tasks can be dominated by one task: with a fixed step of 0.01, ten steps of SGD on five points *diverge*
 # on one of the 600 tasks for MAML and for Reptile (`[1]`: five points near the edges of a tall sine). That task
@@ -272,7 +279,7 @@ with torch.no_grad():
 # how it *changes* under a gradient step — how the weights are arranged around it, which the curve does not show.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 5 · Explore
+# ## 6 · Explore
 #
 # Pick a task (amplitude, phase), $K$, the number of steps and the step size; every initialisation adapts
 # live. The MSE panel is measured against the true function over the whole interval.
