@@ -106,3 +106,16 @@ def test_gittins_rule_plays_and_beats_greedy_on_long_trials():
 def test_bad_arguments_are_one_line(kw):
     with pytest.raises(ValueError):
         bandits.gittins_indices(**kw)
+
+
+def test_rl2_code_draft_numbers_are_as_docs_references_lists_them():
+    """metalib.course.paper_results.RL2_CODE_DRAFT (not the paper's table, which was not found) quotes
+    docs/references.md digit for digit."""
+    from pathlib import Path
+    from metalib.course import paper_results as pr
+    text = Path(__file__).resolve().parent.parent.joinpath("docs", "references.md").read_text()
+    assert not pr.RL2_TABLE_FOUND and "Table 1's numbers were not found" in text
+    for name in ("Gittins", "RNN policy (RL²)"):
+        for k in (5, 10, 50):
+            vals = " / ".join(f"{pr.RL2_CODE_DRAFT[name][(k, n)]:g}" for n in (10, 100, 500))
+            assert f"k = {k}: {vals}" in text, (name, k, vals)

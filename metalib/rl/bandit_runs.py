@@ -15,13 +15,15 @@ seed ``EVAL_SEED``), one trial of ``n`` pulls each; the mean total reward per tr
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Dict, Optional, Tuple
 
 import torch
 
 from . import bandits, envs, rl2
-from .weights import load_policy, save_policy
+from ..io import atomic_open
+from .weights import RL_WEIGHTS_DIR, load_policy, save_policy
 
 EVAL_TRIALS, EVAL_SEED = 5000, 7
 
@@ -82,8 +84,25 @@ def main(argv=None) -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--gittins-gamma", type=float, default=None)
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="no RL²: the baselines' row (with tuned Gittins) to metalib/weights/rl/bandit-baselines-k{k}-n{n}.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if a.baselines_only:
+        t0 = time.process_time()
+        gamma, tuned = tune_gittins(a.arms, a.episodes)
+        row = table_row(None, a.arms, a.episodes, gittins_gamma=gamma)
+        out = {"k": a.arms, "n": a.episodes, "table": row, "gittins_gamma": gamma,
+               "gittins_tuning": {str(g): m for g, m in tuned.items()}, "eval_trials": EVAL_TRIALS,
+               "eval_seed": EVAL_SEED, "cpu_minutes": round((time.process_time() - t0) / 60, 2),
+               "command": f"python -m metalib.rl.bandit_runs --arms {a.arms} --episodes {a.episodes} --baselines-only"}
+        for name, (m, se) in row.items():
+            print(f"  {name:22s} {m:8.3f} ± {se:.3f}")
+        path = RL_WEIGHTS_DIR / f"bandit-baselines-k{a.arms}-n{a.episodes}.json"
+        with atomic_open(path) as f:
+            f.write((json.dumps(out, indent=1) + "\n").encode())
+        print("wrote", path)
+        return
     cfg = rl2.RL2Config(k=a.arms, n=a.episodes, iterations=a.iterations, batch=a.batch, lr=a.lr,
                         entropy_coef=a.entropy, seed=a.seed, value_scale=a.value_scale)
     init = load_policy(a.init)[0] if a.init else None
