@@ -308,14 +308,14 @@ for gamma in (0.9, 0.99):
 
 # %% [markdown]
 # **Longer trials.** For n = 100 the RL² policies were fine-tuned from the n = 10 ones (1,500 iterations × 128
-# trials; `python -m metalib.rl.bandit_runs`); n = 500 was not run (CPU budget). The second line of each setting is
-# a draft table found in RL²'s official code (`gen_figures.py`) — an earlier stage of the work, *not* the paper's
-# Table 1 — printed as a cross-check of our Gittins row.
+# trials; `python -m metalib.rl.bandit_runs`); for n = 500 only the baselines were run, Thompson sampling left out
+# (CPU budget). The second line of each setting is a draft table found in RL²'s official code (`gen_figures.py`) —
+# an earlier stage of the work, *not* the paper's Table 1 — printed as a cross-check of our Gittins row.
 
 # %%
 from metalib.course.paper_results import RL2_CODE_DRAFT  # noqa: E402
 
-for k, n in ((5, 100), (10, 100)):
+for k, n in ((5, 100), (10, 100), (5, 500), (10, 500)):
     table, info = rl_lab.bandit_table(k, n)
     cells = "  ".join(f"{name.split(' ')[0]} {m:.1f}" + (f"±{se:.1f}" if se else "") for name, (m, se) in table.items())
     print(f"k = {k:2d}, n = {n}: {cells}  (Gittins γ {info['gittins_gamma']})")
