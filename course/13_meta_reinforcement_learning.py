@@ -17,9 +17,10 @@
 #
 # *Notebook 13 of the metalib suite · about 30 minutes to read · needs: 02 (MAML), 11 (learning in the activations)*
 #
-# > **Runs in** about 15 s on a laptop CPU (default mode; measured 7 s of CPU time on one AMD EPYC core, kernel start included) · **needs**
+# > **Runs in** about 15 s on a laptop CPU (default mode; measured 10 s of CPU time on one AMD EPYC core, kernel start included) · **needs**
 # > `gymnasium` (requirements.txt) and the shipped policies · **FULL mode** retrains the MAML-RL, pretrained and RL²
-# > policies here (about half an hour on a CPU) · the Meta-World section needs the optional `metaworld`.
+# > policies here (about half an hour on a CPU) · the Meta-World section shows stored results; rerunning it needs the
+# > optional `requirements-rl.txt`.
 #
 # **After this notebook you can**
 # - write a family of RL tasks as `gymnasium` environments: the MAML paper's 2-D navigation (one goal per task) and
@@ -28,7 +29,10 @@
 # - write MAML-RL's inner step — one REINFORCE step with a fitted linear baseline — and check it against `metalib.rl`;
 # - read the MAML paper's 2-D navigation figure (return after 0–3 gradient steps: MAML vs pretrained vs random);
 # - explain RL²: a recurrent policy whose hidden state *is* the fast learner, kept across the episodes of a trial and
-#   reset between trials, compared with ε-greedy, UCB1 and Thompson sampling.
+#   reset between trials, compared with ε-greedy, UCB1, Thompson sampling and Gittins indices (for 10, 100 and 500
+#   pulls);
+# - read a Meta-World ML1 result: success on held-out goals before and after one adaptation step, and how its
+#   protocol differs from the benchmark's.
 
 # %%
 # %matplotlib inline
@@ -267,8 +271,9 @@ explorer.fig
 #
 # Mean total reward per trial over 5,000 fresh bandits (`scripts/train_rl2.py`; RL² samples its policy), for two
 # settings of RL²'s Table 1 (n = 10 pulls; k = 5 and 10 arms). Baselines: ε-greedy with ε = 0.1, UCB1 with c = 1,
-# Thompson sampling with a Beta(1, 1) prior, greedy on the posterior mean (the paper tuned its baselines' settings per
-# row). The paper's own numbers are not printed here: their transcription is not verified yet (`docs/references.md`).
+# Thompson sampling with a Beta(1, 1) prior, greedy on the posterior mean, and **Gittins indices** (below; discount
+# tuned on bandits of its own). The paper's own Table 1 could not be found (`docs/references.md`): no number here is
+# the paper's.
 
 # %%
 rl2_policies = {}
@@ -277,10 +282,45 @@ for k in (5, 10):
     if FULL:
         pol, _ = rl2.train_rl2(rl2.RL2Config(k=k, n=10, iterations=4000), log_every=500)
     rl2_policies[k] = pol
+    table, info = rl_lab.bandit_table(k, 10)
     print(f"k = {k} arms, n = 10 pulls: mean total reward per trial (recorded, ± s.e.)")
-    for name in ("rl2", "random", "greedy", "epsilon_greedy", "ucb1", "thompson", "best arm (oracle)"):
-        m, se = meta["table"][name]
-        print(f"  {name:18s} {m:5.2f}" + (f" ± {se:.2f}" if se else "  (n × E[max p], the ceiling)"))
+    for name, (m, se) in table.items():
+        label = f"gittins (γ {info['gittins_gamma']})" if name == "gittins" else name
+        print(f"  {label:18s} {m:5.2f}" + (f" ± {se:.2f}" if se else "  (n × E[max p], the ceiling)"))
+
+# %% [markdown]
+# **Gittins indices.** Give each arm a number — its *index* — and pull the arm with the largest: for discounted
+# rewards $\sum_t \gamma^t r_t$ over an endless trial, Gittins (1979) proved this Bayes-optimal when the index of an
+# arm with posterior $\mathrm{Beta}(1 + a, 1 + b)$ is the reward $\lambda$ of a *known* arm that makes "retire to it
+# forever" and "pull this arm once more, then decide again" equally good. `metalib.rl.bandits.gittins_indices`
+# computes it by backward induction over the posterior states for a grid of $\lambda$ (the calibration method);
+# `tests/test_gittins.py` checks it against the same equation solved by bisection and against the theorem itself (on
+# two arms, the index policy's value equals the Bayes-optimal value from dynamic programming). An index is above
+# the posterior mean: the excess is what pulling an uncertain arm is worth for what it teaches.
+
+# %%
+from metalib.rl import bandits  # noqa: E402
+
+for gamma in (0.9, 0.99):
+    G = bandits.gittins_indices(gamma, 200)
+    print(f"γ = {gamma}: a fresh arm (mean 0.5) has index {G[0, 0]:.4f}; after 1 success {G[1, 0]:.4f} "
+          f"(mean 0.667), after 1 failure {G[0, 1]:.4f} (mean 0.333)")
+
+# %% [markdown]
+# **Longer trials.** For n = 100 the RL² policies were fine-tuned from the n = 10 ones (1,500 iterations × 128
+# trials; `python -m metalib.rl.bandit_runs`); for n = 500 only the baselines were run, Thompson sampling left out
+# (CPU budget). The second line of each setting is a draft table found in RL²'s official code (`gen_figures.py`) —
+# an earlier stage of the work, *not* the paper's Table 1 — printed as a cross-check of our Gittins row.
+
+# %%
+from metalib.course.paper_results import RL2_CODE_DRAFT  # noqa: E402
+
+for k, n in ((5, 100), (10, 100), (5, 500), (10, 500)):
+    table, info = rl_lab.bandit_table(k, n)
+    cells = "  ".join(f"{name.split(' ')[0]} {m:.1f}" + (f"±{se:.1f}" if se else "") for name, (m, se) in table.items())
+    print(f"k = {k:2d}, n = {n}: {cells}  (Gittins γ {info['gittins_gamma']})")
+    print(f"{'':15s}official code's draft (not Table 1): Gittins {RL2_CODE_DRAFT['Gittins'][(k, n)]:.1f}, "
+          f"RNN {RL2_CODE_DRAFT['RNN policy (RL²)'][(k, n)]:.1f}")
 
 # %% [markdown]
 # **Step through a trial**: the same bandit and the same pre-drawn outcomes for RL² (its most probable arm) and UCB1.
@@ -299,16 +339,32 @@ trial.fig
 # ## 6 · Meta-World (optional)
 #
 # Meta-World (Yu et al. 2019) is the benchmark for robot meta-RL: ML1 `reach-v3` has 50 goal positions for training
-# and 50 held-out test goals; success = the gripper within 5 cm of the goal. It needs MuJoCo: `pip install metaworld
-# packaging`. The experiment is not part of this version of the notebook.
+# and 50 held-out test goals; the goal is hidden from the policy, and an episode succeeds if the hand comes within
+# 5 cm of the goal at any step. Meta-World's own meta-test protocol (`metaworld.evaluation`): per test goal 10
+# adaptation episodes of up to 500 steps, one adaptation step, then 3 evaluation episodes, over 10 rounds.
+#
+# Ours, at a CPU budget (`python -m metalib.rl.metaworld_tasks`: about 2 CPU-minutes here, RESULTS.md): MAML-RL with
+# a linear Gaussian policy on the hand position, 60-step episodes, 4 adaptation episodes and one REINFORCE step, then
+# one episode of the adapted policy's mean action on each of the 50 test goals; "before" is the meta-learned policy's
+# mean action without adapting. The numbers below are stored with the shipped policy (`maml-rl-reach-v3`), so this
+# cell needs no MuJoCo; rerunning needs `pip install -r requirements-rl.txt` (metaworld and MuJoCo's own wheel).
+
+# %%
+mw = rl_lab.metaworld_results()
+for name, r in mw["results"].items():
+    print(f"{name:12s} success on the {r['goals']} test goals: {100 * r['success_before']:.0f}% before, "
+          f"{100 * r['success_after']:.0f}% after one adaptation step "
+          f"(return {r['return_before']:.0f} -> {r['return_after']:.0f})")
+print("trained:", mw["config"]["iterations"], "meta-iterations of", mw["config"]["meta_batch"], "goals ×",
+      mw["config"]["n_traj"], "episodes;", mw["command"])
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # (the line depends on whether the optional metaworld is installed)
 if importlib.util.find_spec("metaworld") is None:
-    print("Meta-World section skipped: metaworld is not installed (pip install metaworld packaging).")
+    print("Meta-World rerun skipped: MuJoCo/metaworld is not installed (pip install -r requirements-rl.txt).")
 else:
-    print("metaworld is installed; this notebook version has no Meta-World experiment yet.")
+    print("metaworld is installed: python -m metalib.rl.metaworld_tasks retrains and re-measures (~3 CPU-minutes).")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
@@ -321,6 +377,11 @@ else:
 #   meta-trained through it. On 2-D navigation it is ahead of a pretrained policy after one and two steps from 20
 #   trajectories (a smaller gap than the paper's), and far ahead of a random initialisation.
 # - **RL²** needs no gradient at test time: a GRU whose state persists within a trial and resets between trials
-#   learns to explore bandits — close to the best hand-designed strategies for short trials.
+#   learns to explore bandits — close to the best hand-designed strategies for short trials; for 100 pulls our
+#   CPU-budget RL² stays below greedy, Thompson sampling and the Gittins index rule (the Bayes-optimal index for
+#   discounted rewards, computed here by calibration and checked against dynamic programming).
+# - **Meta-World** ML1 `reach-v3`: the same MAML-RL on a simulated robot arm, measured on 50 held-out goals before
+#   and after one adaptation step (optional: `requirements-rl.txt`).
 #
-# **Next:** `metalib.rl` has the pieces to try other task families (e.g. goal velocities) or a Meta-World task.
+# **Next:** `metalib.rl` has the pieces to try other task families (e.g. goal velocities) or other Meta-World tasks
+# (`metalib.rl.metaworld_tasks.ML1Tasks("push-v3")`).

@@ -117,3 +117,46 @@ def test_bad_settings_are_one_line_errors():
         maml_rl.train(maml_rl.Config(n_traj=1))
     with pytest.raises(ValueError, match="meta_lr > 0"):
         maml_rl.train(maml_rl.Config(meta_lr=0.0))
+
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_policy(tmp_path, monkeypatch):
+    """train_rl2(checkpoint=...): a run killed after 4 of 6 iterations and restarted ends with exactly the
+    policy and history of a run never interrupted (the checkpoint holds optimiser, schedule, random state)."""
+    cfg = rl2.RL2Config(k=3, n=5, iterations=6, batch=8, hidden=8, value_scale=5.0)
+    straight, h1 = rl2.train_rl2(cfg)
+    ck = str(tmp_path / "run.ckpt")
+    real, calls = rl2.play_trial, []
+
+    def dies_at_the_fifth(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(rl2, "play_trial", dies_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        rl2.train_rl2(cfg, checkpoint=ck, checkpoint_every=2)
+    monkeypatch.setattr(rl2, "play_trial", real)
+    assert torch.load(ck, weights_only=True)["iteration"] == 4
+    resumed, h2 = rl2.train_rl2(cfg, checkpoint=ck, checkpoint_every=2)
+    assert h2 == h1
+    for (k, v), w in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+    with pytest.raises(ValueError, match="another configuration"):
+        rl2.train_rl2(rl2.RL2Config(**{**vars(cfg), "lr": 1e-4}), checkpoint=ck)
+
+
+def test_value_scale_only_rescales_the_value_head_target():
+    """rl2_loss with value_scale c and values V equals the loss with c = 1 and values c V, apart from the
+    value term's scale (1/c^2): the policy-gradient part is unchanged."""
+    g = torch.Generator().manual_seed(0)
+    logp, ent = torch.randn(4, 6, generator=g), torch.rand(4, 6, generator=g)
+    r, v = (torch.rand(4, 6, generator=g) < 0.5).float(), torch.randn(4, 6, generator=g)
+    c = 7.0
+    pg_c = rl2.rl2_loss(logp, v, ent, r, 0.9, value_coef=0.0, entropy_coef=0.0, value_scale=c)
+    pg_1 = rl2.rl2_loss(logp, c * v, ent, r, 0.9, value_coef=0.0, entropy_coef=0.0)
+    assert torch.allclose(pg_c, pg_1)
+    val_c = rl2.rl2_loss(logp, v, ent, r, 0.9, value_coef=1.0, entropy_coef=0.0, value_scale=c) - pg_c
+    val_1 = rl2.rl2_loss(logp, c * v, ent, r, 0.9, value_coef=1.0, entropy_coef=0.0) - pg_1
+    assert torch.allclose(val_c * c * c, val_1, rtol=1e-5)

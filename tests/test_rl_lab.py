@@ -89,3 +89,26 @@ def test_policy_files_load_safely_and_fail_in_one_line(tmp_path):
     torch.save({"format": weights.FORMAT, "params": {}, "meta": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="not a readable metalib RL policy"):
         weights.load_policy("evil", directory=tmp_path)
+
+
+def test_bandit_tables_join_the_rl2_meta_and_the_baselines_file():
+    """rl_lab.bandit_table: every recorded setting has RL² (n = 10, 100), Gittins with its discount and the
+    ceiling; the best arm bounds every player; Gittins at n = 100 beats random by a wide margin."""
+    for k, n in ((5, 10), (10, 10), (5, 100), (10, 100)):
+        table, info = rl_lab.bandit_table(k, n)
+        assert {"rl2", "gittins", "greedy", "thompson", "random", "best arm (oracle)"} <= set(table), (k, n)
+        assert info["gittins_gamma"] in (0.9, 0.99, 0.999)
+        ceiling = table["best arm (oracle)"][0]
+        assert all(m < ceiling for name, (m, _) in table.items() if name != "best arm (oracle)")
+    table, _ = rl_lab.bandit_table(5, 100)
+    assert table["gittins"][0] > table["random"][0] + 20
+    with pytest.raises(ValueError, match="no recorded bandit table"):
+        rl_lab.bandit_table(7, 3)
+
+
+def test_metaworld_results_are_stored_with_the_policy_and_need_no_mujoco():
+    meta = rl_lab.metaworld_results()
+    r = meta["results"]["maml"]
+    assert r["goals"] == 50 and len(r["per_goal_before"]) == len(r["per_goal_after"]) == 50
+    assert r["success_before"] == pytest.approx(sum(r["per_goal_before"]) / 50)
+    assert r["success_after"] == pytest.approx(sum(r["per_goal_after"]) / 50)

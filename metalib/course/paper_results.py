@@ -138,3 +138,18 @@ INSTANCE_ACCURACY: Dict[str, Dict[int, float]] = {
 
 # Finn et al. 2017, App. C.1, Table 2: sinusoid regression, K = 5, query MSE after 1 / 5 / 10 steps (notebook 03).
 SINUSOID_MSE_K5: Dict[str, Tuple[float, float, float]] = {"maml": (0.67, 0.38, 0.35), "pretrain": (2.41, 2.23, 2.19)}
+
+# RL² (Duan et al. 2016), Table 1 (bandits): its numbers were NOT found (docs/references.md, Meta-RL: "not found");
+# nothing here is the paper's. The official code's protocol for that table, and an earlier draft table from the same
+# code (gen_figures.py, "Gittins Index / RNN Policy"; C-draft, not Table 1), keyed by (k arms, n pulls), notebook 13.
+RL2_TABLE_FOUND = False
+RL2_TABLE_PROTOCOL = ("official code (sandbox/rocky/neural_learner/scripts/bandits, C): 1,000 bandits per setting, "
+                      "p_i ~ U[0, 1]; UCB1's c, epsilon-greedy's epsilon and OTS's samples tuned on those same trials; "
+                      "Gittins: the best of discounts 0.9, 0.99, 0.999, 0.9999")
+RL2_CODE_DRAFT: Dict[str, Dict[Tuple[int, int], float]] = {
+    "Gittins": {(5, 10): 6.6068, (5, 100): 78.744, (5, 500): 401.89, (10, 10): 6.679, (10, 100): 83.632,
+                (10, 500): 439.79, (50, 10): 6.6274, (50, 100): 84.978, (50, 500): 458.71},
+    "RNN policy (RL²)": {(5, 10): 6.616, (5, 100): 74.404, (5, 500): 412.622, (10, 10): 6.70592,
+                         (10, 100): 81.2792, (10, 500): 432.058, (50, 10): 6.5828, (50, 100): 73.386,
+                         (50, 500): 438.602},
+}

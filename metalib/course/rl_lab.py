@@ -123,6 +123,49 @@ def play_rule(rule: Callable, outcomes: Tensor, seed: int = 0) -> Tuple[Tensor, 
 
 UCB1 = bandits.BASELINES["ucb1"]
 
+PLAYERS = ("rl2", "gittins", "greedy", "epsilon_greedy", "thompson", "ucb1", "random", "best arm (oracle)")
+
+
+def bandit_table(k: int, n: int) -> Tuple[Dict[str, Tuple[float, float]], dict]:
+    """The recorded row of the bandit table for ``k`` arms and trials of ``n`` pulls: ``({player: (mean
+    total reward per trial, standard error)}, info)``. RL² and the baselines come from the shipped RL²
+    policy's meta where there is one (``rl2-bandit-k{k}-n{n}``), the rest — Gittins with its tuned discount,
+    or every baseline where no RL² policy was trained — from ``bandit-baselines-k{k}-n{n}.json``; both
+    measured on the same 5,000 bandits (:mod:`metalib.rl.bandit_runs`). ``info``: Gittins' discount and the
+    commands."""
+    import json
+
+    from ..rl.weights import RL_WEIGHTS_DIR
+    row: Dict[str, Tuple[float, float]] = {}
+    info: dict = {"commands": []}
+    try:
+        _, meta = load_policy(f"rl2-bandit-k{k}-n{n}")
+        row.update({name: tuple(v) for name, v in meta["table"].items()})
+        info["commands"].append(meta["command"])
+    except ValueError:
+        pass
+    path = RL_WEIGHTS_DIR / f"bandit-baselines-k{k}-n{n}.json"
+    if path.is_file():
+        base = json.loads(path.read_text())
+        for name, v in base["table"].items():
+            row.setdefault(name, tuple(v))
+        info["commands"].append(base["command"])
+    if not row:
+        raise ValueError(f"no recorded bandit table for k={k}, n={n}")
+    for name in list(row):
+        if name.startswith("gittins"):
+            info["gittins_gamma"] = float(name.split("gamma")[1].strip(" )"))
+            row["gittins"] = row.pop(name)
+    return {p: row[p] for p in PLAYERS if p in row}, info
+
+
+def metaworld_results() -> dict:
+    """The shipped MAML-RL policy for Meta-World ML1 ``reach-v3`` and what it measured on the 50 held-out test
+    goals (:func:`metalib.rl.metaworld_tasks.evaluate_ml1`): its meta (``results``, ``config``, ``command``).
+    Reading it needs no MuJoCo."""
+    _, meta = load_policy("maml-rl-reach-v3")
+    return meta
+
 
 # ------------------------------------------------------------------------------------------ exercise
 def discounted_returns(rewards, gamma):
