@@ -156,3 +156,14 @@ def test_a_negative_fake_weight_is_refused_in_one_line():
     with pytest.raises(ValueError, match="fake_weight") as err:
         MetaGAN(models.Conv4(in_channels=1, n_classes=4, hidden=4, image_size=16), fake_weight=-1.0)
     assert "\n" not in str(err.value)
+
+
+def test_discriminate_gives_the_n_plus_1_way_probabilities_behind_predict():
+    learner, (x_s, y_s, x_q, y_q) = _tiny()
+    torch.manual_seed(3)  # predict draws its fakes from the global generator; discriminate from the one it is given
+    logits = learner.predict(x_s[0], y_s[0], x_q[0], steps=2)
+    fakes, p, p_fake = learner.discriminate(x_s[0], y_s[0], x_q[0], steps=2, generator=torch.Generator().manual_seed(3))
+    assert fakes.shape == (2, 1, 16, 16) and p.shape == (6, 4) and p_fake.shape == (2, 4)
+    torch.testing.assert_close(p.sum(-1), torch.ones(6))
+    real = p[:, :-1] / p[:, :-1].sum(-1, keepdim=True)  # the N-way decision is the real classes' share, renormalised
+    torch.testing.assert_close(real, torch.softmax(logits, -1), rtol=1e-5, atol=1e-6)

@@ -66,9 +66,10 @@ class TaskGenerator(nn.Module):
         self.net = nn.Sequential(nn.Linear(noise + context, hidden), nn.ReLU(),
                                  nn.Linear(hidden, in_channels * image_size * image_size))
 
-    def forward(self, x_support: Tensor, n: int) -> Tensor:
+    def forward(self, x_support: Tensor, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``n`` fakes for the task of ``x_support``; ``generator``: a seeded ``torch.Generator`` for :math:`z`."""
         c = torch.tanh(self.encode(x_support.flatten(1))).mean(0)
-        z = torch.randn(n, self.noise, device=x_support.device, dtype=x_support.dtype)
+        z = torch.randn(n, self.noise, generator=generator, device=x_support.device, dtype=x_support.dtype)
         return torch.sigmoid(self.net(torch.cat([z, c.expand(n, -1)], dim=1))).view(n, *self.shape)
 
 
@@ -206,6 +207,27 @@ class MetaGAN(MAML):
                 steps: Optional[int] = None) -> Tensor:
         """The first N logits (the real classes) of the adapted discriminator-classifier."""
         return super().predict(x_s, y_s, x_q, n_way, steps)[..., :-1]
+
+    @torch.no_grad()
+    def discriminate(self, x_s: Tensor, y_s: Tensor, x: Tensor, steps: Optional[int] = None,
+                     generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""One task's view of the discriminator-classifier: ``n_fake`` fakes from :math:`G` for the support set
+        ``x_s [k, C, H, W]`` (noise from ``generator``), the inner loop on the support set and those fakes
+        (``steps``, default :attr:`eval_steps`; the ablation: the support set alone), and the :math:`(N+1)`-way
+        probabilities (last: fake) of the adapted :math:`D` for ``x [n, C, H, W]`` and for the fakes.
+        Returns ``(fakes [m, C, H, W], p(x) [n, N+1], p(fakes) [m, N+1])``."""
+        steps = self.eval_steps if steps is None else steps
+        theta, buffers = dict(self.model.named_parameters()), dict(self.model.named_buffers())
+        fakes = self.generator(x_s, self.n_fake, generator=generator)
+        with self._bn_context():
+            if self.use_generator:
+                phi, _ = adapt_with_fakes(self.model, theta, buffers, x_s, y_s, fakes, self.inner_lr, steps, True,
+                                          self.fake_weight)
+            else:
+                phi, _ = adapt_task(self.model, theta, buffers, x_s, y_s, _first_n_ce, self.inner_lr, steps, True)
+            p_x, p_fake = (F.softmax(logits, dim=-1) for logits in real_and_fake_logits(self.model, phi, buffers, x,
+                                                                                        fakes))
+        return fakes, p_x, p_fake
 
     def describe(self) -> str:
         return "MetaGAN (MAML)" if self.use_generator else "MAML on an (N+1)-way head (MetaGAN without generator)"
