@@ -41,3 +41,21 @@ def test_the_explorer_redraws_and_checks_its_values():
         app.update(samples=0)
     with pytest.raises(TypeError, match="unknown value"):
         app.update(steps=3)
+
+
+def test_metagan_view_is_float64_seeded_and_leaves_the_learner_as_it_was():
+    import torch
+    from metalib import models
+    from metalib.algorithms import MetaGAN
+
+    torch.manual_seed(0)
+    gan = MetaGAN(models.Conv4(in_channels=1, n_classes=4, hidden=4, image_size=16), inner_lr=0.1, n_fake=2)
+    g = torch.Generator().manual_seed(0)
+    x_s, x = torch.rand(3, 1, 16, 16, generator=g), torch.rand(6, 1, 16, 16, generator=g)
+    a, b = gl.metagan_view(gan, x_s, torch.arange(3), x, seed=1), gl.metagan_view(gan, x_s, torch.arange(3), x, seed=1)
+    assert a["p_x"].dtype == torch.float64 and a["p_x"].shape == (6, 4) and a["p_fake"].shape == (2, 4)
+    assert all(torch.equal(a[k], b[k]) for k in a)                      # the same seed, the same fakes and decision
+    assert next(gan.parameters()).dtype == torch.float32                 # a float64 copy, not the learner itself
+    with pytest.raises(ValueError, match="MetaGAN learner") as err:
+        gl.metagan_view(gl.make("maml"), x_s, torch.arange(3), x)
+    assert "\n" not in str(err.value)

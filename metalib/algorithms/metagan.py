@@ -6,7 +6,9 @@ classifier becomes an :math:`(N+1)`-way *discriminator-classifier* :math:`D` who
 :math:`p_j(x)` the softmax of :math:`D`'s :math:`N+1` logits (class :math:`N` = fake), the discriminator's loss on
 real labelled samples :math:`(x, y)` and fakes :math:`\tilde x` is (the semi-supervised GAN loss the paper builds on)
 
-.. math:: \mathcal{L}_D = \mathbb{E}_{(x,y)}\big[-\log p_y(x)\big] + \mathbb{E}_{\tilde x}\big[-\log p_N(\tilde x)\big],
+.. math:: \mathcal{L}_D = \mathbb{E}_{(x,y)}\big[-\log p_y(x)\big] + \lambda\,\mathbb{E}_{\tilde x}\big[-\log p_N(\tilde x)\big],
+
+(:math:`\lambda` = ``fake_weight``, 1 as written),
 
 used as MAML's task loss: the inner step adapts :math:`D` on the support set and its fakes,
 :math:`\phi = \theta - \alpha\nabla_\theta \mathcal{L}_D(\theta; D^s, \tilde X^s)`, and the outer loss is
@@ -17,6 +19,11 @@ task's classes sharpen its decision boundaries, the paper's argument). Predictio
 
 The task context :math:`c_\mathcal{T}` is the mean of an encoding of the support images (the paper: an instance
 encoder and mean pooling); the generator is a small MLP here (the paper: a deconvolutional network).
+
+Real and fake images go through :math:`D` in *separate* forward passes: with transductive BatchNorm a batch is
+normalised by its own statistics, and a query batch at test time holds no fakes; one concatenated [real; fake]
+batch in training normalised the real images differently from test time (the first version did this, and its
+with-generator accuracy fell far below the ablation's: RESULTS.md).
 """
 from __future__ import annotations
 
@@ -27,17 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import LossFn, Params, forward
+from ..functional import LossFn, Params, forward, sgd_step
 from .base import register
 from .settings import FewShotConfig, retemplate, setting
 from .maml import MAML, Batching, BNMode, adapt_task
 
 
-def discriminator_loss(logits_real: Tensor, y_real: Tensor, logits_fake: Tensor) -> Tensor:
+def discriminator_loss(logits_real: Tensor, y_real: Tensor, logits_fake: Tensor, fake_weight: float = 1.0) -> Tensor:
     r""":math:`\mathcal{L}_D`: mean :math:`-\log p_y` over the real samples (``logits_real [n, N+1]``, labels in
-    ``[0, N)``) plus mean :math:`-\log p_N` (the fake class, the last) over the fakes (``logits_fake [m, N+1]``)."""
+    ``[0, N)``) plus ``fake_weight`` :math:`\lambda` times the mean :math:`-\log p_N` (the fake class, the last)
+    over the fakes (``logits_fake [m, N+1]``)."""
     fake = torch.full((logits_fake.shape[0],), logits_fake.shape[1] - 1, dtype=torch.long, device=logits_fake.device)
-    return F.cross_entropy(logits_real, y_real) + F.cross_entropy(logits_fake, fake)
+    return F.cross_entropy(logits_real, y_real) + fake_weight * F.cross_entropy(logits_fake, fake)
 
 
 def generator_loss(logits_fake: Tensor) -> Tensor:
@@ -58,32 +66,61 @@ class TaskGenerator(nn.Module):
         self.net = nn.Sequential(nn.Linear(noise + context, hidden), nn.ReLU(),
                                  nn.Linear(hidden, in_channels * image_size * image_size))
 
-    def forward(self, x_support: Tensor, n: int) -> Tensor:
+    def forward(self, x_support: Tensor, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """``n`` fakes for the task of ``x_support``; ``generator``: a seeded ``torch.Generator`` for :math:`z`."""
         c = torch.tanh(self.encode(x_support.flatten(1))).mean(0)
-        z = torch.randn(n, self.noise, device=x_support.device, dtype=x_support.dtype)
+        z = torch.randn(n, self.noise, generator=generator, device=x_support.device, dtype=x_support.dtype)
         return torch.sigmoid(self.net(torch.cat([z, c.expand(n, -1)], dim=1))).view(n, *self.shape)
 
 
+def real_and_fake_logits(model: nn.Module, params: Params, buffers: Params, x_real: Tensor,
+                         x_fake: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(D(x_real) [n, N+1], D(x_fake) [m, N+1])`` in two separate forward passes: with transductive BatchNorm
+    each batch is normalised by its own statistics, so the real images are normalised as at test time (where no
+    fakes are in the query batch) and the fakes cannot shift them (one concatenated batch did: a train/test
+    mismatch)."""
+    return forward(model, params, buffers, x_real), forward(model, params, buffers, x_fake)
+
+
+def adapt_with_fakes(model: nn.Module, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, f_s: Tensor,
+                     lr: float, steps: int, first_order: bool = False,
+                     fake_weight: float = 1.0) -> Tuple[Params, Tensor]:
+    r"""MAML's inner loop on :math:`\mathcal{L}_D` (:func:`discriminator_loss`) of the support set ``x_s [k, ...]``,
+    ``y_s [k]`` and the fakes ``f_s [m, ...]`` (held constant), real and fake in separate forward passes
+    (:func:`real_and_fake_logits`): :math:`\phi \leftarrow \phi - \alpha\nabla_\phi\mathcal{L}_D`, ``steps`` times.
+    Second order unless ``first_order`` (as :func:`metalib.algorithms.maml.adapt_task`).
+    Returns ``(phi, support losses [steps])``."""
+    phi, losses = theta, []
+    create = not first_order and torch.is_grad_enabled()
+    for _ in range(steps):
+        with torch.enable_grad():
+            src = {k: p if create and p.requires_grad else p.detach().requires_grad_() for k, p in phi.items()}
+            real, fake = real_and_fake_logits(model, src, buffers, x_s, f_s)
+            loss = discriminator_loss(real, y_s, fake, fake_weight)
+            grads = torch.autograd.grad(loss, list(src.values()), create_graph=create, allow_unused=True,
+                                        materialize_grads=True)
+        phi = sgd_step(phi, dict(zip(src, grads)), lr)  # first order: phi still moves with theta, g is constant
+        losses.append(loss.detach())
+    return phi, torch.stack(losses) if losses else x_s.new_zeros(0)
+
+
 def metagan_task(model: nn.Module, generator: nn.Module, theta: Params, buffers: Params, task: Sequence[Tensor],
-                 lr: float, steps: int, n_fake: int, first_order: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+                 lr: float, steps: int, n_fake: int, first_order: bool = False,
+                 fake_weight: float = 1.0) -> Tuple[Tensor, Tensor, Tensor]:
     r"""One task ``(x_s, y_s, x_q, y_q)``: fakes for the support and the query sets (detached for :math:`D`),
-    MAML's inner loop on :math:`\mathcal{L}_D` (support + fakes), then :math:`\mathcal{L}_D(\phi)` on the query set
-    and its fakes plus :math:`\mathcal{L}_G` (gradient into :math:`G` only). Returns ``(L_D + L_G, query logits
-    [n_q, N], support losses [steps])``."""
+    MAML's inner loop on :math:`\mathcal{L}_D` (support + fakes, :func:`adapt_with_fakes`), then
+    :math:`\mathcal{L}_D(\phi)` on the query set and its fakes plus :math:`\mathcal{L}_G` (gradient into :math:`G`
+    only); real and fake images always in separate forward passes. Returns ``(L_D + L_G, query logits [n_q, N],
+    support losses [steps])``."""
     x_s, y_s, x_q, y_q = task
     fakes = generator(x_s, 2 * n_fake)
     f_s, f_q = fakes[:n_fake].detach(), fakes[n_fake:]
-    n = f_s.shape[0]
-
-    def loss_d(pred: Tensor, y: Tensor) -> Tensor:  # the support batch is [real; fakes]
-        return discriminator_loss(pred[:-n], y, pred[-n:])
-
-    phi, support_losses = adapt_task(model, theta, buffers, torch.cat([x_s, f_s]), y_s, loss_d, lr, steps, first_order)
-    out = forward(model, phi, buffers, torch.cat([x_q, f_q.detach()]))
-    loss_d_q = discriminator_loss(out[: x_q.shape[0]], y_q, out[x_q.shape[0]:])
+    phi, support_losses = adapt_with_fakes(model, theta, buffers, x_s, y_s, f_s, lr, steps, first_order, fake_weight)
+    out, out_fake = real_and_fake_logits(model, phi, buffers, x_q, f_q.detach())
+    loss_d_q = discriminator_loss(out, y_q, out_fake, fake_weight)
     fixed = {k: v.detach() for k, v in phi.items()}
-    loss_g = generator_loss(forward(model, fixed, buffers, torch.cat([x_q, f_q]))[x_q.shape[0]:])
-    return loss_d_q + loss_g, out[: x_q.shape[0], :-1], support_losses
+    loss_g = generator_loss(forward(model, fixed, buffers, f_q))
+    return loss_d_q + loss_g, out[:, :-1], support_losses
 
 
 @dataclass(kw_only=True)
@@ -98,12 +135,14 @@ class MetaGANConfig(FewShotConfig):
     bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
     n_fake: int = setting(5, "fake samples per set (support and query) of each task", low=1)
     use_generator: bool = setting(True, "train with the generator (false: the ablation, MAML on the (N+1)-way head)")
+    fake_weight: float = setting(1.0, "weight of the fake-class term of the discriminator's loss", low=0)
 
 
 class MetaGAN(MAML):
     r"""MetaGAN on MAML (see the module docstring): MAML's learner whose network has an :math:`(N+1)`-way head and
     whose task loss is :func:`metagan_task`; ``generator`` (:class:`TaskGenerator`) is part of the learner, so the
-    outer optimiser trains it too. ``n_fake``: fake samples per set (support and query) of each task.
+    outer optimiser trains it too. ``n_fake``: fake samples per set (support and query) of each task; ``fake_weight``: :math:`\lambda`, the weight of
+    the fake-class term of :math:`\mathcal{L}_D` (1: the semi-supervised GAN loss as written).
     ``generator=False`` is the ablation "without the generator": plain MAML on the same (N+1)-way network."""
 
     name = "metagan"
@@ -113,7 +152,7 @@ class MetaGAN(MAML):
     paper_settings = retemplate(MAML.paper_settings, MetaGANConfig)
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
-                 n_fake: int = 5, use_generator: bool = True, batching: Batching = "loop",
+                 n_fake: int = 5, use_generator: bool = True, fake_weight: float = 1.0, batching: Batching = "loop",
                  bn_mode: BNMode = "transductive", loss_fn: Optional[LossFn] = None,
                  eval_steps: Optional[int] = None) -> None:
         super().__init__(model, inner_lr=inner_lr, inner_steps=inner_steps, first_order=first_order,
@@ -123,7 +162,9 @@ class MetaGAN(MAML):
             raise ValueError("MetaGAN needs a network with a linear (N+1)-way head (model.head), e.g. Conv4(n_classes=N+1)")
         if isinstance(n_fake, bool) or not isinstance(n_fake, int) or n_fake < 1:
             raise ValueError(f"n_fake must be an int >= 1, got {n_fake!r}")
-        self.n_fake, self.use_generator = n_fake, bool(use_generator)
+        if isinstance(fake_weight, bool) or not isinstance(fake_weight, (int, float)) or not fake_weight >= 0:
+            raise ValueError(f"fake_weight must be a number >= 0, got {fake_weight!r}")
+        self.n_fake, self.use_generator, self.fake_weight = n_fake, bool(use_generator), float(fake_weight)
         self.generator = TaskGenerator(getattr(model, "in_channels", 1), getattr(model, "image_size", 28))
 
     @classmethod
@@ -149,7 +190,7 @@ class MetaGAN(MAML):
             out = forward(self.model, phi, buffers, x_q)[:, :-1]
             return F.cross_entropy(out, y_q), out, losses
         return metagan_task(self.model, self.generator, theta, buffers, task, self.inner_lr, steps, self.n_fake,
-                            first_order)
+                            first_order, self.fake_weight)
 
     def _adapt(self, theta: Params, buffers: Params, x_s: Tensor, y_s: Tensor, loss_fn: LossFn, steps: int,
                first_order: bool):
@@ -158,16 +199,35 @@ class MetaGAN(MAML):
             phi, losses = adapt_task(self.model, theta, buffers, x_s, y_s, _first_n_ce, self.inner_lr, steps, first_order)
             return phi, buffers, losses
         f_s = self.generator(x_s, self.n_fake).detach()
-        n = f_s.shape[0]
-        phi, losses = adapt_task(self.model, theta, buffers, torch.cat([x_s, f_s]), y_s,
-                                 lambda pred, y: discriminator_loss(pred[:-n], y, pred[-n:]), self.inner_lr, steps,
-                                 first_order)
+        phi, losses = adapt_with_fakes(self.model, theta, buffers, x_s, y_s, f_s, self.inner_lr, steps, first_order,
+                                       self.fake_weight)
         return phi, buffers, losses
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:
         """The first N logits (the real classes) of the adapted discriminator-classifier."""
         return super().predict(x_s, y_s, x_q, n_way, steps)[..., :-1]
+
+    @torch.no_grad()
+    def discriminate(self, x_s: Tensor, y_s: Tensor, x: Tensor, steps: Optional[int] = None,
+                     generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        r"""One task's view of the discriminator-classifier: ``n_fake`` fakes from :math:`G` for the support set
+        ``x_s [k, C, H, W]`` (noise from ``generator``), the inner loop on the support set and those fakes
+        (``steps``, default :attr:`eval_steps`; the ablation: the support set alone), and the :math:`(N+1)`-way
+        probabilities (last: fake) of the adapted :math:`D` for ``x [n, C, H, W]`` and for the fakes.
+        Returns ``(fakes [m, C, H, W], p(x) [n, N+1], p(fakes) [m, N+1])``."""
+        steps = self.eval_steps if steps is None else steps
+        theta, buffers = dict(self.model.named_parameters()), dict(self.model.named_buffers())
+        fakes = self.generator(x_s, self.n_fake, generator=generator)
+        with self._bn_context():
+            if self.use_generator:
+                phi, _ = adapt_with_fakes(self.model, theta, buffers, x_s, y_s, fakes, self.inner_lr, steps, True,
+                                          self.fake_weight)
+            else:
+                phi, _ = adapt_task(self.model, theta, buffers, x_s, y_s, _first_n_ce, self.inner_lr, steps, True)
+            p_x, p_fake = (F.softmax(logits, dim=-1) for logits in real_and_fake_logits(self.model, phi, buffers, x,
+                                                                                        fakes))
+        return fakes, p_x, p_fake
 
     def describe(self) -> str:
         return "MetaGAN (MAML)" if self.use_generator else "MAML on an (N+1)-way head (MetaGAN without generator)"

@@ -30,7 +30,7 @@ from ..models import sinusoid_mlp
 from ..ambiguous import SineLine, SineLineParams
 
 __all__ = ["AMBIGUOUS", "KINDS", "WEIGHTS", "EVAL", "make", "train", "test_tasks", "sample_curves", "calibration",
-           "ship", "load", "info"]
+           "ship", "load", "info", "METAGAN_WEIGHTS", "metagan_view"]
 
 NOISE_STD = 0.3
 AMBIGUOUS = dict(iterations=10_000, k_support=5, k_query=10, meta_batch=10, meta_lr=1e-3, inner_lr=0.05,
@@ -179,6 +179,27 @@ def ship(kind: str, iterations: int = AMBIGUOUS["iterations"], seed: int = 0, di
     kw = {} if directory is None else {"directory": directory}
     with exclusive_lock(lock):
         return save_pretrained(WEIGHTS[kind], learner, info=info, overwrite=True, **kw)
+
+
+METAGAN_WEIGHTS: Dict[str, str] = {"with": "metagan-omniglot-5w1s", "without": "metagan-nogen-omniglot-5w1s"}
+"""The shipped MetaGAN-on-MAML pair, Omniglot 5-way 1-shot, trained at an equal CPU budget (RESULTS.md): with the
+generator, and the same learner with the generator off (``use_generator=False``)."""
+
+
+def metagan_view(learner: Learner, x_s: Tensor, y_s: Tensor, x: Tensor, seed: int = 0,
+                 steps: Optional[int] = None) -> Dict[str, Tensor]:
+    """One task through a MetaGAN learner (:meth:`metalib.algorithms.metagan.MetaGAN.discriminate`) in float64 (a
+    copy of the learner; so that printed probabilities do not depend on the CPU's float32 kernels): ``fakes [m, C,
+    H, W]`` drawn with ``seed``, and the adapted discriminator-classifier's (N+1)-way probabilities (last: fake)
+    for ``x [n, C, H, W]`` (``p_x [n, N+1]``) and for the fakes (``p_fake [m, N+1]``)."""
+    import copy
+
+    if not hasattr(learner, "discriminate"):
+        raise ValueError(f"metagan_view needs a MetaGAN learner, got {type(learner).__name__}")
+    twin = copy.deepcopy(learner).double()
+    fakes, p_x, p_fake = twin.discriminate(x_s.double(), y_s, x.double(), steps=steps,
+                                           generator=torch.Generator().manual_seed(seed))
+    return {"fakes": fakes, "p_x": p_x, "p_fake": p_fake}
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
