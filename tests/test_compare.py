@@ -216,3 +216,12 @@ def test_label_points_keeps_the_labels_of_close_points_apart():
                 assert not (a.x0 < qx < a.x1 and a.y0 < qy < a.y1), (names[i], "covers", names[k])
     assert [t.get_text() for t in texts] == names
     plt.close(fig)
+
+
+def test_every_registered_learner_has_a_family_the_comparison_knows():
+    """08 groups and orders the shipped rows by ``learner.family``: a learner with no family, or one outside
+    :data:`compare.FAMILIES`, would land in an "other" group (MetaGAN once inherited MAML's family)."""
+    from metalib import algorithms
+    families = {name: algorithms.entry(name).cls.family for name in algorithms.available()}
+    assert all(f in compare.FAMILIES for f in families.values()), families
+    assert families["metagan"] == families["platipus"] == "generative"

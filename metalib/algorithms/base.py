@@ -40,7 +40,7 @@ class LearnerConfig:
 
     Class attributes:
         name: the registry name (``"maml"``, ``"protonet"``, ...).
-        family: ``"optimisation-based"``, ``"metric-based"`` or ``"model-based"``.
+        family: ``"optimisation-based"``, ``"metric-based"``, ``"model-based"`` or ``"generative"``.
         config_class: the learner's typed config, a dataclass subclassing
             :class:`metalib.algorithms.settings.FewShotConfig` declared in the learner's file (``MAMLConfig``):
             its added fields are the hyperparameters, passed by name to ``__init__``; ``None``: the

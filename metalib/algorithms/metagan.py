@@ -146,6 +146,7 @@ class MetaGAN(MAML):
     ``generator=False`` is the ablation "without the generator": plain MAML on the same (N+1)-way network."""
 
     name = "metagan"
+    family = "generative"
     config_class = MetaGANConfig
     # the paper's schedules were not verified here (docs/references.md): a few-shot run starts from MAML's settings
     # (metalib's choice, not the paper's)

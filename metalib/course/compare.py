@@ -115,7 +115,7 @@ def shipped_results(names: Optional[Sequence[str]] = None, directory: PathLike =
             paper_iterations=e.get("paper_iterations"), minutes=e.get("minutes"),
             device=str(e.get("device", "?")), config=config, cpu_minutes=e.get("cpu_minutes")))
     if sort:
-        family = {"metric-based": 0, "optimisation-based": 1, "model-based": 2}
+        family = {f: i for i, f in enumerate(FAMILIES)}
         out.sort(key=lambda r: (r.dataset != "omniglot", r.dataset, family.get(r.config.learner_class.family, 9),
                                 r.method, r.n_way, r.k_shot, r.name))
     return out
@@ -134,7 +134,7 @@ def paper_number(result: "ShippedResult") -> Optional[PaperNumber]:
     return load_paper_numbers().get((result.method, result.dataset, result.n_way, result.k_shot))
 
 
-FAMILIES = ("metric-based", "optimisation-based", "model-based")
+FAMILIES = ("metric-based", "optimisation-based", "model-based", "generative")
 
 
 def by_family(results: Sequence["ShippedResult"]) -> Dict[str, List["ShippedResult"]]:
