@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_cpu_install  # noqa: E402
@@ -69,3 +71,17 @@ def test_disk_size_counts_like_du(tmp_path):
     du = subprocess.run(["du", "-sk", str(tmp_path)], capture_output=True, text=True, check=True).stdout.split()[0]
     assert abs(check_cpu_install.disk_mb(tmp_path) - int(du) / 1024) < 0.01
     assert 4.2 < check_cpu_install.disk_mb(tmp_path) < 4.4
+
+
+@pytest.mark.parametrize("mb, extra, ok", [(1302.0, [], True), (1700.0, [], False),
+                                           (1302.0, [["nvidia-cublas", "13.1", 10]], False)])
+def test_size_check_fails_over_the_bound_or_on_a_cuda_package(tmp_path, monkeypatch, capsys, mb, extra, ok):
+    """The size check's verdict, with the install itself replaced (the real one: --size, minutes)."""
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    (tmp_path / f"torch-2.13.0+cpu-{tag}-{tag}-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    rows = [["torch", "2.13.0+cpu", 700 * 2**20], ["numpy", "2.4.6", 70 * 2**20], *extra]
+    monkeypatch.setattr(check_cpu_install, "measure_size", lambda wheel, req, where: (mb, rows))
+    status = check_cpu_install.main(["--size", "--wheel-dir", str(tmp_path), "--max-mb", "1600"])
+    out = capsys.readouterr().out
+    assert status == (0 if ok else 1), out
+    assert ("ok (size)" in out) == ok and ("FAIL (size)" in out) != ok
