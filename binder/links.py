@@ -30,8 +30,11 @@ from pathlib import Path
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as tomli (or pip's vendored copy)
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 README = Path("binder/README.md")
