@@ -23,8 +23,8 @@ without their torch line and without the project itself (``-e .``, which would a
 an editable install adds only a path file), with the stand-in pinned (``-c``, so pip cannot replace it).
 It prints the venv's size on disk (as ``du``), its ten largest packages, and fails if any ``nvidia-*``
 package is installed or the venv exceeds ``--max-mb``. No such wheel: it says so and skips. It installs
-about 110 packages (about 1.5 min on our shared 2-core machine), so CI does not run it; the README's
-measured size comes from it.
+about 110 packages (68 s on our 2-core machine when quiet, 8-10 min when loaded), so CI does not run
+it; the README's measured size comes from it.
 
     python scripts/check_cpu_install.py [--requirements requirements.txt] [--torch 2.14.1]
     python scripts/check_cpu_install.py --size [--max-mb 1600] [--wheel-dir DIR]
@@ -59,6 +59,12 @@ CPU_WHEEL_REQUIRES = [
 ]
 
 
+def venv_env() -> dict:
+    """The environment for the throw-away venv's Python: ours without PYTHONPATH, which would show it the
+    packages (and a checkout's ``metalib.egg-info``) of the environment running this script."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
 def torch_pin(requirements: Path) -> str:
     """The ``torch`` specifier in a requirements file (``torch>=2.14,<2.15``), or a one-line error."""
     for line in requirements.read_text().splitlines():
@@ -73,7 +79,7 @@ def stand_in_venv(where: Path, version: str) -> Path:
     venv.EnvBuilder(with_pip=True, symlinks=True).create(where)
     py = where / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=True, capture_output=True, text=True, env=venv_env()).stdout.strip()
     info = Path(site) / f"torch-{version}.dist-info"
     info.mkdir()
     meta = ["Metadata-Version: 2.1", "Name: torch", f"Version: {version}", "Requires-Python: >=3.10"]
@@ -89,7 +95,8 @@ def would_install(py: Path, requirements: Path) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--dry-run", "--report", str(report),
-                               "-r", str(requirements)], cwd=ROOT, capture_output=True, text=True)
+                               "-r", str(requirements)], cwd=ROOT, capture_output=True, text=True,
+                              env=venv_env())
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise SystemExit(f"check_cpu_install: pip's dry run failed: {tail}")
@@ -163,11 +170,12 @@ def measure_size(wheel: Path, requirements: Path, where: Path) -> tuple[float, l
     for cmd in ([py, "-m", "pip", "install", "--quiet", str(wheel)],
                 [py, "-m", "pip", "install", "--quiet", "-r", str(without_torch(requirements, where.parent / "req.txt")),
                  "-c", str(pins)]):
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=venv_env())
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise SystemExit(f"check_cpu_install: the install for --size failed: {tail}")
-    rows = json.loads(subprocess.run([py, "-c", _SIZES], check=True, capture_output=True, text=True).stdout)
+    rows = json.loads(subprocess.run([py, "-I", "-c", _SIZES], check=True, capture_output=True, text=True,
+                                     env=venv_env()).stdout)
     return disk_mb(where), rows
 
 
@@ -206,7 +214,7 @@ def main(argv=None) -> int:
     p.add_argument("--refused", default="2.13.0", help="a torch the requirements refuse, for the control run "
                    "(default: 2.13.0)")
     p.add_argument("--size", action="store_true", help="instead: install a real CPU venv with a torch CPU wheel "
-                   "found on disk and check its size and that it holds no nvidia-* package (about 1.5 min)")
+                   "found on disk and check its size and that it holds no nvidia-* package (minutes)")
     p.add_argument("--max-mb", type=int, default=1600, help="--size: the bound in MiB (default: 1600)")
     p.add_argument("--wheel-dir", type=Path, help="--size: where to look for torch-*+cpu wheels "
                    "(default: the folders in PIP_FIND_LINKS)")
