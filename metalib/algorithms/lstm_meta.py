@@ -48,13 +48,14 @@ _tanh_backward = torch.ops.aten.tanh_backward         # g, tanh(x) -> g (1 - tan
 
 class _FusedCell(torch.autograd.Function):
     r"""One step of :meth:`LSTMMetaLearner.cell` (both layers and the update :math:`c_t`) with a hand-written
-    backward, for speed on the CPU: coordinates along the *last* axis (the first layer's gates ``[4H, P]``, so
-    each gate is a contiguous block), no ``cat`` copies, the loss's share of the first layer folded into its
-    bias, no recurrent product at the first step, activations in place, one-pass ``sigmoid_backward`` /
-    ``tanh_backward``, and only the activations ``[4H, P]`` and ``tanh(cell)`` ``[H, P]`` saved beyond the
-    inputs and outputs. The same function as the plain cell (tested against it and by ``gradcheck`` in
-    float64, ``tests/test_lstm_meta.py``); ∇ and its preprocessing are inputs without a gradient (the
-    paper's first-order treatment).
+    backward, for speed on the CPU: coordinates along the *last* axis (the first layer's gates ``[4H, P]``,
+    so each gate is a contiguous block); one matrix product per layer and direction (the loss's share of the
+    first layer folded into its bias, a row of ones for the bias); no recurrent product at the first step;
+    activations in place; one-pass ``sigmoid_backward`` / ``tanh_backward``; and only the activations
+    ``[4H, P]``, ``tanh(cell)`` ``[H, P]`` and the first layer's input ``[3 + H, P]`` saved beyond the inputs
+    and outputs. The same function as the plain cell (tested against it and by ``gradcheck`` in float64,
+    ``tests/test_lstm_meta.py``); ∇ and its preprocessing are inputs without a gradient (the paper's
+    first-order treatment).
 
     Inputs: ``gpre [P, 2]`` (preprocessed ∇, constant), ``bias [4H]`` (``b_ih + b_hh + W_ih[:, :2] pre(L)``),
     ``w_g [4H, 2]`` (``W_ih[:, 2:]``), ``w_hh [4H, H]``, the previous state ``h, cell [H, P]``, ``f, i [P]``
@@ -65,9 +66,9 @@ class _FusedCell(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gpre, bias, w_g, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, b_f, b_i):
         H = w_hh.shape[1]
-        z = torch.addmm(bias.unsqueeze(1), w_g, gpre.t())         # [4H, P]: gates i, f, g, o (torch's order)
-        if h_prev is not None:
-            z.addmm_(w_hh, h_prev)
+        # one product [4H, 1 + 2 (+ H)] @ [1; pre(∇); h_prev] for the gates i, f, g, o (torch's order): [4H, P]
+        x = torch.cat([gpre.new_ones(1, gpre.shape[0]), gpre.t()] + ([] if h_prev is None else [h_prev]))
+        z = torch.cat([bias.unsqueeze(1), w_g] + ([] if h_prev is None else [w_hh]), 1) @ x
         z[:2 * H].sigmoid_()
         z[3 * H:].sigmoid_()
         _tanh_(z[2 * H:3 * H])
@@ -86,13 +87,12 @@ class _FusedCell(torch.autograd.Function):
         f.sigmoid_()
         i.sigmoid_()
         c = torch.addcmul(f * c_prev, i, grad, value=-1.0)
-        ctx.save_for_backward(gpre, w_g, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h,
-                              f, i)
+        ctx.save_for_backward(x, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h, f, i)
         return c, h, cell, f, i
 
     @staticmethod
     def backward(ctx, dc, dh, dcell, df, di):
-        gpre, w_g, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h, f, i = ctx.saved_tensors
+        x, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h, f, i = ctx.saved_tensors
         H = w_hh.shape[1]
         first = h_prev is None
         # layer 2: c = f c_prev - i ∇, f = σ(a_f), i = σ(a_i)
@@ -122,9 +122,9 @@ class _FusedCell(torch.autograd.Function):
         _tanh_backward.grad_input(dcell * i1, g1, grad_input=dg1)
         _sigmoid_backward.grad_input(dh * tc, o1, grad_input=do1)
         dcell_prev = None if first else dcell * f1
-        dbias = dz.sum(1)
-        dw_g = dz @ gpre
-        dw_hh = torch.zeros_like(w_hh) if first else dz @ h_prev.t()  # zeros, as autograd's for a zero state
+        dw = x @ dz.t()                                            # [1 + 2 (+ H), 4H]: bias, w_g (, w_hh)
+        dbias, dw_g = dw[0], dw[1:3].t()
+        dw_hh = torch.zeros_like(w_hh) if first else dw[3:].t()   # zeros, as autograd's for a zero state
         dh_prev = None if first else w_hh.t() @ dz
         return (None, dbias, dw_g, dw_hh, dh_prev, dcell_prev, df_prev, di_prev, dc_prev, None, dw_f, dw_i, db_f,
                 db_i)
