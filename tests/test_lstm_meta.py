@@ -221,3 +221,27 @@ def test_the_lstm_width_is_a_config_setting():
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_fewshot.py"
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True).stdout
     assert "--lstm-hidden" in out
+
+
+def test_the_cost_benchmark_builds_its_rows_and_formats_its_table(monkeypatch):
+    """benchmarks/bench_lstm_meta.py (speed is measured there, never asserted here): its rows are built as a run
+    builds them (the fused and plain cells, MAML with the paper's settings) and its table gives MAML's ratio.
+    Timings are synthetic: a real round takes seconds on a free machine, minutes on a loaded one."""
+    import importlib.util
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench_dir))
+    spec = importlib.util.spec_from_file_location("bench_lstm_meta", bench_dir / "bench_lstm_meta.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.rows([1, 15])
+    assert list(rows) == ["maml, 1 step (paper)", "maml, 15 steps", "lstm-meta plain, 1 steps",
+                          "lstm-meta fused, 1 steps", "lstm-meta plain, 15 steps", "lstm-meta fused, 15 steps"]
+    plain, _ = bench.build(*rows["lstm-meta plain, 15 steps"][:2], **rows["lstm-meta plain, 15 steps"][2])
+    fused, _ = bench.build(*rows["lstm-meta fused, 15 steps"][:2], **rows["lstm-meta fused, 15 steps"][2])
+    maml, _ = bench.build(*rows["maml, 1 step (paper)"][:2])
+    assert (plain.fused, fused.fused, plain.inner_steps, fused.hidden, maml.inner_steps) == (False, True, 15, 20, 1)
+    assert sum(p.numel() for p in fused.initial_params().values()) == 112_261  # the issue's coordinates
+    text = bench.table({name: [100.0 * (k + 1)] * 3 for k, name in enumerate(rows)}, 3, 1)
+    assert "| maml | 1 | 100 | 100 | 100 | 1.0 |" in text and "| lstm-meta fused | 15 | 600 | 600 | 600 | 6.0 |" in text
