@@ -22,6 +22,7 @@ thread and the CPU allocator the trainers use (:func:`metalib.device.tune_cpu_al
     python benchmarks/bench_lstm_meta.py             # writes its table into benchmarks/README.md
     python benchmarks/bench_lstm_meta.py --no-write  # print only
     python benchmarks/bench_lstm_meta.py --steps 5 --repeats 3   # fewer rows (a quick look)
+    python benchmarks/bench_lstm_meta.py --from-log run.log      # the table again from a run's printed rounds
 """
 from __future__ import annotations
 
@@ -96,14 +97,30 @@ def table(times, repeats: int, warmup: int) -> str:
         f"{describe_device('cpu')}; measured {datetime.date.today().isoformat()} on a shared 2-core machine "
         "(ratios within one run are what to compare).",
         "",
-        "| learner | inner steps | ms per step (median) | min | max | × MAML (1 step) |",
-        "|---|---|---|---|---|---|",
+        "| learner | inner steps | ms per step (median) | min | max | × MAML (1 step, the paper's) "
+        "| × MAML (same inner steps) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    maml = {name.split(", ")[1].split()[0]: statistics.median(v) for name, v in times.items() if name.startswith("maml")}
     for name, v in times.items():
         label, steps = name.split(", ")
-        lines.append(f"| {label} | {steps.split()[0]} | {statistics.median(v):,.0f} | {min(v):,.0f} | {max(v):,.0f} "
-                     f"| {statistics.median(v) / base:.1f} |")
+        steps = steps.split()[0]
+        same = f"{statistics.median(v) / maml[steps]:.1f}" if steps in maml else "—"
+        lines.append(f"| {label} | {steps} | {statistics.median(v):,.0f} | {min(v):,.0f} | {max(v):,.0f} "
+                     f"| {statistics.median(v) / base:.1f} | {same} |")
     return "\n".join(lines)
+
+
+def from_log(path) -> dict:
+    """The per-round times a run printed (``round r/R: name ms, ...``), to rewrite its table without re-timing."""
+    import re
+
+    times: dict = {}
+    for line in open(path):
+        if line.startswith("round "):
+            for name, ms in re.findall(r"((?:maml|lstm-meta)[^,]*, [^,]*?) (\d+)(?:,|$)", line.split(": ", 1)[1].strip()):
+                times.setdefault(name, []).append(float(ms))
+    return times
 
 
 def main(argv=None) -> None:
@@ -112,13 +129,18 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--from-log", metavar="FILE", help="rewrite the table from a run's printed rounds (no timing)")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or min(args.steps) < 1:
         raise SystemExit("--repeats must be >= 1, --warmup >= 0 and every --steps >= 1")
-    torch.set_num_threads(1)
-    tune_cpu_allocator()
-    times = measure(args.steps, args.repeats, args.warmup)
-    text = table(times, args.repeats, args.warmup)
+    torch.set_num_threads(1)  # also for the table's device line
+    if args.from_log:
+        times = from_log(args.from_log)
+        repeats = len(next(iter(times.values())))
+    else:
+        tune_cpu_allocator()
+        times, repeats = measure(args.steps, args.repeats, args.warmup), args.repeats
+    text = table(times, repeats, args.warmup)
     print(text)
     if not args.no_write:
         from _table import write_section
@@ -138,7 +160,17 @@ did so already). The speed comes from memory layout and fewer passes: gates stor
 is a contiguous block (the `[P, 4H]` slices made every elementwise op strided), one matrix product per layer
 and direction, `tanh` as `2σ(2x) − 1` (torch's CPU `tanh` was ~8x slower than its `sigmoid` here),
 one-pass `sigmoid_backward`/`tanh_backward`, no `cat` copies of the gate inputs, and no recurrent
-product at the first step. `fused=False` keeps the plain cell (the reference); `gates_pinned` uses it."""
+product at the first step. `fused=False` keeps the plain cell (the reference); `gates_pinned` uses it.
+The shipped `lstm-meta-omniglot-5w1s` weights give the same accuracy in every one of the 600 seeded test
+episodes with either cell (86.35%).
+
+Which ratio to hold to: the issue compared the LSTM meta-learner at the official code's 15 Omniglot updates
+with MAML at its paper's single update. Each update of the LSTM meta-learner runs a 20-unit LSTM on every
+one of the 112,261 coordinates: about 10,500 floating-point operations per coordinate (the first layer's
+`[80, 23]` product forward, two products backward), 1.2 GFLOP per update, 71 GFLOP per iteration at 15
+updates and meta-batch 4, where a MAML update costs a Conv-4 forward and backward on 5 support images.
+So the count of updates dominates a 15-against-1 comparison; at the same number of inner steps (last
+column) the fused cell is within 3x of MAML's second-order steps."""
 
 
 if __name__ == "__main__":

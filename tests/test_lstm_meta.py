@@ -244,4 +244,5 @@ def test_the_cost_benchmark_builds_its_rows_and_formats_its_table(monkeypatch):
     assert (plain.fused, fused.fused, plain.inner_steps, fused.hidden, maml.inner_steps) == (False, True, 15, 20, 1)
     assert sum(p.numel() for p in fused.initial_params().values()) == 112_261  # the coordinates
     text = bench.table({name: [100.0 * (k + 1)] * 3 for k, name in enumerate(rows)}, 3, 1)
-    assert "| maml | 1 | 100 | 100 | 100 | 1.0 |" in text and "| lstm-meta fused | 15 | 600 | 600 | 600 | 6.0 |" in text
+    assert "| maml | 1 | 100 | 100 | 100 | 1.0 | 1.0 |" in text
+    assert "| lstm-meta fused | 15 | 600 | 600 | 600 | 6.0 | 3.0 |" in text  # against MAML at 15 steps (200)

@@ -96,7 +96,7 @@ class _FusedCell(torch.autograd.Function):
         H = w_hh.shape[1]
         first = h_prev is None
         # layer 2: c = f c_prev - i ∇, f = σ(a_f), i = σ(a_i)
-        A = torch.empty(2, f.shape[0], dtype=f.dtype)             # [dL/da_f; dL/da_i]
+        A = f.new_empty(2, f.shape[0])                             # [dL/da_f; dL/da_i]
         af, ai = A[0], A[1]
         _sigmoid_backward.grad_input(torch.addcmul(df, dc, c_prev), f, grad_input=af)
         _sigmoid_backward.grad_input(torch.addcmul(di, dc, grad, value=-1.0), i, grad_input=ai)
@@ -162,7 +162,7 @@ class Unroll:
 
 @dataclass(kw_only=True)
 class LSTMMetaConfig(FewShotConfig):
-    """An LSTM meta-learner run (``hidden`` is the Conv-4 width; the optimiser LSTM's is the learner's own)."""
+    """An LSTM meta-learner run (``hidden`` is the Conv-4 width; ``lstm_hidden`` the optimiser LSTM's first layer's)."""
 
     inner_steps: int = setting(5, "steps of the learned optimiser in training", low=0)
     test_inner_steps: int = setting(0, "its steps at validation and test (0: inner_steps)", low=0)
@@ -214,9 +214,10 @@ class LSTMMetaLearner(Learner):
         bn_mode: as :class:`metalib.algorithms.MAML`.
         loss_fn: the task loss (default cross-entropy).
         eval_steps: updates at test time (default ``inner_steps``).
-        fused: one step of the cell as :class:`_FusedCell` (a hand-written backward, ~N× faster on the CPU;
-            the same function, tested equal in float64); ``False``: the plain ``nn.LSTMCell`` + autograd cell,
-            the reference. With :meth:`gates_pinned` the plain cell runs.
+        fused: each step of the cell as :class:`_FusedCell` (a hand-written backward; the same function,
+            tested equal in float64; on one CPU thread ~2.8x faster per cell step over Conv-4's 112k
+            coordinates, ``benchmarks/bench_lstm_meta.py`` for whole iterations); ``False``: the plain
+            ``nn.LSTMCell`` + autograd cell, the reference. Within :meth:`gates_pinned` the plain cell runs.
     """
 
     name = "lstm-meta"
@@ -295,7 +296,8 @@ class LSTMMetaLearner(Learner):
 
     def cell(self, grad: Tensor, loss: Tensor, c_prev: Tensor, state=None):
         r"""One update of every coordinate: ``grad``, ``c_prev`` ``[P]`` (flat), ``loss`` 0-dim; ``state``: the
-        previous call's (``None`` at the first step). Returns ``(c_t [P], state, (i_t [P], f_t [P]))`` with
+        previous call's (``None`` at the first step; its layout is the cell's own: ``h``, ``cell`` ``[H, P]`` fused,
+        ``[P, H]`` plain). Returns ``(c_t [P], state, (i_t [P], f_t [P]))`` with
         :math:`c_t = f_t \circ c_{t-1} - i_t \circ \nabla_t` (see the class docstring)."""
         if self.fused and self._pinned is None:
             return self._fused_cell(grad, loss, c_prev, state)
