@@ -93,6 +93,16 @@ def check_every_batch(y: Tensor) -> bool:
     return y.device.type in CHECK_EVERY_BATCH or os.environ.get("METALIB_CHECK_EVERY_BATCH") == "1"
 
 
+def class_counts(y: Tensor, n_way: int) -> Tensor:
+    """How many of the labels ``y [n]`` fall in each class of ``[0, n_way)``: ``[n_way]``; a ``ValueError``
+    for a class without examples, read where :func:`check_every_batch` (``bincount`` would sync on CUDA)."""
+    counts = (y.unsqueeze(-1) == torch.arange(n_way, device=y.device)).sum(0)
+    if check_every_batch(y) and bool((counts == 0).any()):
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
+    return counts
+
+
 def needs_check(y: Tensor, *setting) -> bool:
     """Whether a check should read the values of ``y`` now: always where :func:`check_every_batch`, else
     only for the first tensor of its shape, dtype and device with this ``setting`` (see :func:`checked`)."""

@@ -136,9 +136,29 @@ def payload_digest(blob: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- save / load
-def _nonfinite_tensors(state_dict: Mapping[str, Tensor]) -> list:
+def nonfinite_tensors(state_dict: Mapping[str, Any]) -> List[str]:
+    """The keys of the floating-point tensors of ``state_dict`` that hold NaN or inf (checkpoints and shipped weights)."""
     return [k for k, v in state_dict.items() if isinstance(v, Tensor) and v.is_floating_point()
             and not bool(torch.isfinite(v).all())]
+
+
+def state_mismatch(module: torch.nn.Module, state: Mapping[str, Any]) -> str:
+    """Why ``module.load_state_dict(state)`` would fail, in one line naming the first key of each kind
+    (torch's error lists every key on many lines); ``""`` when it fits."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and (not isinstance(state[k], Tensor) or state[k].shape != own[k].shape)]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        got = tuple(state[k].shape) if isinstance(state[k], Tensor) else type(state[k]).__name__
+        parts.append(f"{len(shapes)} of another shape (first {k}: file {got}, network {tuple(own[k].shape)})")
+    if missing:
+        parts.append(f"{len(missing)} missing (first {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    return "; ".join(parts)
 
 
 def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
@@ -154,7 +174,7 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in state and k not in ("format", "version")]
     if missing:
         raise ValueError(f"a checkpoint needs the keys {', '.join(missing)}")
-    bad = _nonfinite_tensors(state["model"])
+    bad = nonfinite_tensors(state["model"])
     if bad:
         raise ValueError(f"refusing to save a checkpoint with non-finite weights ({', '.join(bad[:3])})")
     blob = {k: v for k, v in state.items() if k != DIGEST_KEY}
@@ -237,7 +257,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
         )
     if not isinstance(blob["model"], dict):
         raise CorruptCheckpointError(f"{path}: 'model' is not a state dict; {_advice(path)}")
-    bad = _nonfinite_tensors(blob["model"])
+    bad = nonfinite_tensors(blob["model"])
     if bad:
         raise CorruptCheckpointError(
             f"{path} holds non-finite (NaN/inf) weights ({', '.join(bad[:3])}); metalib never saves "

@@ -143,7 +143,7 @@ class DistributedStep:
     tasks (or the whole meta-batch, which is then cut with :func:`shard_range`); clears the
     gradients, ``learner.meta_backward(share)``, one ``all_reduce`` of the size-weighted gradients
     and metrics, a finiteness check of the global loss (the same on every rank, so they all stop
-    or go on together), ``optimizer.step()``. Returns ``{"loss", "accuracy"}`` of the whole
+    or go on together), the learner's ``clip_gradients()``, ``optimizer.step()``. Returns ``{"loss", "accuracy"}`` of the whole
     meta-batch (0-dim tensors), like :meth:`metalib.algorithms.Learner.train_step`.
     """
 
@@ -178,6 +178,7 @@ class DistributedStep:
             at += p.numel()
         reduced = {k: flat[at + i] for i, k in enumerate(keys)}
         check_finite(reduced["loss"], "the meta-loss (all processes)")
+        self.learner.clip_gradients()  # of the summed meta-gradient, as train_step clips in one process
         optimizer.step()
         return reduced
 

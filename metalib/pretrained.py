@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import nonfinite_tensors, state_mismatch
 from .io import PathLike, atomic_torch_save, atomic_write_json, sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -193,11 +194,6 @@ def check_ship_name(name: Any, directory: PathLike = WEIGHTS_DIR, overwrite: boo
     return name
 
 
-def _nonfinite(state: Dict[str, Any]) -> List[str]:
-    return [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point()
-            and not bool(torch.isfinite(v).all())]
-
-
 def _check_finite(path: Path, blob: Any) -> None:
     if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
         raise CorruptWeightsError(f"{path} holds no 'state_dict': restore it from the repository (git checkout -- <file>)")
@@ -206,7 +202,7 @@ def _check_finite(path: Path, blob: Any) -> None:
     if isinstance(snaps, dict):
         parts += [(f"snapshot {k}: ", v) for k, v in snaps.items() if isinstance(v, dict)]
     for where, state in parts:
-        bad = _nonfinite(state)
+        bad = nonfinite_tensors(state)
         if bad:
             raise CorruptWeightsError(f"{path} holds non-finite (NaN/inf) weights ({where}{', '.join(bad[:3])}): "
                                       "metalib never ships such weights; restore it from the repository")
@@ -246,23 +242,11 @@ def _load_file(name: str, directory: PathLike) -> Dict[str, Any]:
 def _load_weights(module: nn.Module, state: Dict[str, Tensor], name: str, info: Dict[str, Any]) -> None:
     """``module.load_state_dict(state)``, with one line naming the first mismatch when the weights are those
     of another architecture (torch's error lists every key on many lines)."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and (not isinstance(state[k], Tensor) or state[k].shape != own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            k = shapes[0]
-            got = tuple(state[k].shape) if isinstance(state[k], Tensor) else type(state[k]).__name__
-            parts.append(f"{len(shapes)} of another shape (first {k}: file {got}, network {tuple(own[k].shape)})")
-        if missing:
-            parts.append(f"{len(missing)} missing (first {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    why = state_mismatch(module, state)
+    if why:
         raise CorruptWeightsError(
             f"the weights of {name!r} do not fit the network the manifest describes ({info.get('builder')} "
-            f"{json.dumps(info.get('builder_kwargs') or {}, sort_keys=True)}): {'; '.join(parts)}. The file and its "
+            f"{json.dumps(info.get('builder_kwargs') or {}, sort_keys=True)}): {why}. The file and its "
             "manifest entry belong to different architectures: restore both from the repository")
     module.load_state_dict(state)
 
@@ -418,7 +402,7 @@ def save_pretrained(
     entry = dict(info or {})
     entry.update(builder=builder, builder_kwargs=builder_kwargs or {}, state="learner")
     state = {k: v.detach().cpu().clone() for k, v in learner.state_dict().items()}
-    bad = _nonfinite(state) + [f"snapshot {i}: {k}" for i, sd in (snapshots or {}).items() for k in _nonfinite(sd)]
+    bad = nonfinite_tensors(state) + [f"snapshot {i}: {k}" for i, sd in (snapshots or {}).items() for k in nonfinite_tensors(sd)]
     if bad:
         raise ValueError(f"refusing to ship {name!r}: its weights are non-finite (NaN/inf in {', '.join(bad[:3])})")
     _learner_for(entry, build_model(builder, builder_kwargs)).load_state_dict(state)  # it must rebuild

@@ -97,13 +97,10 @@ def load_checked(path: PathLike, config: Mapping[str, Any], map_location: Any = 
 
 def load_weights(module, state_dict: Mapping[str, Any], path: PathLike) -> None:
     """``module.load_state_dict(state_dict)``, one line (naming the first mismatching key) if they do not fit."""
-    try:
-        module.load_state_dict(state_dict)
-    except (RuntimeError, KeyError, ValueError, TypeError) as err:
-        first = str(err).strip().splitlines()
-        more = " ".join(first[1:3]).strip()
-        raise ForeignCheckpointError(f"the weights in {path} do not fit this run's network ({more[:200] or first[0][:200]})"
-                                     ) from None
+    why = ckpt.state_mismatch(module, state_dict)
+    if why:
+        raise ForeignCheckpointError(f"the weights in {path} do not fit this run's network ({why})")
+    module.load_state_dict(state_dict)
 
 
 def load_for_eval(trainer, run_dir: PathLike) -> Dict[str, Any]:

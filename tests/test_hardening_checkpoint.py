@@ -97,7 +97,7 @@ def test_empty_or_truncated_checkpoint_is_a_clear_error(tmp_path, keep):
 def test_crafted_checkpoint_with_nan_weights_is_refused(tmp_path, monkeypatch):
     state = _state()
     state["model"]["weight"][0, 0] = float("nan")
-    monkeypatch.setattr(ckpt, "_nonfinite_tensors", lambda sd: [])  # a writer that does not check
+    monkeypatch.setattr(ckpt, "nonfinite_tensors", lambda sd: [])  # a writer that does not check
     path = ckpt.save_checkpoint(tmp_path / "last.pt", state)
     monkeypatch.undo()
     with pytest.raises(ckpt.CorruptCheckpointError, match=r"non-finite.*weight") as e:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from metalib import NonFiniteLossError, algorithms
+from metalib.algorithms.settings import config_class
 from metalib.fewshot import build_learner, default_config
 
 N, K, Q, T, SIZE = 3, 2, 2, 2, 24
@@ -23,6 +24,8 @@ def tiny(name, n_way=None):
     """A tiny learner of each kind, built as a few-shot run builds it (Conv-4 of width 4 on 24x24 images)."""
     torch.manual_seed(0)
     base = dict(n_way=n_way or N, k_shot=K, dataset="custom", image_size=SIZE, hidden=4, iterations=1)
+    if "hidden" in config_class(name).unused:  # MANN, the LSTM baseline: raw pixels, no Conv-4 width
+        del base["hidden"]
     try:
         cfg = default_config(name, inner_lr=0.1, inner_steps=1, test_inner_steps=1, **base)
     except (TypeError, ValueError):  # no inner_lr (metric, model-based) or a learned one (Meta-SGD)

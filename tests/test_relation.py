@@ -186,6 +186,22 @@ def test_train_step_clips_each_networks_gradient_norm():
     assert float(torch.norm(torch.stack([p.grad.norm() for p in unclipped.encoder.parameters()]))) > 0.01
 
 
+def test_the_data_parallel_step_clips_as_train_step_does():
+    """``metalib.distributed.DistributedStep`` (torchrun's meta-iteration; one process here) clips the
+    meta-gradient through the same ``clip_gradients`` as ``train_step``: the same weights after a step."""
+    from metalib.distributed import DistributedStep
+
+    torch.manual_seed(5)
+    net = RelationNetworks(RelationEncoder(1, 8, 28), clip_grad_norm=0.01)
+    twin = copy.deepcopy(net)
+    x_s, y_s, x_q, y_q = _episode(5, 1, 3, side=28)
+    batch = (x_s[None], y_s[None], x_q[None], y_q[None])
+    net.train_step(batch, torch.optim.SGD(net.parameters(), lr=1.0))
+    DistributedStep(twin, 1)(batch, torch.optim.SGD(twin.parameters(), lr=1.0))
+    for (k, a), b in zip(net.state_dict().items(), twin.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
 def test_registry_config_and_a_shipped_round_trip(tmp_path):
     cfg = fewshot.default_config("relation", 5, 1, iterations=10, options={"relation_dim": 4})
     assert (cfg.train_query, cfg.meta_lr, cfg.lr_decay_every) == (19, 1e-3, 100_000)

@@ -1,13 +1,15 @@
 """ANIL — Almost No Inner Loop (Raghu, Raghu, Bengio & Vinyals, ICLR 2020)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
 from ..functional import LearningRate, LossFn, Params, params_of
 from .base import register
-from .maml import MAML, Batching, BNMode, query_loss as maml_query_loss
+from .maml import MAML, Batching, BNMode, MAMLConfig, query_loss as maml_query_loss
+from .settings import retemplate, setting
 
 
 def query_loss(model: nn.Module, theta: Params, buffers: Params, task: Sequence[Tensor], loss_fn: LossFn,
@@ -18,6 +20,13 @@ def query_loss(model: nn.Module, theta: Params, buffers: Params, task: Sequence[
     body = {k: v for k, v in theta.items() if not k.startswith(head)}
     heads = {k: v for k, v in theta.items() if k.startswith(head)}
     return maml_query_loss(model, heads, {**buffers, **body}, task, loss_fn, lr, steps, first_order)
+
+
+@dataclass(kw_only=True)
+class ANILConfig(MAMLConfig):
+    """An ANIL run: MAML's settings and the name prefix of the head (the parameters the inner loop adapts)."""
+
+    head: str = setting("head.", "name prefix of the parameters the inner loop adapts (the head)")
 
 
 class ANIL(MAML):
@@ -45,16 +54,18 @@ class ANIL(MAML):
     Args:
         model: a network whose head parameters are named ``head.*`` (Conv-4 with ``n_classes``), or name
             them with ``head``.
-        head: the name prefix (or prefixes) of the parameters the inner loop adapts (default ``"head."``).
+        head: the name prefix (or prefixes) of the parameters the inner loop adapts (default ``"head."``;
+            ``ANILConfig.head``, ``--head`` of ``train_fewshot.py``: one prefix).
         inner_lr, inner_steps, first_order, batching, bn_mode, recompute_steps, loss_fn, eval_steps: as
             :class:`metalib.algorithms.MAML`.
     """
 
     name = "anil"
+    config_class = ANILConfig
     # Raghu et al. 2020 (sec. 4 and appendix): ANIL is trained with MAML's hyperparameters and
     # architecture, so its settings are MAML's (Finn et al. 2017, appendix A.1, see maml.py). The paper
     # reports Omniglot 20-way and miniImageNet 5-way; 5-way Omniglot uses MAML's 5-way settings.
-    paper_settings = dict(MAML.paper_settings)
+    paper_settings = retemplate(MAML.paper_settings, ANILConfig)
 
     def __init__(
         self,
@@ -90,15 +101,10 @@ class ANIL(MAML):
         """Whether parameter ``name`` belongs to the head (is adapted by the inner loop)."""
         return name.startswith(self.head_prefixes)
 
-    def split(self, params: Params) -> Tuple[Params, Params]:
-        """``(body, head)``: ``params`` divided by :meth:`is_head`."""
-        head = {k: v for k, v in params.items() if self.is_head(k)}
-        return {k: v for k, v in params.items() if k not in head}, head
-
     def inner_params(self, theta: Params, buffers: Params) -> Tuple[Params, Params]:
         """The one change to MAML (:func:`query_loss`): the inner loop adapts the head; the body is held fixed."""
-        body, head = self.split(theta)
-        return head, {**buffers, **body}
+        head = {k: v for k, v in theta.items() if self.is_head(k)}
+        return head, {**buffers, **{k: v for k, v in theta.items() if k not in head}}
 
     def describe(self) -> str:
         return f"ANIL ({'first' if self.first_order else 'second'}-order)"

@@ -27,9 +27,9 @@ from torch import Tensor, nn
 
 from ..batch import as_batch, check_every_batch, check_labels, check_pair, checked, needs_check  # noqa: F401
 from ..functional import LossFn, NonFiniteLossError, Params, check_finite, deferring_finite_checks  # noqa: F401
-from .contract import (  # noqa: F401 - callable_loss, check_one_task, check_finite_inputs: imported from here too
-    CONTRACT_METHODS, callable_loss, check_finite_inputs, check_loss_fn, check_one_task, check_query_classes,
-    check_support_classes, with_input_contract,
+from .contract import (  # noqa: F401 - the learners import these from here
+    CONTRACT_METHODS, callable_loss, check_finite_inputs, check_loss_fn, check_network, check_one_task,
+    check_query_classes, check_support_classes, no_loss_fn, with_input_contract,
 )
 
 Metrics = Dict[str, Tensor]
@@ -89,10 +89,12 @@ class LearnerConfig:
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done)."""
-        if cls.needs_head and config.train_way_ != config.n_way:
-            raise ValueError(f"{cls.name}'s linear head has n_way outputs: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
+        """Raise ``ValueError`` for a config this algorithm cannot train (before any work is done): a
+        learner with ``n_way`` outputs (a linear head, or ``n_way`` in its ``config_keys``: MANN, SNAIL)
+        trains on ``n_way``-way episodes only."""
+        if (cls.needs_head or "n_way" in cls.config_keys) and config.train_way_ != config.n_way:
+            raise ValueError(f"{cls.name} has n_way outputs{' (a linear head)' if cls.needs_head else ''}: train_way "
+                             f"must equal n_way (got train_way={config.train_way_}, n_way={config.n_way})")
 
 
 @runtime_checkable
@@ -188,7 +190,7 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
     # ------------------------------------------------------------------ defaults
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Metrics:
         """One meta-iteration: clear the gradients, :meth:`meta_gradient`, check the loss is finite
-        (before touching the weights), ``optimizer.step()``.
+        (before touching the weights), :meth:`clip_gradients`, ``optimizer.step()``.
 
         Returns:
             ``{"loss": mean query loss}`` and, for classification, ``"accuracy"`` (% of the
@@ -199,8 +201,13 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
         optimizer.zero_grad(set_to_none=True)
         loss, out = self.meta_gradient(batch)
         check_finite(loss, "the meta-loss")
+        self.clip_gradients()
         optimizer.step()
         return query_metrics(loss, out, batch[3])
+
+    def clip_gradients(self) -> None:
+        """Clip the meta-gradient in ``.grad`` before the outer step, where the algorithm does (Relation
+        Networks' official code); default: not at all."""
 
     def outer_optimizer(self, lr: float) -> torch.optim.Optimizer:
         """The optimiser of the outer loop: Adam over every meta-learned tensor (the papers' choice)."""
@@ -336,7 +343,10 @@ class Learner(LearnerConfig, CourseHooks, nn.Module):
 
     @property
     def fixed_way(self) -> Optional[int]:
-        """The number of classes of the network's linear head (``model.head``), or None (any N)."""
+        """The number of classes of the network's linear head (``model.head``) or, for a learner built with
+        ``n_way`` (in its ``config_keys``: MANN, SNAIL), ``n_way``; None: any N."""
+        if "n_way" in self.config_keys:
+            return self.n_way
         head = getattr(getattr(self, "model", None), "head", None)
         return int(head.out_features) if isinstance(head, nn.Linear) else None
 
@@ -405,8 +415,7 @@ class EpisodeClassifier(Learner):
     def meta_gradient(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None) -> Tuple[Tensor, Tensor]:
         """``meta_loss(batch).backward()``; returns the loss and the logits ``[T, Q, N]``, detached.
         ``loss_fn`` must be None: the loss is the algorithm's own (:meth:`query_losses`)."""
-        if loss_fn is not None:
-            raise ValueError(f"{self.describe()}'s loss is its own (query_losses); loss_fn must be None")
+        no_loss_fn(loss_fn, f"{self.describe()}'s loss is its own (query_losses)")
         losses, logits = self.task_losses(batch)
         loss = losses.mean()
         check_finite(loss.detach(), "the query loss")

@@ -70,6 +70,18 @@ def with_input_contract(fn: Callable, kind: str) -> Callable:
     return checked_call
 
 
+def check_network(net: Any, what: str = "model") -> None:
+    """A learner's network is a ``torch.nn.Module``: one ``TypeError`` line otherwise."""
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, got {type(net).__name__}")
+
+
+def no_loss_fn(loss_fn: Any, whose: str) -> None:
+    """A learner whose loss is part of its algorithm (``whose``: "SNAIL's loss is ...") takes no ``loss_fn``."""
+    if loss_fn is not None:
+        raise ValueError(f"{whose}; loss_fn must be None")
+
+
 def check_loss_fn(loss_fn: Any) -> LossFn:
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable as loss_fn(prediction, target), got {loss_fn!r}")

@@ -21,7 +21,7 @@ from ..functional import (
     LearningRate, LossFn, Params, buffers_of, check_finite, check_positive, check_steps, forward, params_of, sgd_step,
     support_grad,
 )
-from .base import Learner, as_task_batch, callable_loss, check_one_task, register
+from .base import Learner, as_task_batch, callable_loss, check_network, check_one_task, register
 from .settings import FewShotConfig, setting
 
 
@@ -136,8 +136,7 @@ class MAML(Learner):
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  batching: Batching = "auto", bn_mode: BNMode = "transductive", recompute_steps: bool = False,
                  loss_fn: Optional[LossFn] = None, eval_steps: Optional[int] = None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_network(model)
         super().__init__(loss_fn)
         self.model = model
         self.inner_lr = check_positive("inner_lr", inner_lr)

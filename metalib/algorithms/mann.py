@@ -65,14 +65,14 @@ and minimises the mean cross-entropy over all its steps, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import check_finite
-from .base import Learner, as_task_batch, register
+from .base import Learner, as_task_batch, check_network, no_loss_fn, register
 from .settings import FewShotConfig, setting
 
 MEMORY_INIT = 1e-6  # the value of every memory cell at the start of an episode (as the reimplementation)
@@ -237,11 +237,14 @@ class MANNConfig(FewShotConfig):
     gamma: float = setting(0.95, "usage decay of the least-recently-used access", low=0)
     key_strength: bool = setting(False, "learn a key strength per head")
     max_grad_norm: Optional[float] = setting(None, "clip the gradient's norm to this (default: no clipping)")
+    unused = ("hidden",)  # the input is the raw pixels (PixelInput): no Conv-4 width
 
 
 @dataclass(kw_only=True)
 class LSTMBaselineConfig(FewShotConfig):
     """The memory-less LSTM baseline of MANN's paper: the controller alone."""
+
+    unused = ("hidden",)
 
     controller_size: int = setting(200, "the LSTM's hidden units", low=1)
     max_grad_norm: Optional[float] = setting(None, "clip the gradient's norm to this (default: no clipping)")
@@ -291,10 +294,8 @@ class MANN(Learner):
     def __init__(self, model: nn.Module, n_way: int = 5, controller_size: int = 200, memory_slots: int = 128,
                  memory_size: int = 40, read_heads: int = 4, gamma: float = 0.95, key_strength: bool = False,
                  max_grad_norm: Optional[float] = None, loss_fn=None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module (the image encoder), got {type(model).__name__}")
-        if loss_fn is not None:
-            raise ValueError(f"{type(self).__name__}'s loss is the cross-entropy of every step; loss_fn must be None")
+        check_network(model, "model (the image encoder)")
+        no_loss_fn(loss_fn, f"{type(self).__name__}'s loss is the cross-entropy of every step")
         super().__init__()
         for name, v, low in (("n_way", n_way, 1), ("controller_size", controller_size, 1),
                              ("memory_slots", memory_slots, 1), ("memory_size", memory_size, 1),
@@ -332,20 +333,10 @@ class MANN(Learner):
             self.lstm_x.bias[c:2 * c].fill_(1.0)
 
     # ------------------------------------------------------------------ the interface's small parts
-    @property
-    def fixed_way(self) -> int:
-        return self.n_way
-
     @classmethod
     def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
         """The paper's input: raw pixels (``hidden``, the Conv-4 width, is not used)."""
         return PixelInput(in_channels, image_size)
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        if config.train_way_ != config.n_way:
-            raise ValueError(f"{cls.name} has n_way output units: train_way must equal n_way "
-                             f"(got train_way={config.train_way_}, n_way={config.n_way})")
 
     def describe(self) -> str:
         if not self.read_heads:
@@ -442,8 +433,7 @@ class MANN(Learner):
         """Back-propagate the mean cross-entropy of all steps of each episode's sequence (see the
         module docstring); returns the loss (and the logits ``[T, L, N]`` of the sequence, whose
         labels are not ``batch``'s order: :meth:`train_step` scores them)."""
-        if loss_fn is not None:
-            raise ValueError(f"{type(self).__name__}'s loss is the cross-entropy of every step; loss_fn must be None")
+        no_loss_fn(loss_fn, f"{type(self).__name__}'s loss is the cross-entropy of every step")
         loss, logits, _ = self.sequence_loss(batch)
         check_finite(loss.detach(), "the sequence loss")
         loss.backward()

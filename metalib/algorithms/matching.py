@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import check_labels
+from ..batch import check_labels, class_counts
 from ..functional import Params, buffers_of, check_steps, forward, params_of
-from .base import EpisodeClassifier, register
+from .base import EpisodeClassifier, check_network, no_loss_fn, register
 from .settings import FewShotConfig, setting
 
 
@@ -75,13 +75,6 @@ def support_normalised_similarities(z_q: Tensor, z_s: Tensor, eps: float = 1e-8)
     return z_q @ s.transpose(-1, -2)
 
 
-def _check_classes(y_s: Tensor, n_way: int) -> None:
-    counts = torch.bincount(y_s, minlength=n_way)
-    if bool((counts == 0).any()):
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
-
-
 def label_mixture_log_probs(similarities: Tensor, y_s: Tensor, n_way: int) -> Tensor:
     r""":math:`\log \hat y_k = \log \sum_{i: y_i = k} a_i` with :math:`a = \mathrm{softmax}` of
     ``similarities`` over the support axis (eq. 1-2): ``[Q, S]``, labels ``[S]`` -> ``[Q, N]``.
@@ -89,7 +82,7 @@ def label_mixture_log_probs(similarities: Tensor, y_s: Tensor, n_way: int) -> Te
     Computed as ``logsumexp`` of the log-attention over each class's support images, which is exact
     and stays finite where the attention underflows. ``exp`` of the result sums to 1 over classes.
     """
-    _check_classes(y_s, n_way)
+    class_counts(y_s, n_way)                                                   # every class present
     log_a = similarities.log_softmax(-1)                                       # [Q, S]
     member = F.one_hot(y_s, n_way).to(torch.bool)                              # [S, N]
     masked = log_a.unsqueeze(-1).masked_fill(~member, float("-inf"))           # [Q, S, N]
@@ -155,10 +148,8 @@ class MatchingNetworks(EpisodeClassifier):
 
     def __init__(self, encoder: nn.Module, fce: bool = False, fce_steps: int = 5,
                  embedding_dim: Optional[int] = None, loss_fn=None, normalize_query: bool = False) -> None:
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
-        if loss_fn is not None:
-            raise ValueError("Matching Networks' loss is the cross-entropy of the attention mixture; loss_fn must be None")
+        check_network(encoder, "encoder")
+        no_loss_fn(loss_fn, "Matching Networks' loss is the cross-entropy of the attention mixture")
         if not isinstance(fce, bool):
             raise TypeError(f"fce must be True or False, got {fce!r}")
         if not isinstance(normalize_query, bool):

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from ..functional import LossFn, Params, params_of
 from .base import register
-from .maml import MAML, Batching, BNMode, query_loss as maml_query_loss
-from .settings import FewShotConfig, setting
+from .maml import MAML, Batching, BNMode, MAMLConfig, query_loss as maml_query_loss
+from .settings import setting
 
 AlphaInit = Union[float, Sequence[float]]
 
@@ -50,16 +50,11 @@ def query_loss(model: nn.Module, theta: Params, alpha: Dict[str, Tensor], buffer
 
 
 @dataclass(kw_only=True)
-class MetaSGDConfig(FewShotConfig):
+class MetaSGDConfig(MAMLConfig):
     """A Meta-SGD run: MAML's settings but ``inner_lr``: the step sizes α are learned, from ``alpha_init``."""
 
-    inner_steps: int = setting(1, "inner steps in training", low=0)
-    test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
-    first_order: bool = setting(False, "no second-order terms")
     alpha_init: Any = setting(PAPER_ALPHA_RANGE, "initial step sizes alpha: a number, or [low, high] (uniform)")
-    batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched; benchmarks/README.md)")
-    recompute_steps: bool = setting(False, "recompute the inner steps in the backward pass (less memory)")
-    bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    unused = ("inner_lr",)
 
 
 class MetaSGD(MAML):

@@ -9,7 +9,14 @@ from torch import Tensor
 from ..batch import as_batch
 from ..functional import LossFn, buffers_of, check_finite, forward
 from .base import callable_loss, register
-from .maml import MAML
+from .maml import MAML, MAMLConfig
+
+
+class PretrainConfig(MAMLConfig):  # no field of its own: MAMLConfig's dataclass methods serve
+    """A joint-training run: MAML's settings for the fine-tuning at test time; no meta-gradient through
+    the inner loop, so nothing to take first-order or recompute."""
+
+    unused = ("first_order", "recompute_steps")
 
 
 class Pretrain(MAML):
@@ -22,6 +29,8 @@ class Pretrain(MAML):
     """
 
     name = "pretrain"
+    short_name = "Pretrain"  # a table column's name
+    config_class = PretrainConfig
     paper_settings = {}  # no paper of its own: the baseline of Finn et al.'s sinusoid figure
 
     def meta_loss(self, batch: Sequence[Tensor], loss_fn: Optional[LossFn] = None, steps: Optional[int] = None) -> Tensor:
@@ -48,9 +57,6 @@ class Pretrain(MAML):
     def describe(self) -> str:
         return "Pretrain (joint training, fine-tuned)"
 
-    @property
-    def short_name(self) -> str:
-        return "Pretrain"
 
     def __repr__(self) -> str:
         return f"Pretrain(fine-tune lr={self.inner_lr}, steps={self.inner_steps})"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import EpisodeClassifier, check_every_batch, register
+from ..batch import class_counts
+from .base import EpisodeClassifier, check_network, register
 from .settings import FewShotConfig
 
 
@@ -17,10 +18,7 @@ def prototypes(z_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
     Returns:
         ``[n_way, d]``. Raises ``ValueError`` if a class has no support example.
     """
-    counts = (y_s.unsqueeze(-1) == torch.arange(n_way, device=y_s.device)).sum(0)  # bincount syncs on CUDA
-    if check_every_batch(y_s) and bool((counts == 0).any()):
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
+    counts = class_counts(y_s, n_way)
     sums = torch.zeros(n_way, z_s.shape[-1], dtype=z_s.dtype, device=z_s.device).index_add_(0, y_s, z_s)
     return sums / counts.unsqueeze(1).to(z_s.dtype)
 
@@ -72,8 +70,7 @@ class ProtoNet(EpisodeClassifier):
     }
 
     def __init__(self, encoder: nn.Module, loss_fn=None) -> None:
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        check_network(encoder, "encoder")
         super().__init__(loss_fn)
         self.encoder = encoder
 

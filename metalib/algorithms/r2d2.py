@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import check_positive
-from .base import EpisodeClassifier, register
+from .base import EpisodeClassifier, check_network, no_loss_fn, register
 from .settings import FewShotConfig, setting
 
 Solver = Literal["auto", "primal", "woodbury"]
@@ -96,6 +96,7 @@ class R2D2(EpisodeClassifier):
     """
 
     name = "r2d2"
+    short_name = "R2-D2"  # a table column's name
     family = "optimisation-based"
     config_class = R2D2Config
     needs_head = False
@@ -118,10 +119,8 @@ class R2D2(EpisodeClassifier):
 
     def __init__(self, encoder: nn.Module, init_lambda: float = 50.0, init_scale: float = 10.0, init_bias: float = 0.0,
                  learn_lambda: bool = True, solver: Solver = "auto", loss_fn=None) -> None:
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
-        if loss_fn is not None:
-            raise ValueError("R2-D2's loss is the query cross-entropy of its calibrated ridge scores; loss_fn must be None")
+        check_network(encoder, "encoder")
+        no_loss_fn(loss_fn, "R2-D2's loss is the query cross-entropy of its calibrated ridge scores")
         super().__init__(None)
         if solver not in ("auto", "primal", "woodbury"):
             raise ValueError(f"solver must be 'auto', 'primal' or 'woodbury', got {solver!r}")
@@ -195,9 +194,6 @@ class R2D2(EpisodeClassifier):
     def describe(self) -> str:
         return "R2-D2 (ridge-regression head)"
 
-    @property
-    def short_name(self) -> str:
-        return "R2-D2"
 
     def __repr__(self) -> str:
         return (f"R2D2(encoder={self.encoder.__class__.__name__}, lambda={float(self.lam.detach()):.4g} "

@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..batch import check_every_batch, check_labels
-from ..functional import Params, buffers_of, check_finite, check_positive, forward, params_of, transductive_batchnorm
-from .base import EpisodeClassifier, query_metrics, register
+from ..batch import check_labels, class_counts
+from ..functional import Params, buffers_of, check_positive, forward, params_of, transductive_batchnorm
+from .base import EpisodeClassifier, check_network, no_loss_fn, register
 from .settings import FewShotConfig, setting
 
 
@@ -127,10 +127,7 @@ class RelationModule(nn.Module):
 def class_features(maps_s: Tensor, y_s: Tensor, n_way: int) -> Tensor:
     r""":math:`f_\varphi(x_c) = \sum_{i: y_i = c} f_\varphi(x_i)`: ``[N*K, C, h, w]``, ``[N*K]`` -> ``[N, C, h, w]``
     (the sum, not the mean: section 3.2 of the paper). Raises ``ValueError`` for a class without support."""
-    counts = (y_s.unsqueeze(-1) == torch.arange(n_way, device=y_s.device)).sum(0)  # bincount syncs on CUDA
-    if check_every_batch(y_s) and bool((counts == 0).any()):
-        missing = torch.nonzero(counts == 0).flatten().tolist()
-        raise ValueError(f"class(es) {missing} have no support examples (every class needs k_shot >= 1)")
+    class_counts(y_s, n_way)
     return torch.zeros(n_way, *maps_s.shape[1:], dtype=maps_s.dtype, device=maps_s.device).index_add_(0, y_s, maps_s)
 
 
@@ -157,6 +154,8 @@ class RelationConfig(FewShotConfig):
     relation_dim: int = setting(8, "the relation module's hidden units", low=1)
     relation_bn: str = setting("running", "the relation module's BatchNorm: running or episode")
     clip_grad_norm: float = setting(0.5, "clip the gradient's norm to this (0: no clipping)", low=0)
+    feature_shape: Optional[Sequence[int]] = setting(None, "[C, h, w] of the encoder's feature maps (default: "
+                                                     "the encoder's feature_shape)")
 
 
 class RelationNetworks(EpisodeClassifier):
@@ -176,10 +175,12 @@ class RelationNetworks(EpisodeClassifier):
             statistics at prediction (see the module docstring).
         clip_grad_norm: the official code clips each network's gradient norm at 0.5 before the Adam
             step; ``0`` turns clipping off.
-        feature_shape: ``(C, h, w)`` of the encoder's output, if the encoder does not say.
+        feature_shape: ``(C, h, w)`` of the encoder's output, if the encoder does not say (if it does,
+            the two must agree); ``--feature-shape`` of ``train_fewshot.py``.
     """
 
     name = "relation"
+    short_name = "RelationNet"  # a table column's name
     config_class = RelationConfig
     family = "metric-based"
     # Sung et al. 2018, section 4.1, and the official code (LearningToCompare_FSL, train scripts):
@@ -198,21 +199,23 @@ class RelationNetworks(EpisodeClassifier):
 
     def __init__(self, encoder: nn.Module, relation_dim: int = 8, relation_bn: str = "running",
                  clip_grad_norm: float = 0.5, feature_shape: Optional[Sequence[int]] = None, loss_fn=None) -> None:
-        if not isinstance(encoder, nn.Module):
-            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
-        if loss_fn is not None:
-            raise ValueError("Relation Networks' loss is the MSE against one-hot targets (eq. 3); loss_fn must be None")
+        check_network(encoder, "encoder")
+        no_loss_fn(loss_fn, "Relation Networks' loss is the MSE against one-hot targets (eq. 3)")
         if relation_bn not in ("running", "episode"):
             raise ValueError(f"relation_bn must be 'running' or 'episode', got {relation_bn!r}")
         if isinstance(relation_dim, bool) or not isinstance(relation_dim, int) or relation_dim < 1:
             raise ValueError(f"relation_dim must be a positive int, got {relation_dim!r}")
-        shape = feature_shape if feature_shape is not None else getattr(encoder, "feature_shape", None)
-        if shape is None or len(tuple(shape)) != 3:
-            raise ValueError("Relation Networks need the encoder's feature-map shape (C, h, w): use "
-                             "RelationEncoder (the default network) or pass feature_shape=(C, h, w)")
+        own = getattr(encoder, "feature_shape", None)
+        shape = feature_shape if feature_shape is not None else own
+        if (not isinstance(shape, (tuple, list)) or len(shape) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+            raise ValueError(f"Relation Networks need the encoder's feature-map shape (C, h, w), three positive ints "
+                             f"(got {shape!r}): use RelationEncoder (the default network) or pass feature_shape=(C, h, w)")
+        if own is not None and tuple(shape) != tuple(own):
+            raise ValueError(f"feature_shape={tuple(shape)} but the encoder's feature maps are {tuple(own)}")
         super().__init__(None)
         self.encoder = encoder
-        self.feature_shape = tuple(int(v) for v in shape)
+        self.feature_shape = tuple(shape)
         self.relation_dim, self.relation_bn = relation_dim, relation_bn
         self._training_pass = False  # task_losses sets it: BatchNorm of the relation module as in training
         self.clip_grad_norm = check_positive("clip_grad_norm", clip_grad_norm, allow_zero=True)
@@ -316,24 +319,16 @@ class RelationNetworks(EpisodeClassifier):
         finally:
             self._training_pass = False
 
-    def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer):
-        """:meth:`metalib.algorithms.Learner.train_step` with the official code's gradient clipping:
-        the embedding's and the relation module's gradient norms are each clipped at ``clip_grad_norm``."""
-        optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_gradient(batch)
-        check_finite(loss, "the meta-loss")
+    def clip_gradients(self) -> None:
+        """The official code's gradient clipping before the Adam step (in :meth:`train_step`): the
+        embedding's and the relation module's gradient norms are each clipped at ``clip_grad_norm``."""
         if self.clip_grad_norm:
             nn.utils.clip_grad_norm_(self.encoder.parameters(), self.clip_grad_norm)
             nn.utils.clip_grad_norm_(self.relation.parameters(), self.clip_grad_norm)
-        optimizer.step()
-        return query_metrics(loss, out, batch[3])
 
     def describe(self) -> str:
         return "Relation Networks"
 
-    @property
-    def short_name(self) -> str:
-        return "RelationNet"
 
     def __repr__(self) -> str:
         return (f"RelationNetworks(encoder={self.encoder.__class__.__name__}, feature_shape={self.feature_shape}, "

@@ -12,7 +12,7 @@ from ..batch import as_batch
 from ..engine import choose_vmap
 from ..functional import (LossFn, Params, adam_step, batchnorm_context, buffers_of, check_finite, check_positive,
                           check_steps, forward, params_of, sgd_step, support_grad)
-from .base import Learner, as_task_batch, callable_loss, check_one_task, register
+from .base import Learner, as_task_batch, callable_loss, check_network, check_one_task, register
 from .settings import FewShotConfig, setting
 
 
@@ -98,8 +98,7 @@ class Reptile(Learner):
         loss_fn: Optional[LossFn] = None,
         eval_steps: Optional[int] = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_network(model)
         super().__init__(loss_fn)
         self.model = model
         self.inner_lr = check_positive("inner_lr", inner_lr)

@@ -52,9 +52,10 @@ def config_class(algorithm: str) -> type:
 
 
 def learner_fields(cls: type) -> Tuple[dataclasses.Field, ...]:
-    """The fields a learner's config class adds to :class:`FewShotConfig` (its hyperparameters)."""
+    """The fields a learner's config class adds to :class:`FewShotConfig` (its hyperparameters), but those
+    it declares ``unused`` (Meta-SGD, a ``MAMLConfig`` whose step sizes are learned: ``inner_lr``)."""
     base = {f.name for f in dataclasses.fields(FewShotConfig)}
-    return tuple(f for f in dataclasses.fields(cls) if f.name not in base)
+    return tuple(f for f in dataclasses.fields(cls) if f.name not in base and f.name not in cls.unused)
 
 
 @dataclass(kw_only=True)
@@ -98,8 +99,8 @@ class FewShotConfig:
     checkpoint_every: int = 100
     seed: int = 0
     options: InitVar[Optional[Dict[str, Any]]] = None  # the learner's settings by name (older configs' channel)
-    #: run fields this learner does not read (Reptile: the Adam rate and its schedule): never printed or
-    #: saved, and a value other than the default is refused
+    #: fields this learner does not read (Reptile: the Adam rate and its schedule; Meta-SGD: MAML's
+    #: ``inner_lr``): never printed, saved or passed, and a value other than the default is refused
     unused: ClassVar[Tuple[str, ...]] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "FewShotConfig":
@@ -152,7 +153,9 @@ class FewShotConfig:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name in self.unused:
             if getattr(self, name) != defaults[name]:
-                raise ValueError(f"{self.algorithm or type(self).__name__} does not use {name} (got {getattr(self, name)!r})")
+                have = ", ".join(f.name for f in learner_fields(type(self))) or "none"
+                raise ValueError(f"{self.algorithm or type(self).__name__} does not use {name} (got {getattr(self, name)!r}; "
+                                 f"its settings beyond the run's: {have})")
         if self.algorithm:
             self.learner_class.check_config(self)
 
@@ -215,7 +218,7 @@ class FewShotConfig:
     def describe(self) -> str:
         """One line: the algorithm and its episodes, e.g. for a progress bar or a table."""
         s = f"{self.algorithm} {self.dataset} {self.n_way}-way {self.k_shot}-shot"
-        if hasattr(self, "first_order"):
+        if "first_order" in self.learner_settings():
             s += f" ({'first' if getattr(self, 'first_order') else 'second'}-order)"
         return s
 

@@ -48,8 +48,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import check_finite
-from .base import Learner, as_task_batch, register
-from .mann import MANN, encoder_width, support_order
+from .base import Learner, as_task_batch, check_network, no_loss_fn, register
+from .mann import encoder_width, support_order
 from .settings import FewShotConfig, setting
 
 
@@ -187,10 +187,8 @@ class SNAIL(Learner):
 
     def __init__(self, model: nn.Module, n_way: int = 5, k_shot: int = 1, filters: int = 128,
                  attention: Sequence[Tuple[int, int]] = ((64, 32), (256, 128), (512, 256)), loss_fn=None) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module (the image embedding), got {type(model).__name__}")
-        if loss_fn is not None:
-            raise ValueError("SNAIL's loss is the cross-entropy of the last step; loss_fn must be None")
+        check_network(model, "model (the image embedding)")
+        no_loss_fn(loss_fn, "SNAIL's loss is the cross-entropy of the last step")
         super().__init__()
         for name, v in (("n_way", n_way), ("k_shot", k_shot), ("filters", filters)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -210,15 +208,9 @@ class SNAIL(Learner):
         self.att3 = AttentionBlock(self.tc2.out_channels, *attention[2])
         self.out = nn.Linear(self.att3.out_channels, n_way)
 
-    @property
-    def fixed_way(self) -> int:
-        return self.n_way
-
     @classmethod
     def default_model(cls, in_channels: int, image_size: int, hidden: int, n_way: int) -> nn.Module:
         return ConvEmbedding(in_channels, hidden, image_size)
-
-    check_config = classmethod(MANN.check_config.__func__)  # n_way output units: train_way must equal n_way
 
     def describe(self) -> str:
         return "SNAIL"
@@ -278,8 +270,7 @@ class SNAIL(Learner):
     def meta_gradient(self, batch: Sequence[Tensor], loss_fn=None):
         """Mean cross-entropy of every query's last-step logits, each episode's support set in a random
         order; back-propagated. Returns the loss (and the logits ``[T, Q, N]``), detached."""
-        if loss_fn is not None:
-            raise ValueError("SNAIL's loss is the cross-entropy of the last step; loss_fn must be None")
+        no_loss_fn(loss_fn, "SNAIL's loss is the cross-entropy of the last step")
         x_s, y_s, x_q, y_q = batch
         self._check(x_s, y_s, x_q)
         order = torch.rand(y_s.shape, device="cpu").argsort(dim=1).to(y_s.device)
