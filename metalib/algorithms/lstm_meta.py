@@ -169,6 +169,7 @@ class LSTMMetaConfig(FewShotConfig):
     max_grad_norm: float = setting(0.25, "clip the meta-gradient's norm to this (0: no clipping)", low=0)
     lstm_hidden: int = setting(20, "hidden units of the optimiser LSTM's first layer (the paper: 20)", low=1)
     bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
+    fused: bool = setting(True, "the fused cell step (hand-written backward; the same function, faster)")
 
 
 class LSTMMetaLearner(Learner):

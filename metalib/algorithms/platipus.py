@@ -152,6 +152,7 @@ class PlatipusConfig(FewShotConfig):
     kl_weight: float = setting(1.0, "weight of the KL term of the ELBO", low=0)
     sigma_init: float = setting(0.01, "initial sigma_theta and v_q (every entry)", low=0)
     eval_samples: int = setting(1, "models sampled per task at prediction (outputs averaged)", low=1)
+    gamma_init: Optional[float] = setting(None, "initial gamma_p and gamma_q (default: inner_lr)", low=0)
 
 
 class PLATIPUS(MAML):
