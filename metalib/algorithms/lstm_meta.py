@@ -423,16 +423,11 @@ class LSTMMetaLearner(Learner):
         losses, preds = self._run(batch, loss_fn, steps, backward=True)
         return losses.mean(), preds
 
-    def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer):
-        """:meth:`metalib.algorithms.Learner.train_step` with the meta-gradient's norm clipped to
-        ``max_grad_norm`` before the outer step (Ravi & Larochelle's code: 0.25)."""
-        optimizer.zero_grad(set_to_none=True)
-        loss, out = self.meta_gradient(batch)
-        check_finite(loss, "the meta-loss")
+    def clip_gradients(self) -> None:
+        """The meta-gradient's norm clipped to ``max_grad_norm`` before the outer step (Ravi & Larochelle's
+        code: 0.25); a hook, so the data-parallel step clips too."""
         if self.max_grad_norm:
             nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
-        optimizer.step()
-        return query_metrics(loss, out, batch[3])
 
     # Unroll on each task's support set (``steps``, default :attr:`eval_steps`) and predict its queries:
     # ``[Q, N]`` for one task, ``[T, Q, N]`` for a batch — MAML's predict, on this learner's ``_run``.

@@ -445,10 +445,15 @@ class MANN(Learner):
         loss, logits, y = self.sequence_loss(batch)
         check_finite(loss.detach(), "the sequence loss")
         loss.backward()
-        if self.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+        self.clip_gradients()
         optimizer.step()
         return {"loss": loss.detach(), "accuracy": (logits.detach().argmax(-1) == y).float().mean() * 100}
+
+    def clip_gradients(self) -> None:
+        """The gradient's norm clipped to ``max_grad_norm`` (``None``: not clipped); a hook, so the
+        data-parallel step clips too."""
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
 
     def predict(self, x_s: Tensor, y_s: Tensor, x_q: Tensor, n_way: Optional[int] = None,
                 steps: Optional[int] = None) -> Tensor:
