@@ -155,7 +155,7 @@ meta-gradient within 1e-10 relative, `tests/test_lstm_meta.py`), and its hand-wr
 `gradcheck`. The paper's arrangement is unchanged: a first, ordinary LSTM layer with 20 hidden units
 (`lstm_hidden`, a setting) on the preprocessed loss and gradient, and the meta-learner cell with input and
 forget gates only, whose cell state is the learner's parameters; the learner's gradients are inputs without
-a gradient (Ravi & Larochelle: "we do not backpropagate through the gradients of the learner" — metalib
+a gradient (Ravi & Larochelle drop the second derivatives through them; metalib
 did so already). The speed comes from memory layout and fewer passes: gates stored as `[4H, P]` so each gate
 is a contiguous block (the `[P, 4H]` slices made every elementwise op strided), one matrix product per layer
 and direction, `tanh` as `2σ(2x) − 1` (torch's CPU `tanh` was ~8x slower than its `sigmoid` here),

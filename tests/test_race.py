@@ -55,3 +55,11 @@ def test_committed_record_is_readable():
     races = compare.race_results()
     assert "matching" in races and all(p.cpu_minutes > 0 for pts in races.values() for p in pts)
     assert compare.race_paper_number("matching").value == "98.1"
+
+
+def test_the_race_marks_each_learner_with_its_own_rows_paper_number():
+    """MAML's race row is marked with MAML's number, not looked up through the first shipped row of
+    algorithm "maml" — first-order MAML ("FOMAML", no paper number), which used to leave MAML unmarked."""
+    assert compare.race_paper_number("maml").value == "98.7 ± 0.4"
+    assert compare.race_paper_number("metasgd").value == "99.53 ± 0.26"
+    assert compare.race_paper_number("r2d2") is None  # not verified: no number rather than a wrong one
