@@ -13,7 +13,7 @@ from ..batch import as_batch, check_pair
 from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_steps, forward, params_of, support_grad,
 )
-from .base import Learner, callable_loss, query_metrics, register
+from .base import Learner, callable_loss, register
 from .maml import MAML, BNMode
 from .settings import FewShotConfig, setting
 
