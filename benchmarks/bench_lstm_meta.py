@@ -10,7 +10,7 @@ Rows:
   * ``maml``: MAML with its paper's Omniglot settings (1 second-order inner step, lr 0.4; the trainer's
     default batching), and with 5 and 15 steps (the same number of updates as the LSTM rows);
   * ``lstm-meta plain``: the reference cell (``fused=False``: ``nn.LSTMCell`` + autograd), as before;
-  * ``lstm-meta fused``: the default cell (:class:`metalib.algorithms.lstm_meta._FusedCell`);
+  * ``lstm-meta fused``: the default cell (:class:`metalib.engine.FusedMetaLSTMCell`);
   each LSTM meta-learner at 1, 5 (the shipped weights' setting) and 15 inner steps (the official code's
   Omniglot setting, the issue's measurement).
 
@@ -149,7 +149,7 @@ def main(argv=None) -> None:
 
 
 NOTES = """\
-What the default (fused) cell changes, and what it keeps (`metalib/algorithms/lstm_meta.py`, `_FusedCell`):
+What the default (fused) cell changes, and what it keeps (`metalib/engine.py`, `FusedMetaLSTMCell`):
 the same function as the plain `nn.LSTMCell` + autograd cell — tested equal in float64 (query loss and every
 meta-gradient within 1e-10 relative, `tests/test_lstm_meta.py`), and its hand-written backward passes
 `gradcheck`. The paper's arrangement is unchanged: a first, ordinary LSTM layer with 20 hidden units

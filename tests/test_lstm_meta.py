@@ -187,7 +187,7 @@ def test_the_fused_cell_is_the_plain_cell(steps):
 def test_the_fused_cell_passes_gradcheck():
     """The hand-written backward against finite differences (torch.autograd.gradcheck, float64), for the first
     step (no previous state) and a later one, every differentiable input at once."""
-    from metalib.algorithms.lstm_meta import _FusedCell
+    from metalib.engine import FusedMetaLSTMCell
 
     g = torch.Generator().manual_seed(0)
     P, H = 7, 3
@@ -199,7 +199,7 @@ def test_the_fused_cell_passes_gradcheck():
     later = (gpre, *common, r(H, P), r(H, P), torch.rand(P, generator=g, dtype=torch.float64).requires_grad_(),
              torch.rand(P, generator=g, dtype=torch.float64).requires_grad_(), *head)
     for inputs in (first, later):
-        assert torch.autograd.gradcheck(lambda *a: _FusedCell.apply(*a), inputs, eps=1e-6, atol=1e-8)
+        assert torch.autograd.gradcheck(lambda *a: FusedMetaLSTMCell.apply(*a), inputs, eps=1e-6, atol=1e-8)
 
 
 def test_the_lstm_width_is_a_config_setting():

@@ -13,6 +13,7 @@ from ..batch import as_batch, check_pair
 from ..functional import (
     LossFn, Params, batchnorm_context, buffers_of, check_finite, check_steps, forward, params_of, support_grad,
 )
+from ..engine import FusedMetaLSTMCell
 from .base import Learner, callable_loss, register
 from .maml import MAML, BNMode
 from .settings import FewShotConfig, setting
@@ -34,100 +35,6 @@ def preprocess(x: Tensor, p: float = PREPROCESS_P) -> Tensor:
     first = torch.where(big, torch.log(x.abs().clamp_min(tiny)) / p, torch.full_like(x, -1.0))
     second = torch.where(big, torch.sign(x), x * math.exp(p))
     return torch.stack([first, second], -1)
-
-
-def _tanh_(x: Tensor) -> Tensor:
-    """``tanh`` in place as :math:`2\\sigma(2x) - 1` (the same function; torch's CPU ``tanh`` is several times
-    slower than its ``sigmoid``, and this cell evaluates ``2 P H`` of them per step)."""
-    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
-
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward   # g, σ(x) -> g σ(x) (1 - σ(x)), one pass
-_tanh_backward = torch.ops.aten.tanh_backward         # g, tanh(x) -> g (1 - tanh(x)²)
-
-
-class _FusedCell(torch.autograd.Function):
-    r"""One step of :meth:`LSTMMetaLearner.cell` (both layers and the update :math:`c_t`) with a hand-written
-    backward, for speed on the CPU: coordinates along the *last* axis (the first layer's gates ``[4H, P]``,
-    so each gate is a contiguous block); one matrix product per layer and direction (the loss's share of the
-    first layer folded into its bias, a row of ones for the bias); no recurrent product at the first step;
-    activations in place; one-pass ``sigmoid_backward`` / ``tanh_backward``; and only the activations
-    ``[4H, P]``, ``tanh(cell)`` ``[H, P]`` and the first layer's input ``[3 + H, P]`` saved beyond the inputs
-    and outputs. The same function as the plain cell (tested against it and by ``gradcheck`` in float64,
-    ``tests/test_lstm_meta.py``); ∇ and its preprocessing are inputs without a gradient (the paper's
-    first-order treatment).
-
-    Inputs: ``gpre [P, 2]`` (preprocessed ∇, constant), ``bias [4H]`` (``b_ih + b_hh + W_ih[:, :2] pre(L)``),
-    ``w_g [4H, 2]`` (``W_ih[:, 2:]``), ``w_hh [4H, H]``, the previous state ``h, cell [H, P]``, ``f, i [P]``
-    (``None`` at the first step: zeros), ``c_prev [P]``, ``grad [P]`` (constant), ``w_f, w_i [H + 2]``,
-    ``b_f, b_i`` (0-dim). Outputs ``c [P], h [H, P], cell [H, P], f [P], i [P]``.
-    """
-
-    @staticmethod
-    def forward(ctx, gpre, bias, w_g, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, b_f, b_i):
-        H = w_hh.shape[1]
-        # one product [4H, 1 + 2 (+ H)] @ [1; pre(∇); h_prev] for the gates i, f, g, o (torch's order): [4H, P]
-        x = torch.cat([gpre.new_ones(1, gpre.shape[0]), gpre.t()] + ([] if h_prev is None else [h_prev]))
-        z = torch.cat([bias.unsqueeze(1), w_g] + ([] if h_prev is None else [w_hh]), 1) @ x
-        z[:2 * H].sigmoid_()
-        z[3 * H:].sigmoid_()
-        _tanh_(z[2 * H:3 * H])
-        i1, f1, g1, o1 = z.split(H, 0)
-        cell = i1 * g1
-        if cell_prev is not None:
-            cell.addcmul_(f1, cell_prev)
-        tc = _tanh_(cell.clone())
-        h = o1 * tc
-        s = torch.stack([w_f[:H], w_i[:H]]) @ h                   # [2, P]
-        f = s[0].add_(c_prev * w_f[H]).add_(b_f)                   # pre-activations, then σ in place
-        i = s[1].add_(c_prev * w_i[H]).add_(b_i)
-        if f_prev is not None:
-            f.addcmul_(f_prev, w_f[H + 1])
-            i.addcmul_(i_prev, w_i[H + 1])
-        f.sigmoid_()
-        i.sigmoid_()
-        c = torch.addcmul(f * c_prev, i, grad, value=-1.0)
-        ctx.save_for_backward(x, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h, f, i)
-        return c, h, cell, f, i
-
-    @staticmethod
-    def backward(ctx, dc, dh, dcell, df, di):
-        x, w_hh, h_prev, cell_prev, f_prev, i_prev, c_prev, grad, w_f, w_i, z, tc, h, f, i = ctx.saved_tensors
-        H = w_hh.shape[1]
-        first = h_prev is None
-        # layer 2: c = f c_prev - i ∇, f = σ(a_f), i = σ(a_i)
-        A = f.new_empty(2, f.shape[0])                             # [dL/da_f; dL/da_i]
-        af, ai = A[0], A[1]
-        _sigmoid_backward.grad_input(torch.addcmul(df, dc, c_prev), f, grad_input=af)
-        _sigmoid_backward.grad_input(torch.addcmul(di, dc, grad, value=-1.0), i, grad_input=ai)
-        dc_prev = (dc * f).add_(af * w_f[H]).add_(ai * w_i[H])
-        w2 = A @ h.t()                                             # [2, H]
-        zero = af.new_zeros(1)
-        dw_f = torch.cat([w2[0], torch.dot(c_prev, af).reshape(1), zero if first else torch.dot(f_prev, af).reshape(1)])
-        dw_i = torch.cat([w2[1], torch.dot(c_prev, ai).reshape(1), zero if first else torch.dot(i_prev, ai).reshape(1)])
-        db_f, db_i = af.sum(), ai.sum()
-        df_prev = None if first else af * w_f[H + 1]
-        di_prev = None if first else ai * w_i[H + 1]
-        dh = torch.addmm(dh, torch.stack([w_f[:H], w_i[:H]], 1), A)  # [H, P]
-        # layer 1: h = o tanh(cell), cell = f1 cell_prev + i1 g1
-        i1, f1, g1, o1 = z.split(H, 0)
-        dcell = dcell + _tanh_backward(dh * o1, tc)
-        dz = torch.empty_like(z)
-        di1, df1, dg1, do1 = dz.split(H, 0)
-        _sigmoid_backward.grad_input(dcell * g1, i1, grad_input=di1)
-        if first:
-            df1.zero_()
-        else:
-            _sigmoid_backward.grad_input(dcell * cell_prev, f1, grad_input=df1)
-        _tanh_backward.grad_input(dcell * i1, g1, grad_input=dg1)
-        _sigmoid_backward.grad_input(dh * tc, o1, grad_input=do1)
-        dcell_prev = None if first else dcell * f1
-        dw = x @ dz.t()                                            # [1 + 2 (+ H), 4H]: bias, w_g (, w_hh)
-        dbias, dw_g = dw[0], dw[1:3].t()
-        dw_hh = torch.zeros_like(w_hh) if first else dw[3:].t()   # zeros, as autograd's for a zero state
-        dh_prev = None if first else w_hh.t() @ dz
-        return (None, dbias, dw_g, dw_hh, dh_prev, dcell_prev, df_prev, di_prev, dc_prev, None, dw_f, dw_i, db_f,
-                db_i)
 
 
 @dataclass
@@ -215,7 +122,7 @@ class LSTMMetaLearner(Learner):
         bn_mode: as :class:`metalib.algorithms.MAML`.
         loss_fn: the task loss (default cross-entropy).
         eval_steps: updates at test time (default ``inner_steps``).
-        fused: each step of the cell as :class:`_FusedCell` (a hand-written backward; the same function,
+        fused: each step of the cell as :class:`metalib.engine.FusedMetaLSTMCell` (a hand-written backward; the same function,
             tested equal in float64; on one CPU thread ~2.8x faster per cell step over Conv-4's 112k
             coordinates, ``benchmarks/bench_lstm_meta.py`` for whole iterations); ``False``: the plain
             ``nn.LSTMCell`` + autograd cell, the reference. Within :meth:`gates_pinned` the plain cell runs.
@@ -321,12 +228,12 @@ class LSTMMetaLearner(Learner):
         return c, (h, cell, f, i), (i, f)
 
     def _fused_cell(self, grad: Tensor, loss: Tensor, c_prev: Tensor, state=None):
-        """:meth:`cell` as :class:`_FusedCell` (the same values and gradients)."""
+        """:meth:`cell` as :class:`metalib.engine.FusedMetaLSTMCell` (the same values and gradients)."""
         dtype = c_prev.dtype
         w_ih = self.lstm.weight_ih                                        # [4H, 4]: loss (2), ∇ (2) columns
         bias = torch.addmv(self.lstm.bias_ih + self.lstm.bias_hh, w_ih[:, :2], preprocess(loss.reshape(1))[0].to(dtype))
         h, cell, f_prev, i_prev = (None,) * 4 if state is None else state
-        c, h, cell, f, i = _FusedCell.apply(preprocess(grad).to(dtype), bias, w_ih[:, 2:], self.lstm.weight_hh, h, cell,
+        c, h, cell, f, i = FusedMetaLSTMCell.apply(preprocess(grad).to(dtype), bias, w_ih[:, 2:], self.lstm.weight_hh, h, cell,
                                             f_prev, i_prev, c_prev, grad, self.w_f, self.w_i, self.b_f, self.b_i)
         return c, (h, cell, f, i), (i, f)
 
