@@ -138,12 +138,10 @@ def bandit_table(k: int, n: int) -> Tuple[Dict[str, Tuple[float, float]], dict]:
     from ..rl.weights import RL_WEIGHTS_DIR
     row: Dict[str, Tuple[float, float]] = {}
     info: dict = {"commands": []}
-    try:
+    if (RL_WEIGHTS_DIR / f"rl2-bandit-k{k}-n{n}.pt").is_file():   # absent: baselines only; damaged: its error
         _, meta = load_policy(f"rl2-bandit-k{k}-n{n}")
         row.update({name: tuple(v) for name, v in meta["table"].items()})
         info["commands"].append(meta["command"])
-    except ValueError:
-        pass
     path = RL_WEIGHTS_DIR / f"bandit-baselines-k{k}-n{n}.json"
     if path.is_file():
         base = json.loads(path.read_text())
