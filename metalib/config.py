@@ -21,11 +21,26 @@ def _as_dict(template: FewShotConfig) -> Dict[str, Any]:
     return {k: v for k, v in template.to_dict().items() if k != "algorithm" and (k not in default or v != default[k])}
 
 
+def templates(algorithm: str, which: str = "paper_settings") -> Dict[Tuple[str, int, int], FewShotConfig]:
+    """``{(dataset, n_way, k_shot): template}`` of one registered name, from its class's table ``which``.
+
+    A key with a fourth element, ``(dataset, n, k, name)``, belongs to that registered name only
+    (``"fomaml"`` in MAML's file). A registry name that pins settings inherits its class's paper
+    settings but not its budget schedules: a schedule is searched per learner, and MAML's would be
+    the wrong one for first-order MAML."""
+    e = algorithms.entry(algorithm)
+    table = getattr(e.cls, which, {})
+    own = {key[:3]: s for key, s in table.items() if len(key) == 4 and key[3] == e.name}
+    if which == "budget_settings" and e.fixed:
+        return own
+    return {**{key: s for key, s in table.items() if len(key) == 3}, **own}
+
+
 def paper_settings(which: str = "paper_settings") -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
     """``{(algorithm, dataset, n_way, k_shot): settings}`` of every registered algorithm (each
     algorithm's file gives its paper's settings and their sources): the fields its templates set."""
-    return {(name, dataset, n, k): _as_dict(s) for name, (cls, _) in algorithms.learner_registry().items()
-            for (dataset, n, k), s in getattr(cls, which, {}).items()}
+    return {(name, dataset, n, k): _as_dict(s) for name in algorithms.learner_registry()
+            for (dataset, n, k), s in templates(name, which).items()}
 
 
 def budget_settings() -> Dict[Tuple[str, str, int, int], Dict[str, Any]]:
@@ -51,10 +66,10 @@ def default_config(algorithm: str, n_way: int = 5, k_shot: int = 1, dataset: str
     name = e.name
     if e.fixed and set(e.fixed) <= {f.name for f in dataclasses.fields(cls)}:
         name, overrides = e.cls.name, {**e.fixed, **overrides}
-    table = e.cls.paper_settings
+    table = templates(algorithm, "paper_settings")
     key = (dataset, n_way, k_shot)
     if settings == "budget":
-        table = getattr(e.cls, "budget_settings", {})
+        table = templates(algorithm, "budget_settings")
         if key not in table:
             have = ", ".join(f"{d} {n}-way {k}-shot" for d, n, k in table) or "none"
             raise ValueError(f"{algorithm} has no budget settings for {dataset} {n_way}-way {k_shot}-shot (it has: {have})")

@@ -51,7 +51,9 @@ class LearnerConfig:
             :func:`metalib.config.default_config` starts from.
         budget_settings: the same shape — a schedule for about 30 CPU-minutes on one thread, chosen
             on the validation split (``benchmarks/bench_time_to_accuracy.py``, issue #29), used instead
-            of the paper's by ``default_config(..., settings="budget")``.
+            of the paper's by ``default_config(..., settings="budget")``. A key
+            ``(dataset, n_way, k_shot, name)`` holds the schedule of the registered ``name`` that pins
+            settings (``"fomaml"``); such a name never inherits the class's own schedule.
         needs_head: the network ends in an ``n_way`` linear head (MAML, Reptile), so the learner
             classifies ``n_way``-way tasks only; ``False``: any N (ProtoNet).
     """
