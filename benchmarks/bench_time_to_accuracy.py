@@ -80,6 +80,19 @@ PAPER = {
     "maml": ("98.7 ± 0.4", "P: Finn et al. Table 1; MAML's own split (easier protocol), 600 episodes"),
 }
 EPISODE = dict(train_way=5, train_shot=1, train_query=15, meta_batch=1)   # every learner's training episodes
+# Learners whose outer step is not Adam at ``meta_lr`` search the step they do take. Reptile: its
+# meta-step epsilon (SGD on theta - mean(phi)), annealed linearly to 0 over T (the paper's) or held
+# constant; it trains on more shots than it is tested on (the paper's 1-shot runs: 12 train-shots), and
+# its queries only monitor the loss (one per class). The inner loop is the one the earlier shipped run
+# used (5 Adam steps at 1e-3, 50 at test: docs/references.md, Reptile).
+GRIDS = {"reptile": dict(lrs=(0.25, 0.5, 1.0), schedules=("linear", "constant"),
+                         episode=dict(train_way=5, train_shot=5, train_query=1, meta_batch=1, inner_steps=5,
+                                      inner_lr=0.001, test_inner_steps=50))}
+
+
+def episode(alg: str) -> Dict[str, Any]:
+    """The training episode (and fixed inner loop) of ``alg`` in the search and the race."""
+    return dict(GRIDS.get(alg, {}).get("episode", EPISODE))
 
 
 # ============================================================================ small helpers
@@ -148,7 +161,8 @@ def train_for_cpu(trainer, clock: CpuClock, target_seconds: float, on_save=None,
     chunks of iterations sized to land on the target, the clock counting only the training."""
     last_save = clock.cpu
     while clock.cpu < target_seconds:
-        per = clock.cpu / trainer.iteration if trainer.iteration else 0.05
+        # the first chunk is one iteration: its cost (first calls included) sizes the next ones
+        per = clock.cpu / trainer.iteration if trainer.iteration else float("inf")
         chunk = max(1, min(50, int((target_seconds - clock.cpu) / max(per, 1e-4))))
         until = min(trainer.iteration + chunk, trainer.config.iterations)
         if until == trainer.iteration:
@@ -182,6 +196,8 @@ def _trainer(cfg, bench: Bench, run_dir: Optional[Path]):
 # ============================================================================ the search
 def grid_settings(lr: float, schedule: str, length: int) -> Dict[str, Any]:
     """The schedule of one grid point over ``length`` iterations."""
+    if schedule in ("linear", "constant"):                 # Reptile's epsilon (GRIDS)
+        return dict(outer_lr=lr, outer_lr_final=0.0 if schedule == "linear" else lr, anneal_iterations=length)
     if schedule == "step":
         return dict(meta_lr=lr, lr_schedule="step", lr_decay_every=max(1, length // 4), lr_decay=0.5)
     return dict(meta_lr=lr, lr_schedule="cosine", lr_decay_every=max(1, length), lr_decay=0.02)
@@ -189,7 +205,7 @@ def grid_settings(lr: float, schedule: str, length: int) -> Dict[str, Any]:
 
 def calibrate(alg: str, bench: Bench, seconds: float) -> int:
     """Iterations of ``alg`` (5-way 1-shot, 15 queries) that fit in ``seconds`` of CPU on one thread."""
-    cfg = fewshot.default_config(alg, 5, 1, **EPISODE, iterations=100_000, val_every=0, checkpoint_every=0)
+    cfg = fewshot.default_config(alg, 5, 1, **episode(alg), iterations=100_000, val_every=0, checkpoint_every=0)
     trainer, clock = _trainer(cfg, bench, None)
     trainer.fit(until=3)                                   # warm-up (allocator, first-call costs)
     target = min(15.0, seconds / 4)
@@ -200,8 +216,10 @@ def calibrate(alg: str, bench: Bench, seconds: float) -> int:
     return max(4, int(seconds / per))
 
 
-def search(alg: str, bench: Bench, minutes: float, lrs=SEARCH_LRS, schedules=SEARCH_SCHEDULES) -> Dict[str, Any]:
+def search(alg: str, bench: Bench, minutes: float, lrs=None, schedules=None) -> Dict[str, Any]:
     """Run the grid for ``alg`` (resumable: points already recorded are skipped); returns the chosen settings."""
+    lrs = lrs or GRIDS.get(alg, {}).get("lrs", SEARCH_LRS)
+    schedules = schedules or GRIDS.get(alg, {}).get("schedules", SEARCH_SCHEDULES)
     seconds = minutes * 60
     done = {(r["meta_lr"], r["schedule"]): r for r in bench.records("budget_search") if r["learner"] == alg
             and r["minutes"] == minutes}
@@ -211,7 +229,7 @@ def search(alg: str, bench: Bench, minutes: float, lrs=SEARCH_LRS, schedules=SEA
             if (lr, sch) in done:
                 continue
             s = grid_settings(lr, sch, length)
-            cfg = fewshot.default_config(alg, 5, 1, **EPISODE, **s, iterations=100 * length, val_every=0,
+            cfg = fewshot.default_config(alg, 5, 1, **episode(alg), **s, iterations=100 * length, val_every=0,
                                          checkpoint_every=0, seed=0)
             trainer, clock = _trainer(cfg, bench, None)
             train_for_cpu(trainer, clock, seconds)
@@ -238,7 +256,7 @@ def chosen_from_search(alg: str, bench: Bench, minutes: Optional[float] = None, 
     best = max(recs, key=lambda r: (r["val_accuracy"], -r["meta_lr"]))
     mean_iters = sum(r["iterations"] for r in recs) / len(recs)
     length = int(round(mean_iters * race_minutes / minutes, -2 if not bench.smoke else 0))
-    return dict(**EPISODE, **grid_settings(best["meta_lr"], best["schedule"], length), iterations=length)
+    return dict(**episode(alg), **grid_settings(best["meta_lr"], best["schedule"], length), iterations=length)
 
 
 def budget_settings_for(alg: str, bench: Bench) -> Dict[str, Any]:

@@ -68,6 +68,23 @@ def test_outer_lr_annealing_is_linear_to_zero():
     assert r.annealed_outer_lr(100, 100) == 0.0
 
 
+@pytest.mark.parametrize("anneal, final", [(0, 0.0), (40, 0.0), (40, 0.25)])
+def test_outer_schedule_anneals_over_anneal_iterations_then_holds(anneal, final):
+    r = Reptile(nn.Linear(1, 1), outer_lr=1.0, outer_lr_final=final, anneal_iterations=anneal)
+    opt = r.outer_optimizer(0.0)
+    sched = r.outer_schedule(opt, 100)          # a run of 100 iterations
+    seen = []
+    for _ in range(100):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    total = anneal or 100
+    want = [1.0 - min(i / total, 1.0) * (1.0 - final) for i in range(100)]
+    assert seen == pytest.approx(want)
+    with pytest.raises(ValueError, match="anneal_iterations must be an integer >= 0"):
+        Reptile(nn.Linear(1, 1), anneal_iterations=-1)
+
+
 def test_adapt_does_not_touch_the_model():
     model = linear_model(1.0)
     x = torch.ones(1, 4, 1, dtype=torch.float64)

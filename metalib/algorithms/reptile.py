@@ -25,6 +25,7 @@ class ReptileConfig(FewShotConfig):
     test_inner_steps: int = setting(0, "inner steps at validation and test (0: inner_steps)", low=0)
     outer_lr: float = setting(0.1, "the meta step size epsilon", low=0)
     outer_lr_final: float = setting(0.0, "what epsilon is annealed to", low=0)
+    anneal_iterations: int = setting(0, "iterations epsilon is annealed over (0: the run's)", low=0)
     inner_optimizer: str = setting("adam", "the inner optimiser: adam (the paper's) or sgd")
     batching: str = setting("auto", "auto, loop (a task loop) or vmap (batched)")
     bn_mode: str = setting("transductive", "BatchNorm: transductive (batch statistics) or module")
@@ -55,6 +56,7 @@ class Reptile(Learner):
         batching: ``"auto"``, ``"loop"`` or ``"vmap"`` over the tasks of a batch, as in :class:`metalib.MAML`.
         bn_mode: as in :class:`metalib.MAML` (``"transductive"``: batch statistics always).
         outer_lr_final: the value :math:`\epsilon` is annealed to by the end of training (0 in the paper).
+        anneal_iterations: the iterations the annealing takes (0: the whole run).
         loss_fn: the task loss used when a call passes none (default: cross-entropy).
         eval_steps: inner steps at test time (default ``inner_steps``; the paper uses many more).
     """
@@ -95,6 +97,7 @@ class Reptile(Learner):
         batching: Literal["auto", "loop", "vmap"] = "auto",
         bn_mode: Literal["transductive", "module"] = "transductive",
         outer_lr_final: float = 0.0,
+        anneal_iterations: int = 0,
         loss_fn: Optional[LossFn] = None,
         eval_steps: Optional[int] = None,
     ) -> None:
@@ -105,6 +108,9 @@ class Reptile(Learner):
         self.inner_steps = check_steps("inner_steps", inner_steps)
         self.outer_lr = check_positive("outer_lr", outer_lr, allow_zero=True)
         self.outer_lr_final = check_positive("outer_lr_final", outer_lr_final, allow_zero=True)
+        if isinstance(anneal_iterations, bool) or not isinstance(anneal_iterations, int) or anneal_iterations < 0:
+            raise ValueError(f"anneal_iterations must be an integer >= 0, got {anneal_iterations!r}")
+        self.anneal_iterations = anneal_iterations
         self.eval_steps = self.inner_steps if eval_steps is None else check_steps("eval_steps", eval_steps)
         if inner_optimizer not in ("sgd", "adam"):
             raise ValueError(f"inner_optimizer must be 'sgd' or 'adam', got {inner_optimizer!r}")
@@ -243,11 +249,13 @@ class Reptile(Learner):
         return torch.optim.SGD(self.parameters(), lr=self.outer_lr)
 
     def outer_schedule(self, optimizer: torch.optim.Optimizer, iterations: int):
-        """:math:`\\epsilon` annealed linearly from ``outer_lr`` to ``outer_lr_final`` over ``iterations``."""
+        """:math:`\\epsilon` annealed linearly from ``outer_lr`` to ``outer_lr_final`` over ``anneal_iterations``
+        (0: the run's ``iterations``), then held there."""
         if self.outer_lr == 0:
             return None
+        total = self.anneal_iterations or iterations
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda it: self.annealed_outer_lr(it, iterations, self.outer_lr_final) / self.outer_lr)
+            optimizer, lambda it: self.annealed_outer_lr(it, total, self.outer_lr_final) / self.outer_lr)
 
     def annealed_outer_lr(self, iteration: int, total: int, final: float = 0.0) -> float:
         """:math:`\\epsilon` annealed linearly from ``outer_lr`` to ``final`` over ``total``
