@@ -17,7 +17,10 @@ from .algorithms.settings import DATASETS, FewShotConfig, config_class  # noqa: 
 
 def _as_dict(template: FewShotConfig) -> Dict[str, Any]:
     """A paper/budget template's fields that differ from its class's defaults."""
-    default = {f.name: f.default for f in dataclasses.fields(template) if f.default is not dataclasses.MISSING}
+    def plain(v):  # to_dict() writes tuples as lists
+        return list(v) if isinstance(v, tuple) else v
+
+    default = {f.name: plain(f.default) for f in dataclasses.fields(template) if f.default is not dataclasses.MISSING}
     return {k: v for k, v in template.to_dict().items() if k != "algorithm" and (k not in default or v != default[k])}
 
 
@@ -26,10 +29,11 @@ def templates(algorithm: str, which: str = "paper_settings") -> Dict[Tuple[str, 
 
     A key with a fourth element, ``(dataset, n, k, name)``, belongs to that registered name only
     (``"fomaml"`` in MAML's file). A registry name that pins settings inherits its class's paper
-    settings but not its budget schedules: a schedule is searched per learner, and MAML's would be
-    the wrong one for first-order MAML."""
+    settings but not its budget schedules, nor does a subclass: a schedule is searched per learner,
+    and MAML's would be the wrong one for first-order MAML or MetaGAN."""
     e = algorithms.entry(algorithm)
-    table = getattr(e.cls, which, {})
+    # a budget schedule was searched for one class: a subclass (ANIL, MetaGAN of MAML) has its own or none
+    table = vars(e.cls).get(which, {}) if which == "budget_settings" else getattr(e.cls, which, {})
     own = {key[:3]: s for key, s in table.items() if len(key) == 4 and key[3] == e.name}
     if which == "budget_settings" and e.fixed:
         return own

@@ -66,6 +66,13 @@ class ANIL(MAML):
     # architecture, so its settings are MAML's (Finn et al. 2017, appendix A.1, see maml.py). The paper
     # reports Omniglot 20-way and miniImageNet 5-way; 5-way Omniglot uses MAML's 5-way settings.
     paper_settings = retemplate(MAML.paper_settings, ANILConfig)
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.004 halved every 6,950 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): ANILConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+                                 lr_schedule="step", lr_decay_every=6950, lr_decay=0.5, iterations=27800),
+    }
 
     def __init__(
         self,

@@ -132,6 +132,13 @@ class MAML(Learner):
                                               iterations=60_000, train_query=15, meta_lr=1e-3, hidden=32)
            for k in (1, 5)},
     }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.002 halved every 6,200 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): MAMLConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
+                                 lr_schedule="step", lr_decay_every=6200, lr_decay=0.5, iterations=24800),
+    }
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
                  batching: Batching = "auto", bn_mode: BNMode = "transductive", recompute_steps: bool = False,

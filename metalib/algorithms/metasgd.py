@@ -101,6 +101,13 @@ class MetaSGD(MAML):
         **{("miniimagenet", 5, k): MetaSGDConfig(inner_steps=1, test_inner_steps=1, meta_batch=4, iterations=60_000,
                                                  train_query=15, meta_lr=1e-3, hidden=32) for k in (1, 5)},
     }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.002, cosine to x0.02 over 25,300 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): MetaSGDConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
+                                 lr_schedule="cosine", lr_decay_every=25300, lr_decay=0.02, iterations=25300),
+    }
 
     def __init__(
         self,

@@ -116,6 +116,13 @@ class R2D2(EpisodeClassifier):
                                         iterations=120_000, init_scale=1e-4, init_lambda=50.0)
            for k in (1, 5)},
     }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.004, cosine to x0.02 over 29,900 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): R2D2Config(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+                                 lr_schedule="cosine", lr_decay_every=29900, lr_decay=0.02, iterations=29900),
+    }
 
     def __init__(self, encoder: nn.Module, init_lambda: float = 50.0, init_scale: float = 10.0, init_bias: float = 0.0,
                  learn_lambda: bool = True, solver: Solver = "auto", loss_fn=None) -> None:

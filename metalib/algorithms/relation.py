@@ -196,6 +196,13 @@ class RelationNetworks(EpisodeClassifier):
                                         iterations=500_000)
            for k, q in {1: 15, 5: 10}.items()},
     }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.004 halved every 5,525 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): RelationConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+                                 lr_schedule="step", lr_decay_every=5525, lr_decay=0.5, iterations=22100),
+    }
 
     def __init__(self, encoder: nn.Module, relation_dim: int = 8, relation_bn: str = "running",
                  clip_grad_norm: float = 0.5, feature_shape: Optional[Sequence[int]] = None, loss_fn=None) -> None:
