@@ -78,6 +78,12 @@ PAPER = {
                  "transductive BatchNorm (code)"),
     "r2d2": ("—", "not verified (?): no Omniglot number printed as the paper's"),
     "maml": ("98.7 ± 0.4", "P: Finn et al. Table 1; MAML's own split (easier protocol), 600 episodes"),
+    "metasgd": ("99.53 ± 0.26", "S: Li et al.'s classification table, as quoted by later papers; protocol not recorded"),
+    "anil": ("—", "no Omniglot 5-way 1-shot number (20-way 1-shot 96.2 ± 0.5, S)"),
+    "fomaml": ("—", "Finn et al. Table 1's Omniglot first-order cells were not found (?)"),
+    "reptile": ("95.39 ± 0.09", "S: Nichol et al. (arXiv v3), not transductive; 1 query/class, 10,000 test tasks"),
+    "snail": ("99.07", "S: Mishra et al.'s Omniglot table; ± and test protocol not found"),
+    "mann": ("—", "Santoro et al. report accuracy by instance on their own sequences, not N-way K-shot episodes"),
 }
 EPISODE = dict(train_way=5, train_shot=1, train_query=15, meta_batch=1)   # every learner's training episodes
 # Learners whose outer step is not Adam at ``meta_lr`` search the step they do take. Reptile: its
@@ -339,6 +345,10 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
                   f"{search[0]['minutes']:g} CPU-minute(s), 5-way 1-shot, 15 queries/class, one episode per update, "
                   f"{search[0]['val_episodes']} seeded validation episodes):", "",
                   "| learner | peak lr | schedule | iterations | val. accuracy |", "|---|---|---|---|---|"]
+        if any(r["schedule"] in ("linear", "constant") for r in search):
+            lines[-3:-2] = ["(Reptile's 'peak lr' is its meta-step ε — SGD on θ − φ̄ — annealed linearly to 0 or held "
+                            "constant, on episodes of 5 train-shots per class with 5 Adam steps of 1e-3; every other "
+                            "learner's is Adam's.)", ""]
         for r in sorted(search, key=lambda r: (r["learner"], r["schedule"], r["meta_lr"])):
             lines.append(f"| {r['learner']} | {r['meta_lr']:g} | {r['schedule']} (T={r['schedule_length']:,}) | "
                          f"{r['iterations']:,} | {r['val_accuracy']:.2f} ± {r['val_ci95']:.2f} |")
