@@ -322,3 +322,26 @@ def test_a_short_run_learns_to_bind_labels_in_its_memory(one_thread):
     _, r, _ = _short_run()
     assert r.mean[2] > r.mean[1] + 30, r
     assert r.mean[2] > 75, r
+
+
+@pytest.mark.parametrize("name", ["mann", "lstm-baseline"])
+def test_meta_gradient_returns_the_query_logits_in_the_batch_order(name):
+    """The data-parallel step scores ``meta_gradient``'s predictions against ``batch[3]``: they must be the
+    query steps' logits, put back in the batch's order (the sequence shows the steps shuffled)."""
+    from metalib import fewshot
+    torch.manual_seed(0)
+    learner = fewshot.build_learner(fewshot.default_config(name, iterations=1))
+    x_s, y_s = torch.rand(2, 5, 1, 28, 28), torch.arange(5).repeat(2, 1)
+    x_q, y_q = torch.rand(2, 10, 1, 28, 28), torch.arange(5).repeat_interleave(2).repeat(2, 1)
+    batch = (x_s, y_s, x_q, y_q)
+    torch.manual_seed(1)
+    order = torch.rand(2, 15).argsort(dim=1)                # the order sequence_loss will draw
+    torch.manual_seed(1)
+    _, logits, y = learner.sequence_loss(batch)
+    torch.manual_seed(1)
+    _, preds = learner.meta_gradient(batch)
+    assert preds.shape == (2, 10, 5)
+    want = torch.empty_like(logits)
+    want.scatter_(1, order.unsqueeze(-1).expand_as(logits), logits.detach())   # step t showed item order[t]
+    torch.testing.assert_close(preds, want[:, 5:])
+    assert torch.equal(torch.cat([y_s, y_q], 1).gather(1, order), y)        # the order is the one drawn

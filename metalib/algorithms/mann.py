@@ -419,6 +419,11 @@ class MANN(Learner):
     def sequence_loss(self, batch: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
         """Each episode's support and query images in one random order (torch's global generator) ->
         ``(mean cross-entropy over all steps, logits [T, L, N], labels [T, L])``."""
+        return self._sequence_loss(batch)[:3]
+
+    def _sequence_loss(self, batch: Sequence[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`sequence_loss` and the order ``[T, L]`` the steps were shown in (indices into support
+        then queries)."""
         x_s, y_s, x_q, y_q = batch
         x, y = torch.cat([x_s, x_q], dim=1), torch.cat([y_s, y_q], dim=1)
         check_sequence(x, y, self.n_way)
@@ -427,17 +432,19 @@ class MANN(Learner):
         y = y.gather(1, order)
         logits = self.predict_sequence(x, y)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        return loss, logits, y
+        return loss, logits, y, order
 
     def meta_gradient(self, batch: Sequence[Tensor], loss_fn=None):
         """Back-propagate the mean cross-entropy of all steps of each episode's sequence (see the
-        module docstring); returns the loss (and the logits ``[T, L, N]`` of the sequence, whose
-        labels are not ``batch``'s order: :meth:`train_step` scores them)."""
+        module docstring); returns the loss and the logits of the query steps ``[T, Q, N]`` in
+        ``batch``'s query order, so that they score against ``batch[3]`` (the data-parallel step does)."""
         no_loss_fn(loss_fn, f"{type(self).__name__}'s loss is the cross-entropy of every step")
-        loss, logits, _ = self.sequence_loss(batch)
+        loss, logits, y, order = self._sequence_loss(batch)
         check_finite(loss.detach(), "the sequence loss")
         loss.backward()
-        return loss.detach(), logits.detach()
+        back = order.argsort(dim=1)                         # sequence step -> support-then-query position
+        logits = logits.detach().gather(1, back.unsqueeze(-1).expand_as(logits))
+        return loss.detach(), logits[:, batch[1].shape[1]:]
 
     def train_step(self, batch: Sequence[Tensor], optimizer: torch.optim.Optimizer) -> Dict[str, Tensor]:
         """One update on a batch of episodes shown as sequences; ``accuracy``: % of all steps right."""
