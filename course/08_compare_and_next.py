@@ -193,7 +193,7 @@ plt.show()
 
 # %% [markdown]
 # Two orders, and whose each is. The next cell prints the order **of this race at the last mark two or more
-# learners reached** (our budget, our protocol; a learner still racing is named, not ranked) and the order **of the papers' numbers** (full training, their protocols). Where they
+# learners reached** (our budget, our protocol; a learner that stopped earlier, or is still racing, is named, not ranked) and the order **of the papers' numbers** (full training, their protocols). Where they
 # differ, the race ranks *these schedules at this budget*; the papers rank the methods as their authors
 # trained them. Neither is "the" ranking of the methods — and two learners whose intervals overlap are not
 # ordered by this race at all (200 validation episodes cannot separate them).
@@ -207,7 +207,7 @@ print(f"this budget's order (validation at {common} CPU-minutes, ± 95% CI):",
                  sorted(at.items(), key=lambda kv: -kv[1].val_accuracy)))
 behind = [f"{a} (at {pts[-1].cpu_minutes:.0f} min)" for a, pts in races.items() if a not in at]
 if behind:
-    print("still racing, not yet at that mark:", ", ".join(behind))
+    print("not at that mark (stopped earlier or still racing; benchmarks/README.md says which):", ", ".join(behind))
 ranked = sorted(((a, float(p.value.split()[0])) for a, p in papers.items() if p), key=lambda kv: -kv[1])
 print("the papers' order (their protocols):", " > ".join(f"{a} {v:g}" for a, v in ranked))
 
