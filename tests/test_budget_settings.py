@@ -68,3 +68,21 @@ def test_configs_saved_before_the_schedule_field_still_load_and_resume():
     old = fewshot.default_config("protonet").to_dict()
     del old["lr_schedule"]
     assert fewshot.FewShotConfig.from_dict(old).lr_schedule == "step"
+
+
+def test_a_budget_schedule_belongs_to_one_registered_learner():
+    """fomaml (MAML with first_order pinned) has its own key in MAML's file; a subclass (ANIL has its own,
+    MetaGAN none) or a pinned name without a key (foanil) never inherits its parent's searched schedule,
+    while the papers' settings are still inherited."""
+    table = fewshot.budget_settings()
+    maml, fomaml = table[("maml", "omniglot", 5, 1)], table[("fomaml", "omniglot", 5, 1)]
+    assert fomaml["first_order"] is True and "first_order" not in maml and fomaml != maml
+    cfg = fewshot.default_config("fomaml", settings="budget")
+    assert (cfg.algorithm, cfg.first_order, cfg.meta_lr, cfg.iterations) == ("maml", True, fomaml["meta_lr"],
+                                                                              fomaml["iterations"])
+    assert fewshot.default_config("maml", settings="budget").first_order is False
+    for name in ("metagan", "platipus", "pretrain", "foanil"):
+        assert not any(k[0] == name for k in table), name
+        with pytest.raises(ValueError, match=f"{name} has no budget settings"):
+            fewshot.default_config(name, settings="budget")
+    assert fewshot.default_config("foanil").meta_lr == fewshot.default_config("anil").meta_lr   # paper: inherited

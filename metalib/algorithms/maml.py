@@ -134,10 +134,14 @@ class MAML(Learner):
     }
     # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
-    # Adam 0.002 halved every 6,200 iterations, one 5-way 1-shot episode (15 queries/class) per update
+    # Adam 0.002 halved every 6,200 iterations, one 5-way 1-shot episode (15 queries/class) per update.
+    # First-order MAML has its own search and key: Adam 0.004, cosine to x0.02 over 9,600 iterations.
     budget_settings = {
         ("omniglot", 5, 1): MAMLConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
                                  lr_schedule="step", lr_decay_every=6200, lr_decay=0.5, iterations=24800),
+        ("omniglot", 5, 1, "fomaml"): MAMLConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+                                           lr_schedule="cosine", lr_decay_every=9600, lr_decay=0.02, iterations=9600,
+                                           first_order=True),
     }
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1, first_order: bool = False,
