@@ -158,7 +158,11 @@ plt.show()
 #   17.5 minutes, FOMAML 3,000 in 27.5 (on a far busier machine), so their test accuracies compare neither equal
 #   iterations nor equal time. At *equal iterations* their validation logs do (`RESULTS.md`): after 3,000
 #   iterations MAML validated at 95.9% (100 episodes), FOMAML at 85.7% (200 episodes) — FOMAML behind at this
-#   budget; equal *time* cannot be read off these runs. Notebook 06 shows why its direction can be worse early on.
+#   budget; equal *time* cannot be read off these runs. The race of section 1b gives both 30 CPU-minutes: MAML
+#   tests 96.39, FOMAML 88.14 — but FOMAML was raced on a day whose CPU ran each training step about 2.6× slower
+#   (`benchmarks/README.md`), so it did 9,712 iterations to MAML's 26,136. Near equal iterations of the race
+#   MAML validated 94.05% (8,784), FOMAML 87.97% (9,712), each with its own searched schedule: FOMAML still
+#   behind. Notebook 06 shows why its direction can be worse early on.
 # - **Second order costs memory and time.** MAML keeps the graph of every inner step of every task for the outer
 #   gradient; FOMAML and Reptile drop it (notebook 06 measures the graph: it grows with every second-order
 #   inner step). Reptile needs no outer graph at all, but takes more inner steps per task.

@@ -86,3 +86,20 @@ def test_a_budget_schedule_belongs_to_one_registered_learner():
         with pytest.raises(ValueError, match=f"{name} has no budget settings"):
             fewshot.default_config(name, settings="budget")
     assert fewshot.default_config("foanil").meta_lr == fewshot.default_config("anil").meta_lr   # paper: inherited
+
+
+def test_the_budget_settings_rebuild_the_config_each_budget30_model_was_trained_with():
+    """``default_config(name, settings="budget")`` is the raced configuration (the paper's settings with the
+    searched schedule on top): every field of each shipped ``…-budget30`` model's config but the run's length
+    and bookkeeping (the race bounds the iterations itself and validates outside the trainer)."""
+    from metalib.pretrained import manifest
+    rows = {k: v for k, v in manifest().items() if k.endswith("-omniglot-5w1s-budget30")}
+    assert len(rows) >= 8, sorted(rows)
+    for name, row in rows.items():
+        learner = name[: -len("-omniglot-5w1s-budget30")]
+        cfg = fewshot.default_config(learner, settings="budget").to_dict()
+        shipped = fewshot.FewShotConfig.from_dict(row["config"]).to_dict()   # older manifests: the legacy layout
+        diff = {k: (cfg.get(k), shipped.get(k)) for k in set(cfg) | set(shipped)
+                if cfg.get(k) != shipped.get(k) and k not in ("iterations", "val_every", "checkpoint_every", "seed")}
+        assert not diff, (name, diff)
+        assert cfg["iterations"] == fewshot.budget_settings()[(learner, "omniglot", 5, 1)]["iterations"]

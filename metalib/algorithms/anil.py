@@ -1,6 +1,8 @@
 """ANIL — Almost No Inner Loop (Raghu, Raghu, Bengio & Vinyals, ICLR 2020)."""
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
@@ -70,7 +72,7 @@ class ANIL(MAML):
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
     # Adam 0.004 halved every 6,950 iterations, one 5-way 1-shot episode (15 queries/class) per update
     budget_settings = {
-        ("omniglot", 5, 1): ANILConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=6950, lr_decay=0.5, iterations=27800),
     }
 

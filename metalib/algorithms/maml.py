@@ -9,6 +9,8 @@ only. The class :class:`MAML` runs them on a batch (:mod:`metalib.engine`: vmap 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence, Tuple
 
@@ -137,9 +139,9 @@ class MAML(Learner):
     # Adam 0.002 halved every 6,200 iterations, one 5-way 1-shot episode (15 queries/class) per update.
     # First-order MAML has its own search and key: Adam 0.004, cosine to x0.02 over 9,600 iterations.
     budget_settings = {
-        ("omniglot", 5, 1): MAMLConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
                                  lr_schedule="step", lr_decay_every=6200, lr_decay=0.5, iterations=24800),
-        ("omniglot", 5, 1, "fomaml"): MAMLConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1, "fomaml"): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                            lr_schedule="cosine", lr_decay_every=9600, lr_decay=0.02, iterations=9600,
                                            first_order=True),
     }

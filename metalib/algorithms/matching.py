@@ -44,6 +44,8 @@ Shapes: support images ``[N*K, *x_shape]`` → embeddings ``[N*K, d]``; queries 
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -142,7 +144,7 @@ class MatchingNetworks(EpisodeClassifier):
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json:
     # peak lr {1e-3, 2e-3, 4e-3} x {step, cosine}, 1 CPU-minute each, all within 94.1-94.9% ± 0.7)
     budget_settings = {
-        ("omniglot", 5, 1): MatchingConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=7425, lr_decay=0.5, iterations=29700),
     }
 

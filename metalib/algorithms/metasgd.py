@@ -1,6 +1,8 @@
 """Meta-SGD (Li, Zhou, Chen & Li, 2017): MAML with a learned learning rate for every parameter entry."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -105,7 +107,7 @@ class MetaSGD(MAML):
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
     # Adam 0.002, cosine to x0.02 over 25,300 iterations, one 5-way 1-shot episode (15 queries/class) per update
     budget_settings = {
-        ("omniglot", 5, 1): MetaSGDConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.002,
                                  lr_schedule="cosine", lr_decay_every=25300, lr_decay=0.02, iterations=25300),
     }
 

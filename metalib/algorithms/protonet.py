@@ -1,6 +1,8 @@
 """Prototypical Networks (Snell, Swersky & Zemel, NeurIPS 2017)."""
 from __future__ import annotations
 
+import dataclasses
+
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +67,7 @@ class ProtoNet(EpisodeClassifier):
     # peak lr {1e-3, 2e-3, 4e-3} x {step, cosine}, 1 CPU-minute each, all within 92.4-93.3% ± 0.9).
     # 5-way training episodes (not the paper's 60-way): the same episodes as every raced learner.
     budget_settings = {
-        ("omniglot", 5, 1): ProtoNetConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=6925, lr_decay=0.5, iterations=27700),
     }
 

@@ -1,6 +1,8 @@
 """R2-D2: ridge regression as a differentiable head (Bertinetto, Henriques, Torr & Vedaldi, ICLR 2019)."""
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from typing import Literal, Tuple
@@ -120,7 +122,7 @@ class R2D2(EpisodeClassifier):
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
     # Adam 0.004, cosine to x0.02 over 29,900 iterations, one 5-way 1-shot episode (15 queries/class) per update
     budget_settings = {
-        ("omniglot", 5, 1): R2D2Config(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="cosine", lr_decay_every=29900, lr_decay=0.02, iterations=29900),
     }
 

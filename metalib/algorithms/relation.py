@@ -38,6 +38,8 @@ other pairs of the episode.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
@@ -200,7 +202,7 @@ class RelationNetworks(EpisodeClassifier):
     # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
     # Adam 0.004 halved every 5,525 iterations, one 5-way 1-shot episode (15 queries/class) per update
     budget_settings = {
-        ("omniglot", 5, 1): RelationConfig(train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1, train_query=15, meta_batch=1, meta_lr=0.004,
                                  lr_schedule="step", lr_decay_every=5525, lr_decay=0.5, iterations=22100),
     }
 

@@ -1,6 +1,8 @@
 """Reptile (Nichol, Achiam & Schulman, 2018: "On First-Order Meta-Learning Algorithms")."""
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
@@ -85,6 +87,14 @@ class Reptile(Learner):
             ("miniimagenet", 5, 1): dict(train_shot=12, inner_steps=19, inner_lr=0.0012, outer_lr=0.235, meta_batch=2,
                                          iterations=200_000, test_inner_steps=55),
         }.items()
+    }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # epsilon 0.5 annealed linearly to 0 over 6,100 iterations, one task per update, 5 train-shots per class
+    budget_settings = {
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=5, train_query=1, meta_batch=1, inner_steps=5,
+                                          inner_lr=0.001, test_inner_steps=50, outer_lr=0.5, outer_lr_final=0.0,
+                                          anneal_iterations=6100, iterations=6100),
     }
 
     def __init__(
