@@ -17,7 +17,7 @@
 #
 # *Notebook 8 of the metalib suite · about 20 minutes to read · needs: 04–07*
 #
-# > **Runs in** about 1 min on a laptop CPU (default mode; measured 49 s of CPU time on one AMD EPYC core, kernel start included, with the 31 few-shot learners
+# > **Runs in** about 1 min on a laptop CPU (default mode; measured 49 s of CPU time on one AMD EPYC core, kernel start included, with the 28 few-shot learners
 # > shipped then — it grows with every shipped learner) · **needs** Omniglot and miniImageNet
 # > (`METALIB_DATA`, see `docs/data.md`) and the shipped weights (it lists what the manifest holds) · **FULL
 # > mode** re-measures every accuracy on the 600 test episodes and the memory of each meta-iteration in a fresh
