@@ -180,6 +180,8 @@ plt.show()
 # machine cannot distort the clock. At 30 CPU-minutes the weights are also tested on the 600 test episodes
 # (◇), and those weights are the ones shipped as `…-budget30`. The ★ at the right edge is each paper's own
 # number — measured after full training and under its own protocol (section 1 lists the differences).
+# First-order MAML, Reptile, SNAIL and MANN were raced on a later day whose CPU ran each training step about
+# 2.6× slower (`benchmarks/README.md`): their CPU-minutes hold fewer iterations than the others'.
 
 # %%
 races = compare.race_results()          # the race's record: benchmarks/results/time_to_accuracy.json
