@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 

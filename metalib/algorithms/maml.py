@@ -10,7 +10,6 @@ only. The class :class:`MAML` runs them on a batch (:mod:`metalib.engine`: vmap 
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence, Tuple
 

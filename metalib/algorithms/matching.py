@@ -45,7 +45,6 @@ Shapes: support images ``[N*K, *x_shape]`` → embeddings ``[N*K, d]``; queries 
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple, Union

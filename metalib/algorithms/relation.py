@@ -39,7 +39,6 @@ other pairs of the episode.
 from __future__ import annotations
 
 import dataclasses
-
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple

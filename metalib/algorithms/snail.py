@@ -40,7 +40,6 @@ bit for bit; several queries of an episode share its support set (each is still 
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
