@@ -159,7 +159,7 @@ plt.show()
 #   iterations nor equal time. At *equal iterations* their validation logs do (`RESULTS.md`): after 3,000
 #   iterations MAML validated at 95.9% (100 episodes), FOMAML at 85.7% (200 episodes) — FOMAML behind at this
 #   budget; equal *time* cannot be read off these runs. The race of section 1b gives both 30 CPU-minutes: MAML
-#   tests 96.39, FOMAML 88.14 — but FOMAML was raced on a day whose CPU ran each training step about 2.6× slower
+#   tests 96.39, FOMAML 88.14 — but FOMAML was raced on a day whose CPU ran each training step more slowly
 #   (`benchmarks/README.md`), so it did 9,712 iterations to MAML's 26,136. Near equal iterations of the race
 #   MAML validated 94.05% (8,784), FOMAML 87.97% (9,712), each with its own searched schedule: FOMAML still
 #   behind. Notebook 06 shows why its direction can be worse early on.
@@ -180,8 +180,8 @@ plt.show()
 # machine cannot distort the clock. At 30 CPU-minutes the weights are also tested on the 600 test episodes
 # (◇), and those weights are the ones shipped as `…-budget30`. The ★ at the right edge is each paper's own
 # number — measured after full training and under its own protocol (section 1 lists the differences).
-# First-order MAML, Reptile, SNAIL and MANN were raced on a later day whose CPU ran each training step about
-# 2.6× slower (`benchmarks/README.md`): their CPU-minutes hold fewer iterations than the others'.
+# First-order MAML, Reptile, SNAIL and MANN were raced on a later day whose CPU ran each training step more
+# slowly (`benchmarks/README.md` measures it): their CPU-minutes hold fewer iterations than the others'.
 
 # %%
 races = compare.race_results()          # the race's record: benchmarks/results/time_to_accuracy.json
