@@ -3,8 +3,31 @@ import os
 import pytest
 import torch
 
-# Keep test runs reproducible and light on a 2-core machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Keep test runs reproducible and light on a 2-core machine. Under pytest-xdist (the README's command runs
+# two worker processes) each worker keeps to one thread: two workers of two threads each on two cores ran
+# several times slower than one thread each (docs/threads.md).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
+
+
+# pytest-xdist (`--dist loadfile`, pyproject.toml) hands each test file, and each notebook, to one worker, in
+# collection order. The longest go first, so that the two workers end together instead of one of them running
+# the browser test alone at the end: measured with `--durations` on the 2-core machine, the browser test's
+# Run All of every widget notebook took about 1,000 s, the shipped-weights accuracies about 650 s, and no
+# other file more than 250 s.
+LONGEST_FIRST = ("tests/browser/test_widgets_in_browser.py", "tests/test_omniglot_accuracy.py",
+                 "tests/browser/test_slides_in_browser.py", "tests/test_batched.py", "tests/browser/test_site.py",
+                 "tests/test_relation.py", "tests/test_matching.py", "notebooks/")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        try:
+            path = item.path.relative_to(config.rootpath).as_posix()
+        except ValueError:
+            return len(LONGEST_FIRST)
+        return next((i for i, p in enumerate(LONGEST_FIRST) if path.startswith(p)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)   # stable: the tests of a file, and a notebook's cells, keep their order
 
 
 @pytest.fixture

@@ -137,14 +137,18 @@ def title_clipped(png: bytes, band: float = 0.08, edge: int = 2, ink: int = 150)
 
 def test_the_title_check_on_drawn_figures():
     """Not vacuous: a title wider than its figure is found clipped, one that fits is not."""
+    import matplotlib as mpl
     from matplotlib.figure import Figure
 
     def png(title: str) -> bytes:
-        fig = Figure(figsize=(6, 3), dpi=100, layout="constrained")
-        fig.add_subplot().plot([0, 1], [0, 1])
-        fig.suptitle(title, fontsize=11)
-        b = io.BytesIO()
-        fig.savefig(b, format="png")
+        # matplotlib's own defaults: an earlier test in this process may have applied the course's style
+        # (metalib.course.plots.style), whose settings would change the drawing
+        with mpl.style.context("default"):
+            fig = Figure(figsize=(6, 3), dpi=100, layout="constrained")
+            fig.add_subplot().plot([0, 1], [0, 1])
+            fig.suptitle(title, fontsize=11)
+            b = io.BytesIO()
+            fig.savefig(b, format="png", dpi=100)
         return b.getvalue()
 
     assert title_clipped(png("MANN, toy classes — step 3")) is None
