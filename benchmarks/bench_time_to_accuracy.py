@@ -85,6 +85,8 @@ PAPER = {
                 "10,000 test tasks (not transductive: 95.39 ± 0.09)"),
     "snail": ("99.07", "S: Mishra et al.'s Omniglot table; ± and test protocol not found"),
     "mann": ("—", "Santoro et al. report accuracy by instance on their own sequences, not N-way K-shot episodes"),
+    "lstm-baseline": ("—", "Santoro et al.'s LSTM baseline: accuracy by instance on their own sequences, as MANN"),
+    "lstm-meta": ("—", "Ravi & Larochelle report miniImageNet only (43.44 ± 0.77 5-way 1-shot, P)"),
 }
 EPISODE = dict(train_way=5, train_shot=1, train_query=15, meta_batch=1)   # every learner's training episodes
 # Learners whose outer step is not Adam at ``meta_lr`` search the step they do take. Reptile: its
