@@ -129,7 +129,8 @@ def title_clipped(png: bytes, band: float = 0.08, edge: int = 2, ink: int = 150)
     img = Image.open(io.BytesIO(png)).convert("L")
     w, h = img.size
     top = img.crop((0, 0, w, max(1, int(h * band))))
-    cols = [x for x in range(w) if min(top.crop((x, 0, x + 1, top.size[1])).getdata()) < ink]
+    # a column's darkest pixel: getextrema() of a greyscale image is (min, max)
+    cols = [x for x in range(w) if top.crop((x, 0, x + 1, top.size[1])).getextrema()[0] < ink]
     if cols and (cols[0] < edge or cols[-1] >= w - edge):
         return f"the title's ink spans columns {cols[0]}…{cols[-1]} of 0…{w - 1}: cut at the figure's border"
     return None
@@ -137,13 +138,13 @@ def title_clipped(png: bytes, band: float = 0.08, edge: int = 2, ink: int = 150)
 
 def test_the_title_check_on_drawn_figures():
     """Not vacuous: a title wider than its figure is found clipped, one that fits is not."""
-    import matplotlib as mpl
+    from matplotlib import style
     from matplotlib.figure import Figure
 
     def png(title: str) -> bytes:
         # matplotlib's own defaults: an earlier test in this process may have applied the course's style
         # (metalib.course.plots.style), whose settings would change the drawing
-        with mpl.style.context("default"):
+        with style.context("default"):
             fig = Figure(figsize=(6, 3), dpi=100, layout="constrained")
             fig.add_subplot().plot([0, 1], [0, 1])
             fig.suptitle(title, fontsize=11)
