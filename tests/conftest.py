@@ -4,16 +4,15 @@ import pytest
 import torch
 
 # Keep test runs reproducible and light on a 2-core machine. Under pytest-xdist (the README's command runs
-# two worker processes) each worker keeps to one thread: two workers of two threads each on two cores ran
-# several times slower than one thread each (docs/threads.md).
+# two worker processes) each worker keeps to one thread: on a busy 2-core machine two torch threads ran
+# several times slower than one (docs/threads.md), and two workers already fill both cores.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 # pytest-xdist (`--dist loadfile`, pyproject.toml) hands each test file, and each notebook, to one worker, in
 # collection order. The longest go first, so that the two workers end together instead of one of them running
 # the browser test alone at the end: measured with `--durations` on the 2-core machine, the browser test's
-# Run All of every widget notebook took about 1,000 s, the shipped-weights accuracies about 650 s, and no
-# other file more than 250 s.
+# Run All took 40-210 s per widget notebook and the slowest single tests were in the files listed here.
 LONGEST_FIRST = ("tests/browser/test_widgets_in_browser.py", "tests/test_omniglot_accuracy.py",
                  "tests/browser/test_slides_in_browser.py", "tests/test_batched.py", "tests/browser/test_site.py",
                  "tests/test_relation.py", "tests/test_matching.py", "notebooks/")
