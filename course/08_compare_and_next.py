@@ -180,9 +180,10 @@ plt.show()
 # machine cannot distort the clock. At 30 CPU-minutes the weights are also tested on the 600 test episodes
 # (◇), and those weights are the ones shipped as `…-budget30`. The ★ at the right edge is each paper's own
 # number — measured after full training and under its own protocol (section 1 lists the differences).
-# First-order MAML, Reptile, SNAIL and MANN were raced on a later day whose CPU ran each training step more
-# slowly (`benchmarks/README.md` measures it): their CPU-minutes hold fewer iterations than the others'. MANN
-# and the LSTM baseline were stopped at chance, at 5 and 10 CPU-minutes (`benchmarks/README.md` says why).
+# First-order MAML, Reptile, SNAIL, MANN and the two LSTM learners were raced later, on a machine whose CPU ran
+# each training step more slowly (`benchmarks/README.md` measures it): their CPU-minutes hold fewer iterations
+# than the others'. MANN and the LSTM baseline were stopped at chance, at 5 and 10 CPU-minutes
+# (`benchmarks/README.md` says why).
 
 # %%
 races = compare.race_results()          # the race's record: benchmarks/results/time_to_accuracy.json

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -147,6 +148,14 @@ class LSTMMetaLearner(Learner):
                                      iterations=75_000, train_query=15, hidden=32),
         **{("omniglot", 5, k): LSTMMetaConfig(inner_steps=15, test_inner_steps=15, meta_batch=1, meta_lr=1e-3,
                                     iterations=50_000, train_query=5) for k in (1, 5)},
+    }
+    # issue #29: a schedule for ~30 CPU-minutes on one thread, chosen on the validation split
+    # (benchmarks/README.md "Time to accuracy"; grid and results in benchmarks/results/budget_search.json):
+    # Adam 0.002, cosine to x0.02 over 800 episodes, one 5-way 1-shot episode (15 queries/class) per update
+    budget_settings = {
+        ("omniglot", 5, 1): dataclasses.replace(paper_settings[("omniglot", 5, 1)], train_way=5, train_shot=1,
+                                                train_query=15, meta_batch=1, meta_lr=0.002, lr_schedule="cosine",
+                                                lr_decay_every=800, lr_decay=0.02, iterations=800),
     }
 
     def __init__(self, model: nn.Module, inner_steps: int = 5, lstm_hidden: int = 20, max_grad_norm: float = 0.25,
