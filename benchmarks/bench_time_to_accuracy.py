@@ -93,9 +93,11 @@ EPISODE = dict(train_way=5, train_shot=1, train_query=15, meta_batch=1)   # ever
 # meta-step epsilon (SGD on theta - mean(phi)), annealed linearly to 0 over T (the paper's) or held
 # constant; it trains on more shots than it is tested on (the paper's 1-shot runs: 12 train-shots), and
 # its queries only monitor the loss (one per class). The inner loop is the one the earlier shipped run
-# used (5 Adam steps at 1e-3, 50 at test: docs/references.md, Reptile).
+# used (5 Adam steps at 1e-3, 50 at test: docs/references.md, Reptile), and so is its meta-batch of 3
+# tasks (paper: 5): with one task per update each step chases that task, and a race at meta-batch 1
+# stayed flat near 59.5% validation from 5 to 20 CPU-minutes (benchmarks/README.md).
 GRIDS = {"reptile": dict(lrs=(0.25, 0.5, 1.0), schedules=("linear", "constant"),
-                         episode=dict(train_way=5, train_shot=5, train_query=1, meta_batch=1, inner_steps=5,
+                         episode=dict(train_way=5, train_shot=5, train_query=1, meta_batch=3, inner_steps=5,
                                       inner_lr=0.001, test_inner_steps=50))}
 
 
@@ -244,7 +246,7 @@ def search(alg: str, bench: Bench, minutes: float, lrs=None, schedules=None) -> 
             train_for_cpu(trainer, clock, seconds)
             res = bench.validate(trainer.learner)
             rec = dict(learner=alg, meta_lr=lr, schedule=sch, minutes=minutes, schedule_length=length,
-                       settings=s, iterations=trainer.iteration, cpu_seconds=round(clock.cpu, 2),
+                       settings=s, episode=episode(alg), iterations=trainer.iteration, cpu_seconds=round(clock.cpu, 2),
                        wall_seconds=round(clock.wall, 2), val_accuracy=round(res.mean, 3), val_ci95=round(res.ci95, 3),
                        val_episodes=res.episodes, val_seed=res.seed, final_loss=round(sum(trainer.history.loss[-50:]) /
                                                                                       max(1, len(trainer.history.loss[-50:])), 4),
@@ -350,8 +352,8 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
                   "| learner | peak lr | schedule | iterations | val. accuracy |", "|---|---|---|---|---|"]
         if any(r["schedule"] in ("linear", "constant") for r in search):
             lines[-3:-2] = ["(Reptile's 'peak lr' is its meta-step ε — SGD on θ − φ̄ — annealed linearly to 0 or held "
-                            "constant, on episodes of 5 train-shots per class with 5 Adam steps of 1e-3; every other "
-                            "learner's is Adam's.)", ""]
+                            "constant, on episodes of 5 train-shots per class with 5 Adam steps of 1e-3, 3 tasks per update; "
+                            "every other learner's is Adam's.)", ""]
         for r in sorted(search, key=lambda r: (r["learner"], r["schedule"], r["meta_lr"])):
             lines.append(f"| {r['learner']} | {r['meta_lr']:g} | {r['schedule']} (T={r['schedule_length']:,}) | "
                          f"{r['iterations']:,} | {r['val_accuracy']:.2f} ± {r['val_ci95']:.2f} |")
@@ -391,9 +393,9 @@ def table(bench: Bench, readme: Optional[Path] = None, figure: Optional[Path] = 
 
 
 def ship(alg: str, bench: Bench, mark: float = SHIP_MARK, name: Optional[str] = None,
-         directory: Optional[Path] = None) -> Dict[str, Any]:
+         directory: Optional[Path] = None, overwrite: bool = False) -> Dict[str, Any]:
     """Ship the checkpoint at ``mark`` CPU-minutes as ``<algo>-omniglot-5w1s-budget<mark>`` with its
-    recorded 600-episode test result."""
+    recorded 600-episode test result (``overwrite``: replace weights already shipped under that name)."""
     rec = next((r for r in bench.records("time_to_accuracy") if r["learner"] == alg and r["mark_minutes"] == mark
                 and "test" in r), None)
     if rec is None:
@@ -420,7 +422,8 @@ def ship(alg: str, bench: Bench, mark: float = SHIP_MARK, name: Optional[str] = 
                 f"minutes of process CPU time on one thread ({rec['wall_seconds'] / 60:.1f} wall-minutes on a shared "
                 "2-core machine), the budget schedule chosen on the validation split (benchmarks/README.md, "
                 "'time-to-accuracy'); the weights at the 30-CPU-minute mark, not selected by validation.")
-        return fewshot.ship(name, trainer, result, command=command, note=note, directory=directory, extra=dict(
+        return fewshot.ship(name, trainer, result, command=command, note=note, directory=directory,
+                            overwrite=overwrite, extra=dict(
             cpu_minutes=round(rec["cpu_seconds"] / 60, 2), wall_minutes=round(rec["wall_seconds"] / 60, 2),
             budget_settings=rec["settings"], threads=1))
 
@@ -438,6 +441,7 @@ def main(argv=None) -> int:
     p.add_argument("--search-minutes", type=float, default=SEARCH_MINUTES)
     p.add_argument("--table", action="store_true", help="write the table into benchmarks/README.md and the figure")
     p.add_argument("--ship", nargs="+", metavar="LEARNER", help="ship the 30-CPU-minute weights under a new name")
+    p.add_argument("--overwrite", action="store_true", help="--ship: replace weights already shipped under the name")
     p.add_argument("--smoke", action="store_true", help="seconds: synthetic data, tiny budgets, a temporary folder")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results; --smoke: a temp folder)")
     args = p.parse_args(argv)
@@ -456,7 +460,7 @@ def main(argv=None) -> int:
     for alg in (args.pipeline or ()) if args.then_until else ():
         race(alg, bench, args.then_until)
     for alg in args.ship or ():
-        info = ship(alg, bench)
+        info = ship(alg, bench, overwrite=args.overwrite)
         print(f"shipped {alg}: {info.get('file', info)}")
     if args.table:
         print(table(bench, readme=HERE / "README.md"))

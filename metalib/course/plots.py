@@ -293,9 +293,14 @@ def race_curves(ax: Axes, races: Mapping[str, Sequence], papers: Mapping[str, Op
     and the paper's number as a ★ just beyond the right edge (``papers[learner]``: a ``PaperNumber``
     or None). ``labels``: legend names (default: the learner names)."""
     xmax = max((p.cpu_minutes for pts in races.values() for p in pts), default=1.0)
-    for alg, pts in races.items():
+    # more learners than the colour cycle has colours: the next round of colours is dashed, then dotted, so
+    # no two learners share a line's look
+    colors = mpl.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+    for i, (alg, pts) in enumerate(races.items()):
         label = (labels or {}).get(alg, alg)
-        line, = ax.plot([p.cpu_minutes for p in pts], [p.val_accuracy for p in pts], marker="o", ms=4, label=label)
+        ls, marker = (("-", "o"), ("--", "s"), (":", "^"))[min(i // len(colors), 2)]
+        line, = ax.plot([p.cpu_minutes for p in pts], [p.val_accuracy for p in pts], marker=marker, ms=4, ls=ls,
+                        color=colors[i % len(colors)], label=label)
         tests = [p for p in pts if p.test_accuracy is not None]
         ax.plot([p.cpu_minutes for p in tests], [p.test_accuracy for p in tests], ls="", marker="D", mfc="none",
                 ms=8, color=line.get_color())
