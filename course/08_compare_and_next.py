@@ -103,8 +103,8 @@ for r in results:
 # **The cost of one meta-iteration**, measured now for every 5-way 1-shot row with the settings its shipped
 # model was trained with (meta-batch, ways, shots, inner steps): `metalib.course.compare.meta_iteration_cost`
 # runs `FewShotTrainer`'s own training step on random images of the dataset's shape (the cost of a Conv-4 does
-# not depend on the pixels) and reports the median wall time of 2 steps after one warm-up
-# (`metalib.device.time_it`; 10 steps in FULL mode). **Memory** is measured only in FULL mode: a CPU's peak
+# not depend on the pixels) and reports the wall time of one step after one warm-up (`metalib.device.time_it`;
+# the median of 10 steps in FULL mode: one step keeps this notebook within its two minutes). **Memory** is measured only in FULL mode: a CPU's peak
 # resident memory must be read in a fresh Python process per row (`meta_iteration_cost_isolated`), and the
 # number reported is the growth over that process's own peak just before the first step — the *baseline*,
 # printed beside it (Python, torch, the model and the images). Measured that way it is reproducible: two runs
@@ -117,10 +117,11 @@ for r in results:
 # NBVAL_IGNORE_OUTPUT
 # (reason) timings and memory vary by machine and load.
 one_shot = [r for r in results if r.k_shot == 1 and r.n_way == 5]          # one row per algorithm x dataset
-repeats = 10 if FULL else 2
+repeats = 10 if FULL else 1
 measure = compare.meta_iteration_cost_isolated if FULL else compare.meta_iteration_cost
 costs = {r.name: measure(r.config, repeats=repeats, warmup=1) for r in one_shot}
-print(f"measured on {describe_device('cpu')}, median of {repeats} meta-iterations after 1 warm-up"
+print(f"measured on {describe_device('cpu')}, "
+      + (f"median of {repeats} meta-iterations" if repeats > 1 else "one meta-iteration") + " after 1 warm-up"
       + ("; memory: growth of the peak RSS over the baseline, in a fresh process per row" if FULL else
          "; memory: run with METALIB_FULL=1") + "; on a machine busy with other jobs times are upper bounds")
 display(Markdown(compare.markdown_table([r for group in compare.by_family(results).values() for r in group],
